@@ -1,0 +1,247 @@
+"""The result of an explanation: responsibility, the three sets, and their audio."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .errors import ParameterError
+
+SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
+AUDIO_NAMES = ("original",) + SET_NAMES
+
+
+@dataclass
+class Explanation:
+    """Which frequencies a classifier relies on for its decision about one clip.
+
+    Attributes
+    ----------
+    target : int
+        The model's top-1 class for the original clip.
+    score : float
+        The original score (probability) of ``target``.
+    target_name : str or None
+        Name of the target class when the model knows it.
+    space : {"fft", "stft"}
+        The frequency space analysed.
+    responsibility : ndarray of float64
+        Responsibility of every element of the space: shape ``(n_bins,)`` for
+        ``fft``, ``(n_frames, n_bins)`` for ``stft``. Bins outside
+        ``[fmin, fmax]`` (always kept) have 0.
+    frequencies : ndarray
+        Frequency in Hz of every bin.
+    times : ndarray or None
+        Centre time in seconds of every STFT frame (``stft`` only).
+    ranking : ndarray of int64
+        Searched elements (flat indices) by responsibility, descending; ties to
+        the lower index.
+    sufficient, sufficient_necessary, complete : ndarray of bool or None
+        Boolean masks over the space (same shape as ``responsibility``) of the
+        three nested sets, or None when a set does not exist; ``reasons`` says why.
+    set_scores : dict
+        The target's score when each set is kept alone.
+    reasons : dict
+        Why each absent set is absent.
+    queries : int
+        Model evaluations spent in all: the original, the search and the extraction.
+    search_queries, extraction_queries : int
+        The two parts of ``queries`` after the original clip.
+    seed : int
+        The seed used.
+    options : dict
+        Every option used.
+    sample_rate : int
+    n_samples : int
+    elapsed : float
+        Wall-clock seconds.
+    stats : dict
+        Search counters (rounds, mutants, duplicates avoided, passing mutants).
+    """
+
+    target: int
+    score: float
+    space: str
+    responsibility: np.ndarray
+    frequencies: np.ndarray
+    ranking: np.ndarray
+    sufficient: Optional[np.ndarray]
+    sufficient_necessary: Optional[np.ndarray]
+    complete: Optional[np.ndarray]
+    set_scores: Dict[str, Optional[float]]
+    reasons: Dict[str, str]
+    queries: int
+    search_queries: int
+    extraction_queries: int
+    seed: int
+    options: Dict[str, Any]
+    sample_rate: int
+    n_samples: int
+    elapsed: float
+    stats: Dict[str, Any] = field(default_factory=dict)
+    times: Optional[np.ndarray] = None
+    target_name: Optional[str] = None
+    original_scores: Optional[np.ndarray] = None
+    _space: Any = field(default=None, repr=False)
+    _audio: Optional[np.ndarray] = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ sets
+    def get_set(self, name: str) -> Optional[np.ndarray]:
+        """The boolean mask of a set by name (``sufficient``, ``sufficient_necessary``, ``complete``)."""
+        if name not in SET_NAMES:
+            raise ParameterError(f"unknown set {name!r}; choose from {', '.join(SET_NAMES)}")
+        return getattr(self, name)
+
+    def size(self, name: str) -> Optional[int]:
+        """Number of elements (bins or cells) of a set, or None when absent."""
+        m = self.get_set(name)
+        return None if m is None else int(m.sum())
+
+    def bands(self, name: str) -> List[Tuple[float, float]]:
+        """Merged frequency ranges (Hz) of a set: ``[(lo, hi), ...]``.
+
+        Each range runs from the first to the last bin centre of a run of
+        adjacent bins (for ``stft``, bins used in any frame). Empty when absent.
+        """
+        m = self.get_set(name)
+        if m is None:
+            return []
+        used = m if m.ndim == 1 else m.any(axis=0)
+        idx = np.flatnonzero(used)
+        if idx.size == 0:
+            return []
+        breaks = np.flatnonzero(np.diff(idx) > 1)
+        starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+        ends = np.concatenate([idx[breaks], [idx[-1]]])
+        f = self.frequencies
+        return [(float(f[a]), float(f[b])) for a, b in zip(starts, ends)]
+
+    def cells(self, name: str) -> List[Tuple[float, float]]:
+        """For ``stft``: (time s, frequency Hz) of every cell of a set."""
+        m = self.get_set(name)
+        if m is None or m.ndim == 1 or self.times is None:
+            return []
+        t, f = np.nonzero(m)
+        return [(float(self.times[i]), float(self.frequencies[j])) for i, j in zip(t, f)]
+
+    # ----------------------------------------------------------------- audio
+    def mask_of(self, name: str) -> Optional[np.ndarray]:
+        """The full kept-mask (including bins outside [fmin, fmax]) used to resynthesise a set."""
+        m = self.get_set(name)
+        if m is None:
+            return None
+        grid = m.reshape(1, -1) if m.ndim == 1 else m
+        keep = np.ones_like(grid, dtype=bool)
+        b0, b1 = self.options.get("_band", (0, grid.shape[1]))
+        keep[:, b0:b1] = grid[:, b0:b1]
+        return keep
+
+    def audio(self, name: str) -> np.ndarray:
+        """The waveform (float32) of ``original`` or of a set kept alone.
+
+        Raises ParameterError for an absent set.
+        """
+        if name == "original":
+            if self._audio is None:
+                raise ParameterError("this explanation does not hold its original audio")
+            return self._audio
+        keep = self.mask_of(name)
+        if keep is None:
+            raise ParameterError(f"the {name} set does not exist: {self.reasons.get(name, 'absent')}")
+        if self._space is None:
+            raise ParameterError("this explanation cannot resynthesise audio (no space attached)")
+        return np.asarray(self._space.synthesize(keep[None]))[0]
+
+    # ------------------------------------------------------------------ save
+    def summary(self) -> Dict[str, Any]:
+        """A JSON-ready summary."""
+        sets = {}
+        for name in SET_NAMES:
+            m = self.get_set(name)
+            sets[name] = {
+                "present": m is not None,
+                "size": None if m is None else int(m.sum()),
+                "fraction": None if m is None else float(m.sum() / m.size),
+                "bands_hz": [[lo, hi] for lo, hi in self.bands(name)],
+                "score": self.set_scores.get(name),
+                "reason": self.reasons.get(name),
+            }
+        opts = {k: v for k, v in self.options.items() if not k.startswith("_")}
+        return {
+            "target": self.target,
+            "target_name": self.target_name,
+            "score": self.score,
+            "space": self.space,
+            "sample_rate": self.sample_rate,
+            "n_samples": self.n_samples,
+            "shape": list(self.responsibility.shape),
+            "queries": self.queries,
+            "search_queries": self.search_queries,
+            "extraction_queries": self.extraction_queries,
+            "seed": self.seed,
+            "elapsed_s": self.elapsed,
+            "options": opts,
+            "stats": self.stats,
+            "sets": sets,
+        }
+
+    def save(self, directory: "os.PathLike[str] | str") -> Path:
+        """Write ``summary.json``, ``explanation.npz`` and one WAV per available set.
+
+        Every file is written atomically (a temporary file renamed into place).
+        Returns the directory.
+        """
+        from .io import save_wav
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(out / "summary.json", json.dumps(self.summary(), indent=2))
+        arrays = {
+            "responsibility": self.responsibility,
+            "frequencies": self.frequencies,
+            "ranking": self.ranking,
+        }
+        if self.times is not None:
+            arrays["times"] = self.times
+        for name in SET_NAMES:
+            m = self.get_set(name)
+            if m is not None:
+                arrays[name] = m
+        _atomic_write_npz(out / "explanation.npz", arrays)
+        for name in AUDIO_NAMES:
+            if name != "original" and self.get_set(name) is None:
+                continue
+            if name == "original" and self._audio is None:
+                continue
+            save_wav(out / f"{name}.wav", self.audio(name), self.sample_rate)
+        return out
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_write_npz(path: Path, arrays: Dict[str, np.ndarray]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

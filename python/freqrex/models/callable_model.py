@@ -1,0 +1,251 @@
+"""Adapter for any Python callable that scores a batch of waveforms."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import FreqrexError, ModelError, ParameterError
+from .base import Model
+
+__all__ = ["CallableModel", "softmax"]
+
+_OUTPUT_KINDS = ("logits", "probabilities", "sigmoid")
+# Scores declared as probabilities may stray this far outside [0, 1] (float
+# rounding) before they are rejected as probably being logits.
+_PROB_TOLERANCE = 1e-4
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax along `axis` (computed in float64)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - np.max(z, axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _positive_int(value, name: str, *, allow_none: bool = True) -> Optional[int]:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ParameterError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def _to_numpy(out) -> np.ndarray:
+    """Convert a model's output (numpy, list, torch/tf tensor, ...) to float64."""
+    if hasattr(out, "detach") and hasattr(out, "cpu"):  # torch.Tensor, without importing torch
+        out = out.detach().cpu()
+        if hasattr(out, "float"):
+            out = out.float()
+        out = out.numpy()
+    elif hasattr(out, "numpy") and not isinstance(out, np.ndarray):  # tf.Tensor, jax arrays
+        out = out.numpy()
+    return np.asarray(out, dtype=np.float64)
+
+
+class CallableModel(Model):
+    """Wrap a callable ``f(waves) -> scores`` as a freqrex model.
+
+    The callable receives float32 numpy arrays of shape ``(batch, samples)``
+    and must return something convertible to a finite float array of shape
+    ``(batch, classes)`` (numpy arrays, nested lists and CPU or GPU torch
+    tensors all work).  A 1-D result is rejected even for a batch of one:
+    return ``(1, classes)``.
+
+    Parameters
+    ----------
+    fn : callable
+        The model.
+    sample_rate : int
+        Sample rate (Hz) the model expects.
+    class_names : sequence of str, optional
+        One name per output column.  By default ``"0"``, ``"1"``, ... are
+        used, discovered from the first call (reading :attr:`class_names`
+        before any call probes the model once with a silent waveform of
+        `input_samples` samples, or one second).
+    output : {"probabilities", "logits", "sigmoid"}, default "probabilities"
+        What `fn` returns.  ``"logits"`` are turned into probabilities with
+        one softmax over the classes; ``"probabilities"`` (already
+        normalised) and ``"sigmoid"`` (independent per-tag scores) are
+        returned untouched.  Probabilities and sigmoid scores outside
+        [0, 1] (beyond 1e-4 of rounding, which is clipped) raise
+        :class:`~freqrex.errors.ModelError`: they are probably logits.
+    fixed_batch : int, optional
+        The batch size `fn` only accepts.  ``1`` calls it one waveform at a
+        time (shape ``(1, samples)``); a larger value sends chunks of
+        exactly that size, zero-padding the last chunk with silent rows
+        whose scores are dropped.  None: any batch size.
+    max_batch_size : int, optional
+        Split larger batches into calls of at most this many waveforms
+        (ignored when `fixed_batch` is set).  None: one call per batch.
+    input_samples : int, optional
+        Clip length the model prefers, for callers that prepare audio
+        (the adapter does not crop or pad).
+
+    Raises
+    ------
+    ParameterError
+        On bad options (at construction) or a bad input batch.
+
+    Notes
+    -----
+    Every failure of the model itself is raised as
+    :class:`~freqrex.errors.ModelError`, with the original exception (if
+    any) chained as ``__cause__``: an exception inside `fn`, an output that
+    is not numeric, has the wrong shape, the wrong number of classes or
+    NaN/infinite values.
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        *,
+        sample_rate: int,
+        class_names: Optional[Sequence[str]] = None,
+        output: str = "probabilities",
+        fixed_batch: Optional[int] = None,
+        max_batch_size: Optional[int] = None,
+        input_samples: Optional[int] = None,
+    ) -> None:
+        if not callable(fn):
+            raise ParameterError(f"the model must be callable, got {type(fn).__name__}")
+        if output not in _OUTPUT_KINDS:
+            raise ParameterError(f"output must be one of {_OUTPUT_KINDS}, got {output!r}")
+        self._fn = fn
+        self.sample_rate = _positive_int(sample_rate, "sample_rate", allow_none=False)
+        self.output = output
+        self.fixed_batch = _positive_int(fixed_batch, "fixed_batch")
+        self.max_batch_size = _positive_int(max_batch_size, "max_batch_size")
+        self.input_samples = _positive_int(input_samples, "input_samples")
+        if class_names is not None:
+            if isinstance(class_names, str):
+                raise ParameterError("class_names must be a sequence of names, not one string")
+            class_names = [str(c) for c in class_names]
+            if not class_names:
+                raise ParameterError("class_names must not be empty")
+        self._class_names: Optional[list] = class_names
+
+    # -- class names -----------------------------------------------------
+    @property
+    def class_names(self) -> list:
+        """Names of the output classes (probes the model once if unknown)."""
+        if self._class_names is None:
+            n = self.input_samples or self.sample_rate
+            self(np.zeros((1, n), dtype=np.float32))
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, names: Sequence[str]) -> None:
+        self._class_names = [str(c) for c in names]
+
+    # -- calling -----------------------------------------------------------
+    def _forward(self, waves: np.ndarray):
+        """Call the wrapped model on one chunk (subclasses override)."""
+        return self._fn(waves)
+
+    def _chunk_size(self, batch: int) -> int:
+        if self.fixed_batch is not None:
+            return self.fixed_batch
+        if self.max_batch_size is not None:
+            return min(self.max_batch_size, batch)
+        return batch
+
+    def _call_chunk(self, chunk: np.ndarray) -> np.ndarray:
+        n = chunk.shape[0]
+        if self.fixed_batch is not None and n < self.fixed_batch:
+            pad = np.zeros((self.fixed_batch - n, chunk.shape[1]), dtype=np.float32)
+            chunk = np.concatenate([chunk, pad])
+        expected = chunk.shape[0]
+        try:
+            raw = self._forward(chunk)
+        except FreqrexError:
+            raise
+        except Exception as exc:
+            raise ModelError(
+                f"{self._describe()} raised {type(exc).__name__} on a batch of shape {chunk.shape}: {exc}"
+            ) from exc
+        try:
+            scores = _to_numpy(raw)
+        except Exception as exc:
+            raise ModelError(
+                f"{self._describe()} returned {type(raw).__name__}, which is not convertible to a float array"
+            ) from exc
+        if scores.ndim != 2:
+            raise ModelError(
+                f"{self._describe()} returned scores of shape {scores.shape} for a batch of "
+                f"{expected}; expected (batch, classes) = ({expected}, n_classes)"
+            )
+        if scores.shape[0] != expected:
+            raise ModelError(
+                f"{self._describe()} returned {scores.shape[0]} rows of scores for a batch of {expected}"
+            )
+        return scores[:n]
+
+    def __call__(self, waves: np.ndarray) -> np.ndarray:
+        """Score a batch of waveforms.
+
+        Parameters
+        ----------
+        waves : array_like, shape (batch, samples)
+            Float waveforms at :attr:`sample_rate`.
+
+        Returns
+        -------
+        numpy.ndarray of float32, shape (batch, classes)
+            Probabilities (softmaxed logits) or sigmoid scores.
+        """
+        waves = np.asarray(waves, dtype=np.float32)
+        if waves.ndim != 2:
+            raise ParameterError(f"waves must have shape (batch, samples), got {waves.shape}")
+        if waves.shape[1] == 0:
+            raise ParameterError("waves must hold at least one sample per waveform")
+        batch = waves.shape[0]
+        if batch == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        size = self._chunk_size(batch)
+        parts = [self._call_chunk(waves[i : i + size]) for i in range(0, batch, size)]
+        widths = {p.shape[1] for p in parts}
+        if len(widths) != 1:
+            raise ModelError(f"{self._describe()} returned different numbers of classes: {sorted(widths)}")
+        scores = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return self._finish(scores)
+
+    def _finish(self, scores: np.ndarray) -> np.ndarray:
+        n_classes = scores.shape[1]
+        if n_classes == 0:
+            raise ModelError(f"{self._describe()} returned zero classes")
+        if self._class_names is None:
+            self._class_names = [str(i) for i in range(n_classes)]
+        elif n_classes != len(self._class_names):
+            raise ModelError(
+                f"{self._describe()} returned {n_classes} scores per waveform but "
+                f"{len(self._class_names)} class names are set"
+            )
+        if not np.isfinite(scores).all():
+            bad = int(np.size(scores) - np.count_nonzero(np.isfinite(scores)))
+            raise ModelError(f"{self._describe()} returned {bad} NaN or infinite score(s)")
+        if self.output == "logits":
+            scores = softmax(scores, axis=1)
+        else:
+            lo, hi = float(scores.min()), float(scores.max())
+            if lo < -_PROB_TOLERANCE or hi > 1 + _PROB_TOLERANCE:
+                raise ModelError(
+                    f"{self._describe()} was declared to output {self.output} but returned scores in "
+                    f"[{lo:.4g}, {hi:.4g}], outside [0, 1]; pass output='logits' if these are logits"
+                )
+            scores = np.clip(scores, 0.0, 1.0)
+        return scores.astype(np.float32)
+
+    def _describe(self) -> str:
+        name = getattr(self._fn, "__name__", None) or type(self._fn).__name__
+        return f"model {name!r}"
+
+    def __repr__(self) -> str:
+        names = "?" if self._class_names is None else len(self._class_names)
+        return (
+            f"{type(self).__name__}({self._describe()[6:]}, sample_rate={self.sample_rate}, "
+            f"classes={names}, output={self.output!r})"
+        )

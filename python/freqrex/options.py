@@ -1,0 +1,129 @@
+"""The options of an explanation, validated in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from .errors import ParameterError
+
+SPACES = ("fft", "stft")
+CUTS = ("uniform", "log")
+RULES = ("rex", "confidence")
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """Options of :func:`freqrex.explain` (see its docstring for each one)."""
+
+    space: str = "fft"
+    n_fft: int = 2048
+    hop_length: int = 512
+    fmin: Optional[float] = None
+    fmax: Optional[float] = None
+    n_parts: int = 4
+    min_part: int = 2
+    max_depth: int = 16
+    iterations: int = 20
+    budget: int = 2000
+    cuts: str = "uniform"
+    rule: str = "rex"
+    threshold: Optional[float] = None
+    batch_size: int = 64
+    extraction_batch: int = 16
+    tol: float = 0.01
+    mask_value: float = 0.0
+    seed: int = 0
+    n_threads: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        def integer(name: str, lo: int, hi: Optional[int] = None, *, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ParameterError(f"{name} must be an integer, got {v!r}")
+            if v < lo or (hi is not None and v > hi):
+                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+                raise ParameterError(f"{name} must be {rng}, got {v}")
+            object.__setattr__(self, name, int(v))
+
+        def real(name: str, *, optional: bool = False) -> Optional[float]:
+            v = getattr(self, name)
+            if v is None and optional:
+                return None
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                raise ParameterError(f"{name} must be a number, got {v!r}") from None
+            if not math.isfinite(f):
+                raise ParameterError(f"{name} must be finite, got {v!r}")
+            object.__setattr__(self, name, f)
+            return f
+
+        def choice(name: str, allowed: Tuple[str, ...]) -> None:
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ParameterError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {v!r}")
+
+        choice("space", SPACES)
+        choice("cuts", CUTS)
+        choice("rule", RULES)
+        integer("n_fft", 4)
+        integer("hop_length", 1)
+        if self.hop_length > self.n_fft // 2:
+            raise ParameterError(
+                f"hop_length must be at most n_fft // 2 = {self.n_fft // 2} for an invertible STFT, "
+                f"got {self.hop_length}"
+            )
+        integer("n_parts", 2, 8)
+        integer("min_part", 2)
+        integer("max_depth", 1)
+        integer("iterations", 1)
+        integer("budget", 0)
+        integer("batch_size", 1)
+        integer("extraction_batch", 2)
+        integer("seed", 0, (1 << 64) - 1)
+        integer("n_threads", 1, optional=True)
+        fmin = real("fmin", optional=True)
+        fmax = real("fmax", optional=True)
+        if fmin is not None and fmin < 0:
+            raise ParameterError(f"fmin must be >= 0, got {fmin}")
+        if fmin is not None and fmax is not None and fmax <= fmin:
+            raise ParameterError(f"fmax ({fmax}) must be above fmin ({fmin})")
+        tol = real("tol")
+        if tol is not None and tol < 0:
+            raise ParameterError(f"tol must be >= 0, got {tol}")
+        real("mask_value")
+        t = real("threshold", optional=True)
+        if t is not None and not (0 < t <= 1):
+            raise ParameterError(f"threshold must be in (0, 1], got {t}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def band(self, n_bins: int, n_fft: int, sample_rate: int) -> Tuple[int, int]:
+        """The half-open bin range [b0, b1) searched, from fmin/fmax."""
+        hz_per_bin = sample_rate / n_fft
+        b0 = 0 if self.fmin is None else int(math.ceil(self.fmin / hz_per_bin - 1e-9))
+        b1 = n_bins if self.fmax is None else int(math.floor(self.fmax / hz_per_bin + 1e-9)) + 1
+        b0, b1 = max(0, b0), min(n_bins, b1)
+        if b0 >= b1:
+            raise ParameterError(
+                f"no frequency bin lies in [fmin, fmax] = [{self.fmin}, {self.fmax}] Hz "
+                f"(bins are {hz_per_bin:.3f} Hz apart, up to {sample_rate / 2} Hz)"
+            )
+        return b0, b1
+
+
+def make_options(**kwargs: Any) -> ExplainOptions:
+    """Build options, turning unknown names into a ParameterError."""
+    fields = {f.name for f in dataclasses.fields(ExplainOptions)}
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+        raise ParameterError(f"unknown option(s): {', '.join(unknown)}")
+    return ExplainOptions(**kwargs)

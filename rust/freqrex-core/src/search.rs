@@ -1,0 +1,414 @@
+//! Responsibility by iterative random partition refinement (ReX, corrected).
+//!
+//! Iterations are independent random partition refinements. They advance in
+//! lock-step rounds: every round gathers the mutants of all active iterations,
+//! so that the model sees large batches. Identical masks are queried once.
+//! Responsibility contributions are applied in the fixed order
+//! (round, iteration, mutant, child), so the result does not depend on the
+//! batch size or the number of threads.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::error::{param, Result};
+use crate::geometry::{canonical_key, Rect};
+use crate::partition::{split, CutScale};
+use crate::rng::SplitMix64;
+
+/// How a passing combination of `k` parts shares responsibility among them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// ReX: each part gets `1 / k`.
+    Rex,
+    /// Confidence-weighted: each part gets `score / k`, with `score` the
+    /// mutant's probability of the target class.
+    Confidence,
+}
+
+/// Options of the search.
+#[derive(Clone, Debug)]
+pub struct SearchOptions {
+    pub n_parts: u32,
+    pub min_part: u64,
+    pub max_depth: u32,
+    pub iterations: u32,
+    pub budget: u64,
+    pub seed: u64,
+    pub cut_scale: CutScale,
+    pub rule: Rule,
+    /// A mutant passes when its top class is the target and, if set, its
+    /// target score is at least `threshold * original_score`.
+    pub threshold: Option<f64>,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        Self {
+            n_parts: 4,
+            min_part: 2,
+            max_depth: 16,
+            iterations: 20,
+            budget: 2000,
+            seed: 0,
+            cut_scale: CutScale::Uniform,
+            rule: Rule::Rex,
+            threshold: None,
+        }
+    }
+}
+
+impl SearchOptions {
+    pub fn validate(&self) -> Result<()> {
+        if !(2..=8).contains(&self.n_parts) {
+            return param(format!("n_parts must be in 2..=8, got {}", self.n_parts));
+        }
+        if self.min_part < 2 {
+            return param(format!("min_part must be at least 2, got {}", self.min_part));
+        }
+        if self.max_depth < 1 {
+            return param("max_depth must be at least 1");
+        }
+        if self.iterations < 1 {
+            return param("iterations must be at least 1");
+        }
+        if let Some(t) = self.threshold {
+            if !(t.is_finite() && t > 0.0 && t <= 1.0) {
+                return param(format!("threshold must be in (0, 1], got {t}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The model's answer for one mutant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Outcome {
+    /// Top-1 class.
+    pub top: usize,
+    /// Score of the target class.
+    pub score: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    rect: Rect,
+    depth: u32,
+}
+
+struct Split {
+    job_index: usize,
+    children: Vec<Part>,
+}
+
+struct Mutant {
+    split: usize,
+    subset: u32,
+    kept: u64,
+    id: Option<usize>,
+}
+
+struct Iteration {
+    rng: SplitMix64,
+    job: Vec<Part>,
+    splits: Vec<Split>,
+    mutants: Vec<Mutant>,
+    active: bool,
+}
+
+/// A mask waiting for the model: its id and the kept boxes of the search region.
+pub struct Pending {
+    pub id: usize,
+    pub rects: Vec<Rect>,
+}
+
+/// Counters of a finished or running search.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    pub queries: u64,
+    pub rounds: u32,
+    pub mutants: u64,
+    pub duplicates: u64,
+    pub passing: u64,
+    pub budget_exhausted: bool,
+}
+
+/// The responsibility search as an ask/tell state machine.
+pub struct Search {
+    opts: SearchOptions,
+    n_bins: usize,
+    target: usize,
+    target_score: f64,
+    iterations: Vec<Iteration>,
+    ids: HashMap<Vec<u32>, usize>,
+    outcomes: Vec<Option<Outcome>>,
+    queue: VecDeque<Pending>,
+    in_flight: Vec<usize>,
+    responsibility: Vec<f64>,
+    stats: SearchStats,
+    finished: bool,
+}
+
+impl Search {
+    /// A search over `region` (the cells that may be masked) of a grid of
+    /// `(n_frames, n_bins)`, for the model's original decision `target` with
+    /// score `target_score`.
+    pub fn new(
+        opts: SearchOptions,
+        n_frames: usize,
+        n_bins: usize,
+        region: Rect,
+        target: usize,
+        target_score: f64,
+    ) -> Result<Self> {
+        opts.validate()?;
+        if region.cells() == 0 || region.t1 as usize > n_frames || region.f1 as usize > n_bins {
+            return param("the search region is empty or outside the space");
+        }
+        if !target_score.is_finite() {
+            return param("the original score must be finite");
+        }
+        let iterations = (0..opts.iterations)
+            .map(|i| Iteration {
+                rng: SplitMix64::for_iteration(opts.seed, i as u64),
+                job: vec![Part { rect: region, depth: 0 }],
+                splits: Vec::new(),
+                mutants: Vec::new(),
+                active: true,
+            })
+            .collect();
+        let mut s = Self {
+            opts,
+            n_bins,
+            target,
+            target_score,
+            iterations,
+            ids: HashMap::new(),
+            outcomes: Vec::new(),
+            queue: VecDeque::new(),
+            in_flight: Vec::new(),
+            responsibility: vec![0.0; n_frames * n_bins],
+            stats: SearchStats::default(),
+            finished: false,
+        };
+        s.generate();
+        Ok(s)
+    }
+
+    pub fn stats(&self) -> SearchStats {
+        self.stats
+    }
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+    pub fn active_iterations(&self) -> usize {
+        self.iterations.iter().filter(|it| it.active).count()
+    }
+
+    /// Responsibility per cell (frame-major), averaged over iterations.
+    pub fn responsibility(&self) -> Vec<f64> {
+        let n = self.opts.iterations as f64;
+        self.responsibility.iter().map(|v| v / n).collect()
+    }
+
+    fn passes(&self, o: &Outcome) -> bool {
+        o.top == self.target
+            && self
+                .opts
+                .threshold
+                .is_none_or(|t| o.score >= t * self.target_score)
+    }
+
+    fn splittable(&self, p: &Part) -> bool {
+        p.rect.cells() >= self.opts.min_part.max(2) && p.depth < self.opts.max_depth
+    }
+
+    /// Build the next round's mutants for every active iteration, registering
+    /// new masks in order until the budget is spent.
+    fn generate(&mut self) {
+        let mut any = false;
+        for i in 0..self.iterations.len() {
+            if !self.iterations[i].active {
+                continue;
+            }
+            let mut splits = Vec::new();
+            let mut mutants = Vec::new();
+            let job = self.iterations[i].job.clone();
+            for (j, part) in job.iter().enumerate() {
+                if !self.splittable(part) {
+                    continue;
+                }
+                let it = &mut self.iterations[i];
+                let children: Vec<Part> =
+                    split(&mut it.rng, &part.rect, self.opts.n_parts, self.opts.cut_scale)
+                        .into_iter()
+                        .map(|rect| Part { rect, depth: part.depth + 1 })
+                        .collect();
+                if children.len() < 2 {
+                    continue;
+                }
+                let c = children.len() as u32;
+                let others: Vec<Rect> = job
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, _)| k != j)
+                    .map(|(_, p)| p.rect)
+                    .collect();
+                let others_cells: u64 = others.iter().map(|r| r.cells()).sum();
+                for subset in 1..(1u32 << c) - 1 {
+                    let mut rects = others.clone();
+                    let mut kept = others_cells;
+                    for (b, ch) in children.iter().enumerate() {
+                        if subset >> b & 1 == 1 {
+                            rects.push(ch.rect);
+                            kept += ch.rect.cells();
+                        }
+                    }
+                    let id = self.register(rects);
+                    mutants.push(Mutant { split: splits.len(), subset, kept, id });
+                }
+                splits.push(Split { job_index: j, children });
+            }
+            let it = &mut self.iterations[i];
+            if mutants.is_empty() {
+                it.active = false;
+            } else {
+                any = true;
+            }
+            it.splits = splits;
+            it.mutants = mutants;
+        }
+        if !any {
+            self.finished = true;
+        }
+    }
+
+    fn register(&mut self, rects: Vec<Rect>) -> Option<usize> {
+        self.stats.mutants += 1;
+        let key = canonical_key(&rects);
+        if let Some(&id) = self.ids.get(&key) {
+            self.stats.duplicates += 1;
+            return Some(id);
+        }
+        if self.stats.queries >= self.opts.budget {
+            self.stats.budget_exhausted = true;
+            return None;
+        }
+        let id = self.outcomes.len();
+        self.outcomes.push(None);
+        self.ids.insert(key, id);
+        self.stats.queries += 1;
+        self.queue.push_back(Pending { id, rects });
+        Some(id)
+    }
+
+    /// Credit the finished round and choose each iteration's next job.
+    fn process_round(&mut self) {
+        self.stats.rounds += 1;
+        let n_bins = self.n_bins;
+        for i in 0..self.iterations.len() {
+            if !self.iterations[i].active {
+                continue;
+            }
+            let mut best: Option<(u64, usize)> = None;
+            let mut credits: Vec<(Rect, f64)> = Vec::new();
+            {
+                let it = &self.iterations[i];
+                for (mi, m) in it.mutants.iter().enumerate() {
+                    let Some(o) = m.id.and_then(|id| self.outcomes[id]) else { continue };
+                    if !self.passes(&o) {
+                        continue;
+                    }
+                    self.stats.passing += 1;
+                    let k = m.subset.count_ones() as f64;
+                    let share = match self.opts.rule {
+                        Rule::Rex => 1.0 / k,
+                        Rule::Confidence => o.score / k,
+                    };
+                    let sp = &it.splits[m.split];
+                    for (b, ch) in sp.children.iter().enumerate() {
+                        if m.subset >> b & 1 == 1 {
+                            credits.push((ch.rect, share));
+                        }
+                    }
+                    if best.is_none_or(|(kept, _)| m.kept < kept) {
+                        best = Some((m.kept, mi));
+                    }
+                }
+            }
+            for (r, share) in credits {
+                for t in r.t0..r.t1 {
+                    let row = t as usize * n_bins;
+                    for v in &mut self.responsibility[row + r.f0 as usize..row + r.f1 as usize] {
+                        *v += share;
+                    }
+                }
+            }
+            let it = &mut self.iterations[i];
+            match best {
+                None => it.active = false,
+                Some((_, mi)) => {
+                    let m = &it.mutants[mi];
+                    let sp = &it.splits[m.split];
+                    let mut job = Vec::with_capacity(it.job.len() + sp.children.len());
+                    for (k, p) in it.job.iter().enumerate() {
+                        if k == sp.job_index {
+                            for (b, ch) in sp.children.iter().enumerate() {
+                                if m.subset >> b & 1 == 1 {
+                                    job.push(*ch);
+                                }
+                            }
+                        } else {
+                            job.push(*p);
+                        }
+                    }
+                    it.job = job;
+                }
+            }
+            it.splits.clear();
+            it.mutants.clear();
+        }
+        if self.stats.budget_exhausted {
+            for it in &mut self.iterations {
+                it.active = false;
+            }
+            self.finished = true;
+        } else {
+            self.generate();
+        }
+    }
+
+    /// Up to `max` masks for the model, advancing rounds as needed. Empty when
+    /// the search is finished.
+    pub fn ask(&mut self, max: usize) -> Result<Vec<Pending>> {
+        if !self.in_flight.is_empty() {
+            return Err(crate::error::CoreError::Protocol(
+                "ask() called before tell() answered the previous batch".into(),
+            ));
+        }
+        if max == 0 {
+            return param("batch size must be at least 1");
+        }
+        while self.queue.is_empty() && !self.finished {
+            self.process_round();
+        }
+        let n = max.min(self.queue.len());
+        let batch: Vec<Pending> = self.queue.drain(..n).collect();
+        self.in_flight = batch.iter().map(|p| p.id).collect();
+        Ok(batch)
+    }
+
+    /// The model's outcomes for the last batch, in order.
+    pub fn tell(&mut self, outcomes: &[Outcome]) -> Result<()> {
+        if outcomes.len() != self.in_flight.len() {
+            return Err(crate::error::CoreError::Protocol(format!(
+                "tell() got {} outcomes for a batch of {}",
+                outcomes.len(),
+                self.in_flight.len()
+            )));
+        }
+        for (&id, o) in self.in_flight.iter().zip(outcomes) {
+            self.outcomes[id] = Some(*o);
+        }
+        self.in_flight.clear();
+        Ok(())
+    }
+}
