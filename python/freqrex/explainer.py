@@ -229,7 +229,7 @@ def explain(
         always kept); n_parts=4 (children per split); min_part=2 (smallest
         splittable part, in elements); max_depth=16; cuts="uniform" or "log"
         (cut points uniform over bin index or over log-frequency);
-        rule="rex" (1/k shares) or "confidence" (score/k); threshold (a
+        rule="minimal" (1/k to each part of a minimal passing combination of k parts), "rex" (1/k to every passing combination, as ReX) or "confidence" (score/k, minimal); threshold (a
         mutant passes only with score >= threshold * original score);
         batch_size=64 (mutants per model call); extraction_batch=16
         (candidate prefixes per step); tol=0.01 (complete set);

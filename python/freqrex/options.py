@@ -13,7 +13,7 @@ from .errors import ParameterError
 
 SPACES = ("fft", "stft")
 CUTS = ("uniform", "log")
-RULES = ("rex", "confidence")
+RULES = ("minimal", "rex", "confidence")
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class ExplainOptions:
     iterations: int = 20
     budget: int = 2000
     cuts: str = "uniform"
-    rule: str = "rex"
+    rule: str = "minimal"
     threshold: Optional[float] = None
     batch_size: int = 64
     extraction_batch: int = 16

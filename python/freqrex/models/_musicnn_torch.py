@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._tf_checkpoint import read_checkpoint
+from .musicnn import find_checkpoints
 
-__all__ = ["MODELS", "Musicnn", "MusicnnVGG", "build", "find_checkpoints"]
+__all__ = ["MODELS", "Musicnn", "MusicnnVGG", "build"]
 
 #: The four taggers of the wheel and their architecture.
 MODELS = {"MSD_musicnn": "musicnn", "MTT_musicnn": "musicnn", "MSD_vgg": "vgg", "MTT_vgg": "vgg"}
@@ -161,31 +162,6 @@ class MusicnnVGG(nn.Module):
             h = F.max_pool2d(_bn_nd(bn, h), size, stride)  # TF "valid" pooling
         h = h.permute(0, 2, 3, 1).flatten(1)  # TF flattens NHWC: (B, 2*1*128)
         return torch.sigmoid(self.out(h))
-
-
-def find_checkpoints() -> Optional[str]:
-    """Locate the directory holding the wheel's ``<NAME>/`` checkpoint folders.
-
-    Looks at the ``FREQREX_MUSICNN_DIR`` environment variable, then at an
-    installed ``musicnn`` package (``pip install --no-deps musicnn``; found
-    without importing it).
-
-    Returns
-    -------
-    str or None
-        The directory, or None when neither is available.
-    """
-    env = os.environ.get("FREQREX_MUSICNN_DIR")
-    if env and os.path.isfile(os.path.join(env, "MSD_musicnn", ".index")):
-        return env
-    import importlib.util
-
-    spec = importlib.util.find_spec("musicnn")
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            if os.path.isfile(os.path.join(loc, "MSD_musicnn", ".index")):
-                return loc
-    return None
 
 
 def build(name: str, checkpoint_dir: Optional[str] = None) -> nn.Module:

@@ -29,7 +29,6 @@ __all__ = ["read_checkpoint"]
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_LEN = 48
-_BLOCK_TRAILER_LEN = 5  # 1 byte compression type + 4 bytes masked CRC32C
 
 # tensorflow/core/framework/types.proto -> numpy (little-endian)
 _DTYPES = {

@@ -264,6 +264,30 @@ class MusicnnModel(Model):
         return tags.astype(np.float32, copy=False)
 
 
+def find_checkpoints() -> Optional[str]:
+    """Locate the original TF checkpoints (only the build script and tests need them).
+
+    Looks at the ``FREQREX_MUSICNN_DIR`` environment variable, then at an
+    installed ``musicnn`` package (``pip install --no-deps musicnn``; found
+    without importing it).
+
+    Returns
+    -------
+    str or None
+        The directory holding ``MSD_musicnn/.index`` etc., or None.
+    """
+    import importlib.util
+
+    candidates = [os.environ.get("FREQREX_MUSICNN_DIR", "")]
+    spec = importlib.util.find_spec("musicnn")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += list(spec.submodule_search_locations)
+    for folder in candidates:
+        if folder and os.path.isfile(os.path.join(folder, "MSD_musicnn", ".index")):
+            return folder
+    return None
+
+
 def musicnn(name: str = "MSD_musicnn", *, providers: Optional[Sequence] = None,
             batch_size: int = 32) -> MusicnnModel:
     """Load a shipped musicnn tagger.

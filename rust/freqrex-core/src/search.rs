@@ -17,9 +17,15 @@ use crate::rng::SplitMix64;
 /// How a passing combination of `k` parts shares responsibility among them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
-    /// ReX: each part gets `1 / k`.
+    /// Default: each part of a *minimal* passing combination of `k` parts (no
+    /// proper subset of it passes, the empty one included) gets `1 / k`: the
+    /// parts that are critical in it, as actual causality defines
+    /// responsibility. Parts that merely ride along get nothing.
+    Minimal,
+    /// ReX's rule: each part of *every* passing combination of `k` parts gets
+    /// `1 / k` (irrelevant parts that ride along with a cause get credit too).
     Rex,
-    /// Confidence-weighted: each part gets `score / k`, with `score` the
+    /// As `Minimal`, weighted by confidence: `score / k`, with `score` the
     /// mutant's probability of the target class.
     Confidence,
 }
@@ -50,7 +56,7 @@ impl Default for SearchOptions {
             budget: 2000,
             seed: 0,
             cut_scale: CutScale::Uniform,
-            rule: Rule::Rex,
+            rule: Rule::Minimal,
             threshold: None,
         }
     }
@@ -96,6 +102,7 @@ struct Part {
 
 struct Split {
     job_index: usize,
+    parent: Rect,
     children: Vec<Part>,
 }
 
@@ -111,6 +118,9 @@ struct Iteration {
     job: Vec<Part>,
     splits: Vec<Split>,
     mutants: Vec<Mutant>,
+    /// Credited parts of this iteration: the finest tested part of each
+    /// credited cell and its share. Disjoint boxes, in insertion order.
+    leaves: Vec<(Rect, f64)>,
     active: bool,
 }
 
@@ -142,7 +152,7 @@ pub struct Search {
     outcomes: Vec<Option<Outcome>>,
     queue: VecDeque<Pending>,
     in_flight: Vec<usize>,
-    responsibility: Vec<f64>,
+    n_frames: usize,
     stats: SearchStats,
     finished: bool,
 }
@@ -172,6 +182,7 @@ impl Search {
                 job: vec![Part { rect: region, depth: 0 }],
                 splits: Vec::new(),
                 mutants: Vec::new(),
+                leaves: Vec::new(),
                 active: true,
             })
             .collect();
@@ -185,7 +196,7 @@ impl Search {
             outcomes: Vec::new(),
             queue: VecDeque::new(),
             in_flight: Vec::new(),
-            responsibility: vec![0.0; n_frames * n_bins],
+            n_frames,
             stats: SearchStats::default(),
             finished: false,
         };
@@ -204,9 +215,25 @@ impl Search {
     }
 
     /// Responsibility per cell (frame-major), averaged over iterations.
+    ///
+    /// Within one iteration a cell's responsibility is the share of the finest
+    /// part containing it whose split was fully evaluated: refining a part
+    /// replaces its credit by its children's, so cells that only shared a
+    /// coarse part with a cause end at zero. Iterations are summed in order.
     pub fn responsibility(&self) -> Vec<f64> {
+        let mut total = vec![0.0f64; self.n_frames * self.n_bins];
+        for it in &self.iterations {
+            for (r, v) in &it.leaves {
+                for t in r.t0..r.t1 {
+                    let row = t as usize * self.n_bins;
+                    for x in &mut total[row + r.f0 as usize..row + r.f1 as usize] {
+                        *x += v;
+                    }
+                }
+            }
+        }
         let n = self.opts.iterations as f64;
-        self.responsibility.iter().map(|v| v / n).collect()
+        total.iter().map(|v| v / n).collect()
     }
 
     fn passes(&self, o: &Outcome) -> bool {
@@ -253,7 +280,7 @@ impl Search {
                     .map(|(_, p)| p.rect)
                     .collect();
                 let others_cells: u64 = others.iter().map(|r| r.cells()).sum();
-                for subset in 1..(1u32 << c) - 1 {
+                for subset in 0..(1u32 << c) - 1 {
                     let mut rects = others.clone();
                     let mut kept = others_cells;
                     for (b, ch) in children.iter().enumerate() {
@@ -265,7 +292,7 @@ impl Search {
                     let id = self.register(rects);
                     mutants.push(Mutant { split: splits.len(), subset, kept, id });
                 }
-                splits.push(Split { job_index: j, children });
+                splits.push(Split { job_index: j, parent: part.rect, children });
             }
             let it = &mut self.iterations[i];
             if mutants.is_empty() {
@@ -303,48 +330,67 @@ impl Search {
     /// Credit the finished round and choose each iteration's next job.
     fn process_round(&mut self) {
         self.stats.rounds += 1;
-        let n_bins = self.n_bins;
         for i in 0..self.iterations.len() {
             if !self.iterations[i].active {
                 continue;
             }
+            let it = &self.iterations[i];
+            let n_splits = it.splits.len();
+            // Passing subsets of each split, and whether every mutant of it was evaluated.
+            let mut passing: Vec<Vec<u32>> = vec![Vec::new(); n_splits];
+            let mut complete = vec![true; n_splits];
             let mut best: Option<(u64, usize)> = None;
-            let mut credits: Vec<(Rect, f64)> = Vec::new();
-            {
-                let it = &self.iterations[i];
-                for (mi, m) in it.mutants.iter().enumerate() {
-                    let Some(o) = m.id.and_then(|id| self.outcomes[id]) else { continue };
-                    if !self.passes(&o) {
-                        continue;
-                    }
-                    self.stats.passing += 1;
-                    let k = m.subset.count_ones() as f64;
-                    let share = match self.opts.rule {
-                        Rule::Rex => 1.0 / k,
-                        Rule::Confidence => o.score / k,
-                    };
-                    let sp = &it.splits[m.split];
-                    for (b, ch) in sp.children.iter().enumerate() {
-                        if m.subset >> b & 1 == 1 {
-                            credits.push((ch.rect, share));
+            for (mi, m) in it.mutants.iter().enumerate() {
+                match m.id.and_then(|id| self.outcomes[id]) {
+                    None => complete[m.split] = false,
+                    Some(o) if self.passes(&o) => {
+                        passing[m.split].push(m.subset);
+                        if best.is_none_or(|(kept, _)| m.kept < kept) {
+                            best = Some((m.kept, mi));
                         }
                     }
-                    if best.is_none_or(|(kept, _)| m.kept < kept) {
-                        best = Some((m.kept, mi));
+                    Some(_) => {}
+                }
+            }
+            // Credit of every child of every split, in mutant order.
+            let mut credit: Vec<Vec<f64>> = it.splits.iter().map(|sp| vec![0.0; sp.children.len()]).collect();
+            for m in &it.mutants {
+                let Some(o) = m.id.and_then(|id| self.outcomes[id]) else { continue };
+                if m.subset == 0 || !self.passes(&o) {
+                    continue;
+                }
+                let minimal = !passing[m.split].iter().any(|&t| t != m.subset && t & m.subset == t);
+                let k = m.subset.count_ones() as f64;
+                let share = match self.opts.rule {
+                    Rule::Rex => 1.0 / k,
+                    Rule::Minimal if minimal => 1.0 / k,
+                    Rule::Confidence if minimal => o.score / k,
+                    _ => continue,
+                };
+                for (b, c) in credit[m.split].iter_mut().enumerate() {
+                    if m.subset >> b & 1 == 1 {
+                        *c += share;
                     }
                 }
             }
-            for (r, share) in credits {
-                for t in r.t0..r.t1 {
-                    let row = t as usize * n_bins;
-                    for v in &mut self.responsibility[row + r.f0 as usize..row + r.f1 as usize] {
-                        *v += share;
-                    }
-                }
-            }
+            self.stats.passing += passing.iter().map(|p| p.len() as u64).sum::<u64>();
             let it = &mut self.iterations[i];
+            for (s, sp) in it.splits.iter().enumerate() {
+                if !complete[s] {
+                    continue;
+                }
+                let p = sp.parent;
+                it.leaves.retain(|(r, _)| {
+                    !(r.t0 >= p.t0 && r.t1 <= p.t1 && r.f0 >= p.f0 && r.f1 <= p.f1)
+                });
+                for (ch, &c) in sp.children.iter().zip(&credit[s]) {
+                    if c > 0.0 {
+                        it.leaves.push((ch.rect, c));
+                    }
+                }
+            }
             match best {
-                None => it.active = false,
+                None | Some((0, _)) => it.active = false,
                 Some((_, mi)) => {
                     let m = &it.mutants[mi];
                     let sp = &it.splits[m.split];

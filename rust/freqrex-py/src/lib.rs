@@ -164,9 +164,10 @@ fn parse_cuts(s: &str) -> core::Result<core::CutScale> {
 
 fn parse_rule(s: &str) -> core::Result<core::Rule> {
     match s {
+        "minimal" => Ok(core::Rule::Minimal),
         "rex" => Ok(core::Rule::Rex),
         "confidence" => Ok(core::Rule::Confidence),
-        o => Err(core::CoreError::Parameter(format!("rule must be 'rex' or 'confidence', got {o:?}"))),
+        o => Err(core::CoreError::Parameter(format!("rule must be 'minimal', 'rex' or 'confidence', got {o:?}"))),
     }
 }
 
@@ -182,7 +183,7 @@ struct Engine {
 impl Engine {
     #[new]
     #[pyo3(signature = (space, target, target_score, *, band, n_parts = 4, min_part = 2, max_depth = 16,
-        iterations = 20, budget = 2000, seed = 0, cuts = "uniform", rule = "rex", threshold = None,
+        iterations = 20, budget = 2000, seed = 0, cuts = "uniform", rule = "minimal", threshold = None,
         extraction_batch = 16, tol = 0.01))]
     #[allow(clippy::too_many_arguments)]
     fn new(

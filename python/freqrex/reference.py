@@ -1,0 +1,492 @@
+"""The pure-NumPy reference implementation of freqrex.
+
+The same algorithm as the Rust core, written to be read: the test oracle and
+the baseline of the benchmarks. For the same seed it draws the same partitions
+(both use :class:`freqrex._rng.SplitMix64`) and so gives the same
+responsibility, to float tolerance, and the same sets.
+
+Use it exactly like :func:`freqrex.explain`::
+
+    from freqrex import reference
+    e = reference.explain(audio, sample_rate, model, seed=0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ._rng import SplitMix64
+from .errors import FreqrexError, ModelError, ParameterError
+
+Rect = Tuple[int, int, int, int]  # (t0, t1, f0, f1), half-open
+
+
+# ---------------------------------------------------------------- spaces
+def hann(n: int) -> np.ndarray:
+    """The periodic Hann window."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+class FrequencySpace:
+    """A clip in its frequency space; see the Rust ``FrequencySpace``."""
+
+    def __init__(self, audio, *, space="fft", n_fft=2048, hop_length=512, mask_value=0.0, n_threads=None):
+        x = np.asarray(audio, dtype=np.float64)
+        if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)):
+            raise ParameterError("audio must be a finite, non-empty 1-D array")
+        self.kind = space
+        self.n_samples = x.size
+        self.mask_value = float(mask_value)
+        if space == "fft":
+            if x.size < 2:
+                raise ParameterError("the fft space needs at least 2 samples")
+            self.n_fft = self.hop_length = x.size
+            self._coef = np.fft.rfft(x)[None, :]
+        elif space == "stft":
+            if n_fft < 4 or not 1 <= hop_length <= n_fft // 2:
+                raise ParameterError("need n_fft >= 4 and 1 <= hop_length <= n_fft // 2")
+            self.n_fft, self.hop_length = n_fft, hop_length
+            n_frames = 1 + x.size // hop_length
+            pad = n_fft // 2
+            padded = np.zeros((n_frames - 1) * hop_length + n_fft)
+            padded[pad : pad + x.size] = x
+            self._window = hann(n_fft)
+            idx = np.arange(n_fft)[None, :] + hop_length * np.arange(n_frames)[:, None]
+            self._coef = np.fft.rfft(padded[idx] * self._window, axis=1)
+            self._window_sum = self._overlap_add(np.broadcast_to(self._window**2, idx.shape))
+        else:
+            raise ParameterError(f"space must be 'fft' or 'stft', got {space!r}")
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        return self._coef.shape
+
+    @property
+    def n_frames(self) -> int:
+        return self._coef.shape[0]
+
+    @property
+    def n_bins(self) -> int:
+        return self._coef.shape[1]
+
+    def coefficients(self) -> np.ndarray:
+        return self._coef.copy()
+
+    def synthesize(self, masks: np.ndarray) -> np.ndarray:
+        """Waveforms (batch, n_samples) float32 of boolean masks (batch, n_frames, n_bins)."""
+        masks = np.asarray(masks, dtype=bool)
+        if masks.ndim != 3 or masks.shape[1:] != self.shape:
+            raise ParameterError(f"masks must have shape (batch, {self.n_frames}, {self.n_bins})")
+        spec = np.where(masks, self._coef[None], self.mask_value)
+        if self.kind == "fft":
+            return np.fft.irfft(spec[:, 0, :], n=self.n_samples, axis=-1).astype(np.float32)
+        frames = np.fft.irfft(spec, n=self.n_fft, axis=-1) * self._window
+        out = np.empty((masks.shape[0], self.n_samples), dtype=np.float32)
+        pad = self.n_fft // 2
+        sl = slice(pad, pad + self.n_samples)
+        for b in range(masks.shape[0]):
+            out[b] = self._overlap_add(frames[b])[sl] / self._window_sum[sl]
+        return out
+
+    def _overlap_add(self, frames: np.ndarray) -> np.ndarray:
+        acc = np.zeros((frames.shape[0] - 1) * self.hop_length + self.n_fft)
+        for t, frame in enumerate(frames):
+            acc[t * self.hop_length : t * self.hop_length + self.n_fft] += frame
+        return acc
+
+
+# ------------------------------------------------------------ partitions
+def cut_points(rng: SplitMix64, lo: int, hi: int, n_cuts: int, scale: str) -> List[int]:
+    """Distinct sorted cuts strictly inside (lo, hi); see ``partition.rs``."""
+    if hi <= lo + 1 or n_cuts == 0:
+        return []
+    interior = hi - lo - 1
+    if interior <= n_cuts:
+        return list(range(lo + 1, hi))
+    cuts: List[int] = []
+    draws = 0
+    while len(cuts) < n_cuts and draws < 32 * n_cuts:
+        draws += 1
+        if scale == "uniform":
+            c = lo + 1 + rng.below(interior)
+        else:
+            a, b = math.log(1.0 + lo), math.log(1.0 + hi)
+            v = math.exp(a + rng.uniform() * (b - a)) - 1.0
+            c = min(max(int(math.floor(v + 0.5)), lo + 1), hi - 1)
+        if c not in cuts:
+            cuts.append(c)
+    return sorted(cuts)
+
+
+def split(rng: SplitMix64, rect: Rect, n_parts: int, scale: str) -> List[Rect]:
+    """Split a box into about n_parts contiguous children (time-major order)."""
+    t0, t1, f0, f1 = rect
+    nt, nf = t1 - t0, f1 - f0
+    if nt <= 1:
+        pt, pf = 1, n_parts
+    elif nf <= 1:
+        pt, pf = n_parts, 1
+    else:
+        a = max(d for d in range(1, int(math.isqrt(n_parts)) + 1) if n_parts % d == 0)
+        if a == 1:
+            pt, pf = (n_parts, 1) if nt > nf else (1, n_parts)
+        else:
+            pt, pf = a, n_parts // a
+    tc = cut_points(rng, t0, t1, pt - 1, "uniform")
+    fc = cut_points(rng, f0, f1, pf - 1, scale)
+    ti = list(zip([t0] + tc, tc + [t1]))
+    fi = list(zip([f0] + fc, fc + [f1]))
+    return [(a, b, c, d) for a, b in ti for c, d in fi]
+
+
+def cells(r: Rect) -> int:
+    return (r[1] - r[0]) * (r[3] - r[2])
+
+
+def canonical_key(rects: List[Rect]) -> tuple:
+    """Equal for equal unions of boxes: maximal time strips of merged frequency intervals."""
+    live = [r for r in rects if cells(r) > 0]
+    edges = sorted({e for r in live for e in (r[0], r[1])})
+    strips: List[list] = []
+    for a, b in zip(edges, edges[1:]):
+        iv = sorted((r[2], r[3]) for r in live if r[0] <= a and r[1] >= b)
+        if not iv:
+            continue
+        merged: List[List[int]] = []
+        for f0, f1 in iv:
+            if merged and f0 <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], f1)
+            else:
+                merged.append([f0, f1])
+        merged_t = tuple(map(tuple, merged))
+        if strips and strips[-1][1] == a and strips[-1][2] == merged_t:
+            strips[-1][1] = b
+        else:
+            strips.append([a, b, merged_t])
+    return tuple((a, b, iv) for a, b, iv in strips)
+
+
+# ---------------------------------------------------------------- search
+class _Iteration:
+    def __init__(self, rng: SplitMix64, region: Rect):
+        self.rng = rng
+        self.job: List[Tuple[Rect, int]] = [(region, 0)]  # (rect, depth)
+        self.splits: List[Tuple[int, List[Tuple[Rect, int]]]] = []
+        self.mutants: List[Tuple[int, int, int, Optional[int]]] = []  # (split, subset, kept, id)
+        self.leaves: List[Tuple[Rect, float]] = []  # finest credited parts and their shares
+        self.active = True
+
+
+class Engine:
+    """The explanation as an ask/tell loop; mirrors the Rust ``Engine``."""
+
+    def __init__(self, space, target, target_score, *, band, n_parts=4, min_part=2, max_depth=16,
+                 iterations=20, budget=2000, seed=0, cuts="uniform", rule="minimal", threshold=None,
+                 extraction_batch=16, tol=0.01):
+        self.space = space
+        self.n_frames, self.n_bins = space.shape
+        b0, b1 = band
+        if not 0 <= b0 < b1 <= self.n_bins:
+            raise ParameterError("the frequency band selects no bins")
+        self.region: Rect = (0, self.n_frames, b0, b1)
+        self.target, self.target_score = int(target), float(target_score)
+        self.n_parts, self.min_part, self.max_depth = n_parts, min_part, max_depth
+        self.n_iterations, self.budget, self.cuts, self.rule = iterations, budget, cuts, rule
+        self.threshold, self.batch, self.tol = threshold, extraction_batch, tol
+        self.iterations = [_Iteration(SplitMix64.for_iteration(seed, i), self.region) for i in range(iterations)]
+        self.ids: Dict[tuple, int] = {}
+        self.outcomes: List[Optional[Tuple[int, float]]] = []
+        self.queue: deque = deque()
+        self.in_flight: list = []
+        self.counters = dict(search_queries=0, extraction_queries=0, rounds=0, mutants=0,
+                             duplicates=0, passing=0, budget_exhausted=False)
+        self.finished_search = False
+        self.phase = "search"
+        self._responsibility: Optional[np.ndarray] = None
+        self._ranking: Optional[np.ndarray] = None
+        self.sets_found: Dict[str, Any] = {}
+        self._generate()
+
+    # -- search ---------------------------------------------------------
+    def _passes(self, top: int, score: float) -> bool:
+        return top == self.target and (self.threshold is None or score >= self.threshold * self.target_score)
+
+    def _register(self, rects: List[Rect]) -> Optional[int]:
+        self.counters["mutants"] += 1
+        key = canonical_key(rects)
+        if key in self.ids:
+            self.counters["duplicates"] += 1
+            return self.ids[key]
+        if self.counters["search_queries"] >= self.budget:
+            self.counters["budget_exhausted"] = True
+            return None
+        i = len(self.outcomes)
+        self.outcomes.append(None)
+        self.ids[key] = i
+        self.counters["search_queries"] += 1
+        self.queue.append((i, rects))
+        return i
+
+    def _generate(self) -> None:
+        any_mutant = False
+        for it in self.iterations:
+            if not it.active:
+                continue
+            it.splits, it.mutants = [], []
+            for j, (rect, depth) in enumerate(it.job):
+                if cells(rect) < max(self.min_part, 2) or depth >= self.max_depth:
+                    continue
+                children = [(r, depth + 1) for r in split(it.rng, rect, self.n_parts, self.cuts)]
+                if len(children) < 2:
+                    continue
+                others = [r for k, (r, _) in enumerate(it.job) if k != j]
+                base = sum(cells(r) for r in others)
+                for subset in range(0, (1 << len(children)) - 1):
+                    chosen = [r for b, (r, _) in enumerate(children) if subset >> b & 1]
+                    kept = base + sum(cells(r) for r in chosen)
+                    it.mutants.append((len(it.splits), subset, kept, self._register(others + chosen)))
+                it.splits.append((j, rect, children))
+            if it.mutants:
+                any_mutant = True
+            else:
+                it.active = False
+        if not any_mutant:
+            self.finished_search = True
+
+    def _process_round(self) -> None:
+        """Credit the finished round and choose each iteration's next job.
+
+        Each part of a minimal passing combination of k children gets 1/k
+        (rule "minimal"; "rex" credits every passing combination). Refining a
+        part replaces its credit by its children's (the iteration's leaves).
+        """
+        self.counters["rounds"] += 1
+        for it in self.iterations:
+            if not it.active:
+                continue
+            passing: Dict[int, List[int]] = {s: [] for s in range(len(it.splits))}
+            complete = [True] * len(it.splits)
+            best = None
+            for mi, (s, subset, kept, i) in enumerate(it.mutants):
+                outcome = None if i is None else self.outcomes[i]
+                if outcome is None:
+                    complete[s] = False
+                elif self._passes(*outcome):
+                    passing[s].append(subset)
+                    if best is None or kept < best[0]:
+                        best = (kept, mi)
+            credit = [[0.0] * len(children) for _, _, children in it.splits]
+            for s, subset, kept, i in it.mutants:
+                outcome = None if i is None else self.outcomes[i]
+                if outcome is None or subset == 0 or not self._passes(*outcome):
+                    continue
+                minimal = not any(t != subset and t & subset == t for t in passing[s])
+                k = bin(subset).count("1")
+                if self.rule == "rex":
+                    share = 1.0 / k
+                elif not minimal:
+                    continue
+                else:
+                    share = 1.0 / k if self.rule == "minimal" else outcome[1] / k
+                for b in range(len(credit[s])):
+                    if subset >> b & 1:
+                        credit[s][b] += share
+            self.counters["passing"] += sum(len(v) for v in passing.values())
+            for s, (_, (pt0, pt1, pf0, pf1), children) in enumerate(it.splits):
+                if not complete[s]:
+                    continue
+                it.leaves = [(r, v) for r, v in it.leaves
+                             if not (r[0] >= pt0 and r[1] <= pt1 and r[2] >= pf0 and r[3] <= pf1)]
+                it.leaves += [(rect, c) for (rect, _), c in zip(children, credit[s]) if c > 0.0]
+            if best is None or best[0] == 0:
+                it.active = False
+            else:
+                s, subset, _, _ = it.mutants[best[1]]
+                j, _, children = it.splits[s]
+                chosen = [c for b, c in enumerate(children) if subset >> b & 1]
+                it.job = it.job[:j] + chosen + it.job[j + 1 :]
+        if self.counters["budget_exhausted"]:
+            for it in self.iterations:
+                it.active = False
+            self.finished_search = True
+        else:
+            self._generate()
+
+    # -- extraction -----------------------------------------------------
+    def _candidates(self, lo: int, hi: int) -> List[int]:
+        m = hi - lo + 1
+        if m <= self.batch:
+            return list(range(lo, hi + 1))
+        return [lo - 1 + -(-(j + 1) * m // self.batch) for j in range(self.batch)]
+
+    def _start_extraction(self) -> None:
+        total = np.zeros((self.n_frames, self.n_bins))
+        for it in self.iterations:
+            for (t0, t1, f0, f1), v in it.leaves:
+                total[t0:t1, f0:f1] += v
+        self._responsibility = total / self.n_iterations
+        t0, t1, f0, f1 = self.region
+        flat = (np.arange(t0, t1)[:, None] * self.n_bins + np.arange(f0, f1)[None, :]).ravel()
+        values = self._responsibility.ravel()[flat]
+        order = np.lexsort((flat, -values))
+        self._ranking = flat[order].astype(np.int64)
+        self.n = self._ranking.size
+        self.known = {("keep", self.n): (self.target, self.target_score)}
+        self.stage = "sufficient"
+        self.lo, self.hi = 1, self.n
+        self.cands = self._candidates(1, self.n)
+
+    def _probes(self, c: int) -> List[tuple]:
+        return [("keep", c), ("remove", c)] if self.stage == "sufficient_necessary" else [("keep", c)]
+
+    def _holds(self, c: int) -> bool:
+        top, score = self.known[("keep", c)]
+        if self.stage == "sufficient":
+            return self._passes(top, score)
+        if self.stage == "sufficient_necessary":
+            return self._passes(top, score) and self.known[("remove", c)][0] != self.target
+        return top == self.target and abs(score - self.target_score) <= self.tol
+
+    def _step(self) -> None:
+        first = next((j for j, c in enumerate(self.cands) if self._holds(c)), None)
+        m = self.hi - self.lo + 1
+        if first is None:
+            return self._settle(None)
+        if m <= self.batch:
+            return self._settle(self.cands[first])
+        lo = self.lo if first == 0 else self.cands[first - 1] + 1
+        hi = self.cands[first]
+        if lo == hi:
+            return self._settle(hi)
+        self.lo, self.hi = lo, hi
+        self.cands = self._candidates(lo, hi)
+
+    def _begin(self, stage: str, lo: int) -> None:
+        self.stage, self.lo, self.hi = stage, lo, self.n
+        self.cands = self._candidates(lo, self.n)
+
+    def _settle(self, result: Optional[int]) -> None:
+        found = result if result is not None and result < self.n else None
+        s = self.sets_found
+        if self.stage == "sufficient":
+            s["sufficient"] = found
+            if found is None:
+                why = "no proper subset of the ranked cells keeps the class: the whole clip is needed"
+                for name in ("sufficient", "sufficient_necessary", "complete"):
+                    s[f"{name}_reason"] = why
+                self.stage = "done"
+            else:
+                s["sufficient_score"] = self.known[("keep", found)][1]
+                self._begin("sufficient_necessary", found)
+        elif self.stage == "sufficient_necessary":
+            s["sufficient_necessary"] = found
+            if found is None:
+                s["sufficient_necessary_reason"] = (
+                    "only removing every ranked cell changes the class" if result is not None
+                    else "removing the ranked cells never changes the class")
+                self._begin("complete", s.get("sufficient") or 1)
+            else:
+                s["sufficient_necessary_score"] = self.known[("keep", found)][1]
+                self._begin("complete", found)
+        elif self.stage == "complete":
+            s["complete"] = found
+            if found is None:
+                s["complete_reason"] = f"only the whole clip restores the original score within tol = {self.tol}"
+            else:
+                s["complete_score"] = self.known[("keep", found)][1]
+            self.stage = "done"
+
+    def _probe_mask(self, kind: str, c: int) -> np.ndarray:
+        m = np.ones(self.n_frames * self.n_bins, dtype=bool)
+        if kind == "keep":
+            t0, t1, f0, f1 = self.region
+            m.reshape(self.n_frames, self.n_bins)[t0:t1, f0:f1] = False
+            m[self._ranking[:c]] = True
+        else:
+            m[self._ranking[:c]] = False
+        return m.reshape(self.n_frames, self.n_bins)
+
+    def _rect_mask(self, rects: List[Rect]) -> np.ndarray:
+        m = np.ones((self.n_frames, self.n_bins), dtype=bool)
+        t0, t1, f0, f1 = self.region
+        m[t0:t1, f0:f1] = False
+        for a, b, c, d in rects:
+            m[a:b, c:d] = True
+        return m
+
+    # -- protocol -------------------------------------------------------
+    def ask(self, batch_size: int) -> Optional[np.ndarray]:
+        if self.in_flight:
+            raise FreqrexError("ask() called before tell() answered the previous batch")
+        while True:
+            if self.phase == "search":
+                while not self.queue and not self.finished_search:
+                    self._process_round()
+                if self.queue:
+                    batch = [self.queue.popleft() for _ in range(min(batch_size, len(self.queue)))]
+                    self.in_flight = [("search", i) for i, _ in batch]
+                    return self.space.synthesize(np.stack([self._rect_mask(r) for _, r in batch]))
+                self._start_extraction()
+                self.phase = "extract"
+            elif self.phase == "extract":
+                if self.stage == "done":
+                    self.phase = "done"
+                    continue
+                want: List[tuple] = []
+                for c in self.cands:
+                    for p in self._probes(c):
+                        if p not in self.known and p not in want:
+                            want.append(p)
+                if not want:
+                    self._step()
+                    continue
+                want = want[:batch_size]
+                self.in_flight = want
+                return self.space.synthesize(np.stack([self._probe_mask(k, c) for k, c in want]))
+            else:
+                return None
+
+    def tell(self, scores: np.ndarray) -> None:
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.ndim != 2 or scores.shape[0] != len(self.in_flight):
+            raise FreqrexError(f"tell() got {scores.shape[0]} outcomes for a batch of {len(self.in_flight)}")
+        if scores.shape[1] <= self.target:
+            raise ModelError(f"a score row has {scores.shape[1]} classes but the target class is {self.target}")
+        if not np.all(np.isfinite(scores)):
+            raise ModelError("scores contain NaN or infinite values")
+        for key, row in zip(self.in_flight, scores):
+            outcome = (int(np.argmax(row)), float(row[self.target]))
+            if key[0] == "search":
+                self.outcomes[key[1]] = outcome
+            else:
+                self.known[key] = outcome
+                self.counters["extraction_queries"] += 1
+        self.in_flight = []
+
+    def stats(self) -> Dict[str, Any]:
+        return dict(self.counters)
+
+    @property
+    def active_iterations(self) -> int:
+        return sum(it.active for it in self.iterations)
+
+    def responsibility(self) -> np.ndarray:
+        return self._responsibility
+
+    def ranking(self) -> np.ndarray:
+        return self._ranking
+
+    def sets(self) -> Dict[str, Any]:
+        return dict(self.sets_found)
+
+
+def explain(audio: Any, sample_rate: int, model: Callable[[np.ndarray], Any], **options: Any):
+    """:func:`freqrex.explain` with the pure-NumPy reference backend."""
+    from .explainer import explain as _explain
+
+    options["backend"] = "numpy"
+    return _explain(audio, sample_rate, model, **options)
