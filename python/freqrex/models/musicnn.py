@@ -88,8 +88,10 @@ def mel_filterbank() -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _hann() -> np.ndarray:
-    """Periodic Hann window of ``N_FFT`` samples (``scipy.signal.get_window('hann', 512)``)."""
-    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
+    """Periodic float64 Hann window of ``N_FFT`` samples, computed as librosa does."""
+    from scipy.signal import get_window
+
+    return get_window("hann", N_FFT, fftbins=True)
 
 
 def _as_waves(waves) -> np.ndarray:

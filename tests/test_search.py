@@ -1,0 +1,109 @@
+"""The responsibility search and extraction: agreement with the NumPy reference,
+determinism, exact budgets, no repeated masks."""
+
+import numpy as np
+import pytest
+
+import freqrex
+from freqrex import reference
+from synthetic import SR, BandClassifier, RecordingModel, make_clip
+
+FAST = dict(iterations=6, budget=800)
+
+
+def same(a, b):
+    np.testing.assert_allclose(a.responsibility, b.responsibility, rtol=0, atol=1e-12)
+    assert np.array_equal(a.ranking, b.ranking)
+    for name in ("sufficient", "sufficient_necessary", "complete"):
+        ma, mb = a.get_set(name), b.get_set(name)
+        assert (ma is None) == (mb is None)
+        if ma is not None:
+            assert np.array_equal(ma, mb)
+    assert a.search_queries == b.search_queries
+    assert a.extraction_queries == b.extraction_queries
+
+
+@pytest.mark.parametrize("space", ["fft", "stft"])
+@pytest.mark.parametrize("cuts", ["uniform", "log"])
+@pytest.mark.parametrize("rule", ["minimal", "rex", "confidence"])
+def test_core_matches_reference(space, cuts, rule):
+    x = make_clip()
+    model = BandClassifier("and")
+    kw = dict(space=space, cuts=cuts, rule=rule, n_fft=256, hop_length=128, seed=3, **FAST)
+    same(freqrex.explain(x, SR, model, **kw), reference.explain(x, SR, model, **kw))
+
+
+def test_core_matches_reference_with_band_and_threshold():
+    x = make_clip()
+    model = BandClassifier("or")
+    kw = dict(fmin=500, fmax=3000, threshold=0.9, n_parts=3, seed=11, **FAST)
+    a, b = freqrex.explain(x, SR, model, **kw), reference.explain(x, SR, model, **kw)
+    same(a, b)
+    # Bins outside [fmin, fmax] are never searched and get no responsibility.
+    assert a.responsibility[:500].max() == 0 and a.responsibility[3001:].max() == 0
+    assert a.ranking.size == 3000 - 500 + 1
+
+
+@pytest.mark.parametrize("space", ["fft", "stft"])
+def test_same_seed_same_result_for_any_threads_and_batch(space):
+    x = make_clip()
+    model = BandClassifier("and")
+    kw = dict(space=space, n_fft=256, hop_length=128, seed=5, **FAST)
+    base = freqrex.explain(x, SR, model, n_threads=1, batch_size=7, **kw)
+    for n_threads, batch_size in [(2, 7), (2, 64), (1, 1000), (None, 33)]:
+        other = freqrex.explain(x, SR, model, n_threads=n_threads, batch_size=batch_size, **kw)
+        same(base, other)
+        assert np.array_equal(base.responsibility, other.responsibility)
+
+
+def test_different_seeds_draw_different_partitions():
+    x = make_clip()
+    model = BandClassifier("or")
+    a = freqrex.explain(x, SR, model, seed=1, **FAST)
+    b = freqrex.explain(x, SR, model, seed=2, **FAST)
+    assert not np.array_equal(a.responsibility, b.responsibility)
+    # ...yet both find the planted evidence first.
+    assert set(a.ranking[:2]) == set(b.ranking[:2]) == {1000, 1700}
+
+
+@pytest.mark.parametrize("budget", [0, 1, 13, 14, 100, 457])
+def test_budget_is_never_exceeded(budget):
+    x = make_clip()
+    model = RecordingModel(BandClassifier("one"))
+    e = freqrex.explain(x, SR, model, budget=budget, iterations=5, batch_size=10)
+    assert e.search_queries == min(budget, e.search_queries)
+    assert e.search_queries <= budget
+    if budget <= 100:
+        assert e.search_queries == budget  # small budgets are always spent completely
+        assert e.stats["budget_exhausted"]
+    # Every model evaluation is counted: the original, the search and the extraction.
+    assert len(model.seen) == e.queries == 1 + e.search_queries + e.extraction_queries
+    assert max(model.batches) <= 10
+
+
+def test_no_mask_is_evaluated_twice():
+    x = make_clip()
+    model = RecordingModel(BandClassifier("or"))
+    e = freqrex.explain(x, SR, model, iterations=12, budget=3000, n_parts=2)
+    assert e.stats["duplicates"] > 0  # the iterations did propose repeated masks...
+    search = model.seen[1 : 1 + e.search_queries]
+    assert len(set(search)) == len(search)  # ...and none reached the model twice
+    extraction = model.seen[1 + e.search_queries :]
+    assert len(set(extraction)) == len(extraction)
+
+
+def test_search_stops_when_nothing_can_be_split():
+    x = make_clip()[:64]
+    e = freqrex.explain(x, SR, lambda w: np.tile([0.2, 0.8], (len(w), 1)), budget=100000, iterations=2)
+    assert not e.stats["budget_exhausted"]
+    # A model that always says class 1: masking everything passes, nothing is responsible.
+    assert e.responsibility.max() == 0
+    assert e.sufficient is not None and e.size("sufficient") == 1
+
+
+def test_max_depth_limits_refinement():
+    x = make_clip()
+    e = freqrex.explain(x, SR, BandClassifier("one"), max_depth=2, iterations=3, budget=5000)
+    assert e.stats["rounds"] <= 3
+    # At depth 2 the finest credited parts are much wider than one bin.
+    assert (e.responsibility > 0).sum() > 10
