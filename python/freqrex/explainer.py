@@ -113,6 +113,7 @@ class Explainer:
             threshold=opts.threshold,
             extraction_batch=opts.extraction_batch,
             tol=opts.tol,
+            alternatives=opts.alternatives,
         )
         done = 0
         while True:
@@ -231,6 +232,8 @@ def explain(
         (cut points uniform over bin index or over log-frequency);
         rule="minimal" (1/k to each part of a minimal passing combination of k parts), "rex" (1/k to every passing combination, as ReX) or "confidence" (score/k, minimal); threshold (a
         mutant passes only with score >= threshold * original score);
+        alternatives=4 (other minimal passing combinations refined later, per
+        iteration, so that either-or evidence is refined too);
         batch_size=64 (mutants per model call); extraction_batch=16
         (candidate prefixes per step); tol=0.01 (complete set);
         mask_value=0.0; n_threads (rayon threads; default all cores).

@@ -33,6 +33,7 @@ class ExplainOptions:
     cuts: str = "uniform"
     rule: str = "minimal"
     threshold: Optional[float] = None
+    alternatives: int = 4
     batch_size: int = 64
     extraction_batch: int = 16
     tol: float = 0.01
@@ -83,6 +84,7 @@ class ExplainOptions:
         integer("n_parts", 2, 8)
         integer("min_part", 2)
         integer("max_depth", 1)
+        integer("alternatives", 0)
         integer("iterations", 1)
         integer("budget", 0)
         integer("batch_size", 1)

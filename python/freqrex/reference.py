@@ -178,7 +178,16 @@ class _Iteration:
         self.splits: List[Tuple[int, List[Tuple[Rect, int]]]] = []
         self.mutants: List[Tuple[int, int, int, Optional[int]]] = []  # (split, subset, kept, id)
         self.leaves: List[Tuple[Rect, float]] = []  # finest credited parts and their shares
+        self.alternatives: deque = deque()  # jobs of passing combinations to refine later
+        self.queued = 0
         self.active = True
+
+    def job_of(self, mi: int) -> List[Tuple[Rect, int]]:
+        """The job with the split part replaced by mutant mi's children."""
+        s, subset, _, _ = self.mutants[mi]
+        j, _, children = self.splits[s]
+        chosen = [c for b, c in enumerate(children) if subset >> b & 1]
+        return self.job[:j] + chosen + self.job[j + 1 :]
 
 
 class Engine:
@@ -186,7 +195,7 @@ class Engine:
 
     def __init__(self, space, target, target_score, *, band, n_parts=4, min_part=2, max_depth=16,
                  iterations=20, budget=2000, seed=0, cuts="uniform", rule="minimal", threshold=None,
-                 extraction_batch=16, tol=0.01):
+                 extraction_batch=16, tol=0.01, alternatives=4):
         self.space = space
         self.n_frames, self.n_bins = space.shape
         b0, b1 = band
@@ -197,6 +206,7 @@ class Engine:
         self.n_parts, self.min_part, self.max_depth = n_parts, min_part, max_depth
         self.n_iterations, self.budget, self.cuts, self.rule = iterations, budget, cuts, rule
         self.threshold, self.batch, self.tol = threshold, extraction_batch, tol
+        self.max_alternatives = alternatives
         self.iterations = [_Iteration(SplitMix64.for_iteration(seed, i), self.region) for i in range(iterations)]
         self.ids: Dict[tuple, int] = {}
         self.outcomes: List[Optional[Tuple[int, float]]] = []
@@ -231,29 +241,38 @@ class Engine:
         self.queue.append((i, rects))
         return i
 
+    def _propose(self, it: _Iteration) -> None:
+        """Split every splittable part of the job and register the mutants."""
+        it.splits, it.mutants = [], []
+        for j, (rect, depth) in enumerate(it.job):
+            if cells(rect) < max(self.min_part, 2) or depth >= self.max_depth:
+                continue
+            children = [(r, depth + 1) for r in split(it.rng, rect, self.n_parts, self.cuts)]
+            if len(children) < 2:
+                continue
+            others = [r for k, (r, _) in enumerate(it.job) if k != j]
+            base = sum(cells(r) for r in others)
+            for subset in range(0, (1 << len(children)) - 1):
+                chosen = [r for b, (r, _) in enumerate(children) if subset >> b & 1]
+                kept = base + sum(cells(r) for r in chosen)
+                it.mutants.append((len(it.splits), subset, kept, self._register(others + chosen)))
+            it.splits.append((j, rect, children))
+
     def _generate(self) -> None:
         any_mutant = False
         for it in self.iterations:
             if not it.active:
                 continue
-            it.splits, it.mutants = [], []
-            for j, (rect, depth) in enumerate(it.job):
-                if cells(rect) < max(self.min_part, 2) or depth >= self.max_depth:
+            while True:
+                self._propose(it)
+                if it.mutants:
+                    any_mutant = True
+                elif it.alternatives:
+                    it.job = it.alternatives.popleft()
                     continue
-                children = [(r, depth + 1) for r in split(it.rng, rect, self.n_parts, self.cuts)]
-                if len(children) < 2:
-                    continue
-                others = [r for k, (r, _) in enumerate(it.job) if k != j]
-                base = sum(cells(r) for r in others)
-                for subset in range(0, (1 << len(children)) - 1):
-                    chosen = [r for b, (r, _) in enumerate(children) if subset >> b & 1]
-                    kept = base + sum(cells(r) for r in chosen)
-                    it.mutants.append((len(it.splits), subset, kept, self._register(others + chosen)))
-                it.splits.append((j, rect, children))
-            if it.mutants:
-                any_mutant = True
-            else:
-                it.active = False
+                else:
+                    it.active = False
+                break
         if not any_mutant:
             self.finished_search = True
 
@@ -297,18 +316,28 @@ class Engine:
                         credit[s][b] += share
             self.counters["passing"] += sum(len(v) for v in passing.values())
             for s, (_, (pt0, pt1, pf0, pf1), children) in enumerate(it.splits):
-                if not complete[s]:
-                    continue
+                if not complete[s] or not passing[s]:
+                    continue  # unfinished (budget), or every child needed: the part keeps its credit
                 it.leaves = [(r, v) for r, v in it.leaves
                              if not (r[0] >= pt0 and r[1] <= pt1 and r[2] >= pf0 and r[3] <= pf1)]
                 it.leaves += [(rect, c) for (rect, _), c in zip(children, credit[s]) if c > 0.0]
-            if best is None or best[0] == 0:
-                it.active = False
+            for mi, (s, subset, _, i) in enumerate(it.mutants):  # other minimal passing combinations
+                if it.queued >= self.max_alternatives:
+                    break
+                if best is not None and mi == best[1] or subset == 0 or i is None or self.outcomes[i] is None:
+                    continue
+                if not self._passes(*self.outcomes[i]):
+                    continue
+                if any(t != subset and t & subset == t for t in passing[s]):
+                    continue
+                it.alternatives.append(it.job_of(mi))
+                it.queued += 1
+            if best is not None and best[0] > 0:
+                it.job = it.job_of(best[1])
+            elif it.alternatives:
+                it.job = it.alternatives.popleft()
             else:
-                s, subset, _, _ = it.mutants[best[1]]
-                j, _, children = it.splits[s]
-                chosen = [c for b, c in enumerate(children) if subset >> b & 1]
-                it.job = it.job[:j] + chosen + it.job[j + 1 :]
+                it.active = False
         if self.counters["budget_exhausted"]:
             for it in self.iterations:
                 it.active = False

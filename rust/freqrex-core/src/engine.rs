@@ -192,7 +192,10 @@ impl Engine {
                     self.phase = Phase::Extract;
                 }
                 Phase::Extract => {
-                    let ex = self.extraction.as_mut().expect("set when entering the phase");
+                    let ex = self
+                        .extraction
+                        .as_mut()
+                        .expect("set when entering the phase");
                     let probes = ex.ask(max)?;
                     if probes.is_empty() {
                         self.phase = Phase::Done;
@@ -233,7 +236,9 @@ pub fn outcome(scores: &[f64], target: usize) -> Result<Outcome> {
         )));
     }
     if scores.iter().any(|v| !v.is_finite()) {
-        return Err(CoreError::Scores("scores contain NaN or infinite values".into()));
+        return Err(CoreError::Scores(
+            "scores contain NaN or infinite values".into(),
+        ));
     }
     let mut top = 0;
     for (i, &v) in scores.iter().enumerate() {
@@ -241,5 +246,8 @@ pub fn outcome(scores: &[f64], target: usize) -> Result<Outcome> {
             top = i;
         }
     }
-    Ok(Outcome { top, score: scores[target] })
+    Ok(Outcome {
+        top,
+        score: scores[target],
+    })
 }

@@ -59,7 +59,11 @@ pub struct ExtractOptions {
 
 impl Default for ExtractOptions {
     fn default() -> Self {
-        Self { batch: 16, tol: 0.01, threshold: None }
+        Self {
+            batch: 16,
+            tol: 0.01,
+            threshold: None,
+        }
     }
 }
 
@@ -69,7 +73,9 @@ pub fn candidates(lo: usize, hi: usize, batch: usize) -> Vec<usize> {
     if m <= batch {
         return (lo..=hi).collect();
     }
-    (0..batch).map(|j| lo - 1 + ((j + 1) * m).div_ceil(batch)).collect()
+    (0..batch)
+        .map(|j| lo - 1 + ((j + 1) * m).div_ceil(batch))
+        .collect()
 }
 
 /// The extraction state machine over a ranking of `n` cells.
@@ -94,14 +100,23 @@ impl Extraction {
             return param("the extraction batch must be at least 2");
         }
         if !(opts.tol.is_finite() && opts.tol >= 0.0) {
-            return param(format!("tol must be a finite non-negative number, got {}", opts.tol));
+            return param(format!(
+                "tol must be a finite non-negative number, got {}",
+                opts.tol
+            ));
         }
         if n == 0 {
             return param("nothing to extract from: the search region is empty");
         }
         let mut known = HashMap::new();
         // Keeping everything is the original clip.
-        known.insert(Probe::Keep(n), Outcome { top: target, score: target_score });
+        known.insert(
+            Probe::Keep(n),
+            Outcome {
+                top: target,
+                score: target_score,
+            },
+        );
         let mut e = Self {
             opts,
             n,
@@ -139,7 +154,10 @@ impl Extraction {
 
     fn keeps(&self, o: &Outcome) -> bool {
         o.top == self.target
-            && self.opts.threshold.is_none_or(|t| o.score >= t * self.target_score)
+            && self
+                .opts
+                .threshold
+                .is_none_or(|t| o.score >= t * self.target_score)
     }
 
     fn holds(&self, c: usize) -> bool {
@@ -209,7 +227,11 @@ impl Extraction {
             None => Some(None),
             Some(j) if m <= self.opts.batch => Some(Some(self.cands[j])),
             Some(j) => {
-                let lo = if j == 0 { self.lo } else { self.cands[j - 1] + 1 };
+                let lo = if j == 0 {
+                    self.lo
+                } else {
+                    self.cands[j - 1] + 1
+                };
                 let hi = self.cands[j];
                 if lo == hi {
                     Some(Some(hi))
@@ -250,7 +272,8 @@ impl Extraction {
                 self.sets.sufficient_necessary = whole(result);
                 match self.sets.sufficient_necessary {
                     Some(c) => {
-                        self.sets.sufficient_necessary_score = Some(self.known[&Probe::Keep(c)].score);
+                        self.sets.sufficient_necessary_score =
+                            Some(self.known[&Probe::Keep(c)].score);
                         self.begin(Stage::Complete, c);
                     }
                     None => {
@@ -323,7 +346,10 @@ mod tests {
                         top: if c >= need { 0 } else { 1 },
                         score: if c >= full { 0.9 } else { 0.5 },
                     },
-                    Probe::Remove(c) => Outcome { top: if c >= crit { 1 } else { 0 }, score: 0.0 },
+                    Probe::Remove(c) => Outcome {
+                        top: if c >= crit { 1 } else { 0 },
+                        score: 0.0,
+                    },
                 })
                 .collect();
             e.tell(&outs).unwrap();

@@ -18,7 +18,13 @@ pub enum CutScale {
 /// When the interval has no more interior points than cuts wanted, every
 /// interior point is a cut. Otherwise cuts are drawn one by one and duplicates
 /// redrawn (at most `32 * n_cuts` draws), so children are never empty.
-pub fn cut_points(rng: &mut SplitMix64, lo: u32, hi: u32, n_cuts: u32, scale: CutScale) -> Vec<u32> {
+pub fn cut_points(
+    rng: &mut SplitMix64,
+    lo: u32,
+    hi: u32,
+    n_cuts: u32,
+    scale: CutScale,
+) -> Vec<u32> {
     if hi <= lo + 1 || n_cuts == 0 {
         return Vec::new();
     }
@@ -37,7 +43,11 @@ pub fn cut_points(rng: &mut SplitMix64, lo: u32, hi: u32, n_cuts: u32, scale: Cu
                 let b = (1.0 + hi as f64).ln();
                 let v = (a + rng.uniform() * (b - a)).exp() - 1.0;
                 let c = (v + 0.5).floor();
-                let c = if c.is_finite() { c as i64 } else { lo as i64 + 1 };
+                let c = if c.is_finite() {
+                    c as i64
+                } else {
+                    lo as i64 + 1
+                };
                 c.clamp(lo as i64 + 1, hi as i64 - 1) as u32
             }
         };

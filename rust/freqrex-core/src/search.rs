@@ -44,6 +44,11 @@ pub struct SearchOptions {
     /// A mutant passes when its top class is the target and, if set, its
     /// target score is at least `threshold * original_score`.
     pub threshold: Option<f64>,
+    /// Minimal passing combinations not chosen as the next job are queued (at
+    /// most this many per iteration) and refined once the current job is
+    /// exhausted, so that disjunctive evidence (either of two bands) is
+    /// refined too instead of keeping a coarse credit.
+    pub alternatives: u32,
 }
 
 impl Default for SearchOptions {
@@ -58,6 +63,7 @@ impl Default for SearchOptions {
             cut_scale: CutScale::Uniform,
             rule: Rule::Minimal,
             threshold: None,
+            alternatives: 4,
         }
     }
 }
@@ -68,7 +74,10 @@ impl SearchOptions {
             return param(format!("n_parts must be in 2..=8, got {}", self.n_parts));
         }
         if self.min_part < 2 {
-            return param(format!("min_part must be at least 2, got {}", self.min_part));
+            return param(format!(
+                "min_part must be at least 2, got {}",
+                self.min_part
+            ));
         }
         if self.max_depth < 1 {
             return param("max_depth must be at least 1");
@@ -121,7 +130,32 @@ struct Iteration {
     /// Credited parts of this iteration: the finest tested part of each
     /// credited cell and its share. Disjoint boxes, in insertion order.
     leaves: Vec<(Rect, f64)>,
+    /// Jobs of passing combinations to refine later, and how many were queued.
+    alternatives: VecDeque<Vec<Part>>,
+    queued: u32,
     active: bool,
+}
+
+impl Iteration {
+    /// The kept parts of mutant `mi`: the job with the split part replaced by
+    /// the mutant's children.
+    fn job_of(&self, mi: usize) -> Vec<Part> {
+        let m = &self.mutants[mi];
+        let sp = &self.splits[m.split];
+        let mut job = Vec::with_capacity(self.job.len() + sp.children.len());
+        for (k, p) in self.job.iter().enumerate() {
+            if k == sp.job_index {
+                for (b, ch) in sp.children.iter().enumerate() {
+                    if m.subset >> b & 1 == 1 {
+                        job.push(*ch);
+                    }
+                }
+            } else {
+                job.push(*p);
+            }
+        }
+        job
+    }
 }
 
 /// A mask waiting for the model: its id and the kept boxes of the search region.
@@ -179,10 +213,15 @@ impl Search {
         let iterations = (0..opts.iterations)
             .map(|i| Iteration {
                 rng: SplitMix64::for_iteration(opts.seed, i as u64),
-                job: vec![Part { rect: region, depth: 0 }],
+                job: vec![Part {
+                    rect: region,
+                    depth: 0,
+                }],
                 splits: Vec::new(),
                 mutants: Vec::new(),
                 leaves: Vec::new(),
+                alternatives: VecDeque::new(),
+                queued: 0,
                 active: true,
             })
             .collect();
@@ -256,56 +295,85 @@ impl Search {
             if !self.iterations[i].active {
                 continue;
             }
-            let mut splits = Vec::new();
-            let mut mutants = Vec::new();
-            let job = self.iterations[i].job.clone();
-            for (j, part) in job.iter().enumerate() {
-                if !self.splittable(part) {
-                    continue;
-                }
+            loop {
+                let (splits, mutants) = self.propose(i);
                 let it = &mut self.iterations[i];
-                let children: Vec<Part> =
-                    split(&mut it.rng, &part.rect, self.opts.n_parts, self.opts.cut_scale)
-                        .into_iter()
-                        .map(|rect| Part { rect, depth: part.depth + 1 })
-                        .collect();
-                if children.len() < 2 {
-                    continue;
-                }
-                let c = children.len() as u32;
-                let others: Vec<Rect> = job
-                    .iter()
-                    .enumerate()
-                    .filter(|&(k, _)| k != j)
-                    .map(|(_, p)| p.rect)
-                    .collect();
-                let others_cells: u64 = others.iter().map(|r| r.cells()).sum();
-                for subset in 0..(1u32 << c) - 1 {
-                    let mut rects = others.clone();
-                    let mut kept = others_cells;
-                    for (b, ch) in children.iter().enumerate() {
-                        if subset >> b & 1 == 1 {
-                            rects.push(ch.rect);
-                            kept += ch.rect.cells();
-                        }
+                if mutants.is_empty() {
+                    if let Some(alt) = it.alternatives.pop_front() {
+                        it.job = alt;
+                        continue;
                     }
-                    let id = self.register(rects);
-                    mutants.push(Mutant { split: splits.len(), subset, kept, id });
+                    it.active = false;
+                } else {
+                    any = true;
                 }
-                splits.push(Split { job_index: j, parent: part.rect, children });
+                it.splits = splits;
+                it.mutants = mutants;
+                break;
             }
-            let it = &mut self.iterations[i];
-            if mutants.is_empty() {
-                it.active = false;
-            } else {
-                any = true;
-            }
-            it.splits = splits;
-            it.mutants = mutants;
         }
         if !any {
             self.finished = true;
         }
+    }
+
+    /// Split every splittable part of iteration `i`'s job and register the mutants.
+    fn propose(&mut self, i: usize) -> (Vec<Split>, Vec<Mutant>) {
+        let mut splits = Vec::new();
+        let mut mutants = Vec::new();
+        let job = self.iterations[i].job.clone();
+        for (j, part) in job.iter().enumerate() {
+            if !self.splittable(part) {
+                continue;
+            }
+            let it = &mut self.iterations[i];
+            let children: Vec<Part> = split(
+                &mut it.rng,
+                &part.rect,
+                self.opts.n_parts,
+                self.opts.cut_scale,
+            )
+            .into_iter()
+            .map(|rect| Part {
+                rect,
+                depth: part.depth + 1,
+            })
+            .collect();
+            if children.len() < 2 {
+                continue;
+            }
+            let c = children.len() as u32;
+            let others: Vec<Rect> = job
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| k != j)
+                .map(|(_, p)| p.rect)
+                .collect();
+            let others_cells: u64 = others.iter().map(|r| r.cells()).sum();
+            for subset in 0..(1u32 << c) - 1 {
+                let mut rects = others.clone();
+                let mut kept = others_cells;
+                for (b, ch) in children.iter().enumerate() {
+                    if subset >> b & 1 == 1 {
+                        rects.push(ch.rect);
+                        kept += ch.rect.cells();
+                    }
+                }
+                let id = self.register(rects);
+                mutants.push(Mutant {
+                    split: splits.len(),
+                    subset,
+                    kept,
+                    id,
+                });
+            }
+            splits.push(Split {
+                job_index: j,
+                parent: part.rect,
+                children,
+            });
+        }
+        (splits, mutants)
     }
 
     fn register(&mut self, rects: Vec<Rect>) -> Option<usize> {
@@ -353,13 +421,21 @@ impl Search {
                 }
             }
             // Credit of every child of every split, in mutant order.
-            let mut credit: Vec<Vec<f64>> = it.splits.iter().map(|sp| vec![0.0; sp.children.len()]).collect();
+            let mut credit: Vec<Vec<f64>> = it
+                .splits
+                .iter()
+                .map(|sp| vec![0.0; sp.children.len()])
+                .collect();
             for m in &it.mutants {
-                let Some(o) = m.id.and_then(|id| self.outcomes[id]) else { continue };
+                let Some(o) = m.id.and_then(|id| self.outcomes[id]) else {
+                    continue;
+                };
                 if m.subset == 0 || !self.passes(&o) {
                     continue;
                 }
-                let minimal = !passing[m.split].iter().any(|&t| t != m.subset && t & m.subset == t);
+                let minimal = !passing[m.split]
+                    .iter()
+                    .any(|&t| t != m.subset && t & m.subset == t);
                 let k = m.subset.count_ones() as f64;
                 let share = match self.opts.rule {
                     Rule::Rex => 1.0 / k,
@@ -374,9 +450,28 @@ impl Search {
                 }
             }
             self.stats.passing += passing.iter().map(|p| p.len() as u64).sum::<u64>();
+            // The other minimal passing combinations, to refine later.
+            let alternatives: Vec<usize> = it
+                .mutants
+                .iter()
+                .enumerate()
+                .filter(|&(mi, m)| {
+                    Some(mi) != best.map(|b| b.1)
+                        && m.subset != 0
+                        && m.id
+                            .and_then(|id| self.outcomes[id])
+                            .is_some_and(|o| self.passes(&o))
+                        && !passing[m.split]
+                            .iter()
+                            .any(|&t| t != m.subset && t & m.subset == t)
+                })
+                .map(|(mi, _)| mi)
+                .collect();
             let it = &mut self.iterations[i];
             for (s, sp) in it.splits.iter().enumerate() {
-                if !complete[s] {
+                // An unfinished split (budget) teaches nothing; a split none of whose
+                // proper subsets passes needs all its children: the part keeps its credit.
+                if !complete[s] || passing[s].is_empty() {
                     continue;
                 }
                 let p = sp.parent;
@@ -389,25 +484,20 @@ impl Search {
                     }
                 }
             }
-            match best {
-                None | Some((0, _)) => it.active = false,
-                Some((_, mi)) => {
-                    let m = &it.mutants[mi];
-                    let sp = &it.splits[m.split];
-                    let mut job = Vec::with_capacity(it.job.len() + sp.children.len());
-                    for (k, p) in it.job.iter().enumerate() {
-                        if k == sp.job_index {
-                            for (b, ch) in sp.children.iter().enumerate() {
-                                if m.subset >> b & 1 == 1 {
-                                    job.push(*ch);
-                                }
-                            }
-                        } else {
-                            job.push(*p);
-                        }
-                    }
-                    it.job = job;
+            for &mi in &alternatives {
+                if it.queued >= self.opts.alternatives {
+                    break;
                 }
+                let alt = it.job_of(mi);
+                it.alternatives.push_back(alt);
+                it.queued += 1;
+            }
+            match best {
+                Some((kept, mi)) if kept > 0 => it.job = it.job_of(mi),
+                _ => match it.alternatives.pop_front() {
+                    Some(alt) => it.job = alt,
+                    None => it.active = false,
+                },
             }
             it.splits.clear();
             it.mutants.clear();

@@ -47,7 +47,9 @@ fn check_audio(audio: &ArrayView1<f32>) -> Result<()> {
         return Err(CoreError::Audio("audio is empty".into()));
     }
     if audio.iter().any(|v| !v.is_finite()) {
-        return Err(CoreError::Audio("audio contains NaN or infinite samples".into()));
+        return Err(CoreError::Audio(
+            "audio contains NaN or infinite samples".into(),
+        ));
     }
     Ok(())
 }
@@ -103,7 +105,12 @@ impl FrequencySpace {
     /// The STFT of the clip: periodic Hann window of `n_fft` samples, frames every
     /// `hop_length` samples, centred (`n_fft / 2` zeros before the clip, zeros after
     /// it up to the last frame). Exactly invertible by weighted overlap-add.
-    pub fn stft(audio: ArrayView1<f32>, n_fft: usize, hop_length: usize, mask_value: f64) -> Result<Self> {
+    pub fn stft(
+        audio: ArrayView1<f32>,
+        n_fft: usize,
+        hop_length: usize,
+        mask_value: f64,
+    ) -> Result<Self> {
         check_audio(&audio)?;
         if n_fft < 4 {
             return param(format!("n_fft must be at least 4, got {n_fft}"));
@@ -250,7 +257,10 @@ impl FrequencySpace {
                     let kept = row.iter().filter(|&&m| m).count();
                     let dst = &mut acc[t * hop..t * hop + nf];
                     if kept == nb {
-                        for (d, s) in dst.iter_mut().zip(&self.frame_signals[t * nf..(t + 1) * nf]) {
+                        for (d, s) in dst
+                            .iter_mut()
+                            .zip(&self.frame_signals[t * nf..(t + 1) * nf])
+                        {
                             *d += s;
                         }
                         continue;
@@ -301,7 +311,8 @@ mod tests {
     fn clip(n: usize) -> Array1<f32> {
         Array1::from_iter((0..n).map(|i| {
             let t = i as f32 / 16000.0;
-            0.5 * (2.0 * std::f32::consts::PI * 440.0 * t).sin() + 0.1 * ((i * 7919 % 101) as f32 / 101.0 - 0.5)
+            0.5 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()
+                + 0.1 * ((i * 7919 % 101) as f32 / 101.0 - 0.5)
         }))
     }
 
@@ -310,7 +321,11 @@ mod tests {
         let x = clip(16001);
         let s = FrequencySpace::fft(x.view(), 0.0).unwrap();
         let y = s.synthesize(&vec![true; s.n_cells()]).unwrap();
-        let err = x.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let err = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err <= 1e-5, "{err}");
     }
 
@@ -320,7 +335,11 @@ mod tests {
             let x = clip(n);
             let s = FrequencySpace::stft(x.view(), nfft, hop, 0.0).unwrap();
             let y = s.synthesize(&vec![true; s.n_cells()]).unwrap();
-            let err = x.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let err = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             assert!(err <= 1e-5, "{err}");
         }
     }

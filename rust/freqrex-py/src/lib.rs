@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use freqrex_core as core;
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray3,
+};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -79,14 +81,19 @@ impl FrequencySpace {
             .detach(|| {
                 run(&pool, || match kind.as_str() {
                     "fft" => core::FrequencySpace::fft(audio.view(), mask_value),
-                    "stft" => core::FrequencySpace::stft(audio.view(), n_fft, hop_length, mask_value),
+                    "stft" => {
+                        core::FrequencySpace::stft(audio.view(), n_fft, hop_length, mask_value)
+                    }
                     other => Err(core::CoreError::Parameter(format!(
                         "space must be 'fft' or 'stft', got {other:?}"
                     ))),
                 })
             })
             .map_err(|e| to_py(py, e))?;
-        Ok(Self { inner: Arc::new(inner), pool })
+        Ok(Self {
+            inner: Arc::new(inner),
+            pool,
+        })
     }
 
     #[getter]
@@ -145,7 +152,14 @@ impl FrequencySpace {
                 )),
             ));
         }
-        let rows: Vec<Vec<bool>> = (0..b).map(|i| m.index_axis(numpy::ndarray::Axis(0), i).iter().copied().collect()).collect();
+        let rows: Vec<Vec<bool>> = (0..b)
+            .map(|i| {
+                m.index_axis(numpy::ndarray::Axis(0), i)
+                    .iter()
+                    .copied()
+                    .collect()
+            })
+            .collect();
         let inner = self.inner.clone();
         let out = py
             .detach(|| run(&self.pool, || inner.synthesize_batch(&rows)))
@@ -158,7 +172,9 @@ fn parse_cuts(s: &str) -> core::Result<core::CutScale> {
     match s {
         "uniform" => Ok(core::CutScale::Uniform),
         "log" => Ok(core::CutScale::Log),
-        o => Err(core::CoreError::Parameter(format!("cuts must be 'uniform' or 'log', got {o:?}"))),
+        o => Err(core::CoreError::Parameter(format!(
+            "cuts must be 'uniform' or 'log', got {o:?}"
+        ))),
     }
 }
 
@@ -167,7 +183,9 @@ fn parse_rule(s: &str) -> core::Result<core::Rule> {
         "minimal" => Ok(core::Rule::Minimal),
         "rex" => Ok(core::Rule::Rex),
         "confidence" => Ok(core::Rule::Confidence),
-        o => Err(core::CoreError::Parameter(format!("rule must be 'minimal', 'rex' or 'confidence', got {o:?}"))),
+        o => Err(core::CoreError::Parameter(format!(
+            "rule must be 'minimal', 'rex' or 'confidence', got {o:?}"
+        ))),
     }
 }
 
@@ -184,7 +202,7 @@ impl Engine {
     #[new]
     #[pyo3(signature = (space, target, target_score, *, band, n_parts = 4, min_part = 2, max_depth = 16,
         iterations = 20, budget = 2000, seed = 0, cuts = "uniform", rule = "minimal", threshold = None,
-        extraction_batch = 16, tol = 0.01))]
+        extraction_batch = 16, tol = 0.01, alternatives = 4))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -203,6 +221,7 @@ impl Engine {
         threshold: Option<f64>,
         extraction_batch: usize,
         tol: f64,
+        alternatives: u32,
     ) -> PyResult<Self> {
         let build = || -> core::Result<core::Engine> {
             let search = core::SearchOptions {
@@ -215,8 +234,13 @@ impl Engine {
                 cut_scale: parse_cuts(cuts)?,
                 rule: parse_rule(rule)?,
                 threshold,
+                alternatives,
             };
-            let extract = core::ExtractOptions { batch: extraction_batch, tol, threshold };
+            let extract = core::ExtractOptions {
+                batch: extraction_batch,
+                tol,
+                threshold,
+            };
             core::Engine::new(
                 search,
                 extract,
@@ -228,12 +252,20 @@ impl Engine {
             )
         };
         let inner = build().map_err(|e| to_py(py, e))?;
-        Ok(Self { inner, space: space.inner.clone(), pool: space.pool.clone() })
+        Ok(Self {
+            inner,
+            space: space.inner.clone(),
+            pool: space.pool.clone(),
+        })
     }
 
     /// The next batch of mutant waveforms (float32, (batch, n_samples)), or
     /// None when the explanation is complete.
-    fn ask<'py>(&mut self, py: Python<'py>, batch_size: usize) -> PyResult<Option<Bound<'py, PyArray2<f32>>>> {
+    fn ask<'py>(
+        &mut self,
+        py: Python<'py>,
+        batch_size: usize,
+    ) -> PyResult<Option<Bound<'py, PyArray2<f32>>>> {
         let engine = &mut self.inner;
         let space = &self.space;
         let pool = &self.pool;
@@ -254,7 +286,10 @@ impl Engine {
         let s = scores.as_array();
         let outcomes: core::Result<Vec<core::Outcome>> = s
             .outer_iter()
-            .map(|row| self.inner.outcome(&row.iter().copied().collect::<Vec<f64>>()))
+            .map(|row| {
+                self.inner
+                    .outcome(&row.iter().copied().collect::<Vec<f64>>())
+            })
             .collect();
         let outcomes = outcomes.map_err(|e| to_py(py, e))?;
         self.inner.tell(&outcomes).map_err(|e| to_py(py, e))
@@ -313,7 +348,10 @@ impl Engine {
             d.set_item("sufficient_necessary", s.sufficient_necessary)?;
             d.set_item("complete", s.complete)?;
             d.set_item("sufficient_reason", s.sufficient_reason.clone())?;
-            d.set_item("sufficient_necessary_reason", s.sufficient_necessary_reason.clone())?;
+            d.set_item(
+                "sufficient_necessary_reason",
+                s.sufficient_necessary_reason.clone(),
+            )?;
             d.set_item("complete_reason", s.complete_reason.clone())?;
             d.set_item("sufficient_score", s.sufficient_score)?;
             d.set_item("sufficient_necessary_score", s.sufficient_necessary_score)?;
