@@ -1,0 +1,91 @@
+"""The ``freqrex`` command line.
+
+Sub-commands live in modules of this package, each with ``add_parser(subparsers)``
+and ``run(args) -> int``. Exit codes:
+
+====  =========================================================
+0     success
+1     unexpected internal error (a bug: please report it)
+2     bad usage or options (ParameterError)
+3     an audio file that is missing or cannot be decoded
+4     a model that cannot be loaded or misbehaves (ModelError)
+130   interrupted
+====  =========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from ..errors import AudioFileError, FreqrexError, ModelError, ParameterError
+
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_AUDIO, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+#: Sub-command modules, in help order. A module missing from the install is skipped.
+COMMANDS = ("explain", "flip", "evaluate", "report", "models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="freqrex",
+        description="Explain and stress-test audio classifiers by causal analysis of the frequency space.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 bad options, 3 bad audio file, 4 model error, 130 interrupted.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"freqrex {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue
+            raise
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """Options every command shares."""
+    p.add_argument("--json", action="store_true", help="print a JSON result on stdout instead of text")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("freqrex: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ParameterError, AudioFileError, ModelError, FreqrexError) as exc:
+        if debug:
+            raise
+        code = (
+            EXIT_USAGE if isinstance(exc, ParameterError)
+            else EXIT_AUDIO if isinstance(exc, AudioFileError)
+            else EXIT_MODEL if isinstance(exc, ModelError)
+            else EXIT_BUG
+        )
+        kind = {EXIT_USAGE: "error", EXIT_AUDIO: "audio error", EXIT_MODEL: "model error"}.get(code, "error")
+        cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ and str(exc.__cause__) not in str(exc) else ""
+        print(f"freqrex: {kind}: {exc}{cause}", file=sys.stderr)
+        return code
+    except Exception as exc:  # a bug of ours: one line, unless --debug
+        if debug:
+            raise
+        print(f"freqrex: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", file=sys.stderr)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""``freqrex explain``: explain one clip with a model (defaults: the demo clip and MSD_musicnn)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import add_common
+
+DEFAULT_MODEL = "MSD_musicnn"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "explain",
+        help="which frequencies does the model rely on for this clip?",
+        description="Explain a classifier's decision on a clip: responsibility of every frequency, "
+        "and the sufficient, sufficient-and-necessary and complete sets written as audio.",
+    )
+    p.add_argument("audio", nargs="?", help="audio file (any format soundfile reads); default: the built-in demo clip")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in model name or .onnx/.pt file (default {DEFAULT_MODEL})")
+    p.add_argument("--out", default="freqrex-out", help="output directory (default ./freqrex-out)")
+    p.add_argument("--space", choices=("fft", "stft"), default="fft")
+    p.add_argument("--budget", type=int, default=400, help="model queries for the search (default 400)")
+    p.add_argument("--iterations", type=int, default=4, help="random partition refinements (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cuts", choices=("uniform", "log"), default="log", help="cut spacing (default log-frequency)")
+    p.add_argument("--fmin", type=float, default=None, help="lowest frequency searched (Hz)")
+    p.add_argument("--fmax", type=float, default=None, help="highest frequency searched (Hz)")
+    p.add_argument("--n-fft", type=int, default=2048, help="STFT window (stft space)")
+    p.add_argument("--hop-length", type=int, default=512, help="STFT hop (stft space)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of audio analysed from the start (default 30)")
+    p.add_argument("--report", action="store_true", help="also write report.html in the output directory")
+    add_common(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import freqrex
+    from ..io import demo_clip, load_audio
+    from ..models import load_model
+    from ..progress import ProgressBar
+
+    model = load_model(args.model)
+    rate = int(getattr(model, "sample_rate", None) or 16000)
+    if args.audio is None:
+        audio, sr = demo_clip(sample_rate=rate)
+        source = "built-in demo clip"
+        audio = audio[: int(args.duration * sr)]
+    else:
+        audio, sr = load_audio(args.audio, sample_rate=rate, duration=args.duration)
+        source = args.audio
+    bar = ProgressBar("explain", enabled=not args.quiet)
+    start = time.perf_counter()
+    try:
+        e = freqrex.explain(
+            audio,
+            sr,
+            model,
+            space=args.space,
+            budget=args.budget,
+            iterations=args.iterations,
+            seed=args.seed,
+            cuts=args.cuts,
+            fmin=args.fmin,
+            fmax=args.fmax,
+            n_fft=args.n_fft,
+            hop_length=args.hop_length,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    out = e.save(Path(args.out))
+    if args.report:
+        from ..report import write_explanation_report
+
+        write_explanation_report(e, out / "report.html", model_name=args.model, source=source)
+    seconds = time.perf_counter() - start
+    summary = e.summary()
+    summary.update(audio=source, model=args.model, out=str(out), seconds=seconds)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    name = e.target_name or str(e.target)
+    print(f"{source}: {len(audio) / sr:.1f} s at {sr} Hz, {e.space} space, {e.responsibility.size} elements")
+    print(f"model {args.model}: top class '{name}' (score {e.score:.3f})")
+    for set_name in ("sufficient", "sufficient_necessary", "complete"):
+        label = set_name.replace("_", " & ") if set_name == "sufficient_necessary" else set_name
+        if e.get_set(set_name) is None:
+            print(f"  {label:<22} absent: {e.reasons.get(set_name)}")
+            continue
+        bands = e.bands(set_name)
+        shown = ", ".join(_hz(lo, hi) for lo, hi in bands[:6]) + (f", ... ({len(bands)} bands)" if len(bands) > 6 else "")
+        print(f"  {label:<22} {e.size(set_name):>7} elements, score {e.set_scores[set_name]:.3f}: {shown}")
+    print(f"queries {e.queries} (search {e.search_queries}, extraction {e.extraction_queries}), {seconds:.1f} s")
+    print(f"wrote {out}/ (summary.json, explanation.npz, original/sufficient/... .wav{', report.html' if args.report else ''})")
+    return 0
+
+
+def _hz(lo: float, hi: float) -> str:
+    return f"{lo:.1f} Hz" if lo == hi else f"{lo:.1f}-{hi:.1f} Hz"
