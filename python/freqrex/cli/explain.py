@@ -22,6 +22,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("audio", nargs="?", help="audio file (any format soundfile reads); default: the built-in demo clip")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in model name or .onnx/.pt file (default {DEFAULT_MODEL})")
+    p.add_argument("--sample-rate", type=int, default=16000, help="sample rate of an .onnx/.pt model (default 16000)")
+    p.add_argument("--output", choices=("logits", "probabilities", "sigmoid"), default="probabilities",
+                   help="what an .onnx/.pt model outputs (default probabilities)")
     p.add_argument("--out", default="freqrex-out", help="output directory (default ./freqrex-out)")
     p.add_argument("--space", choices=("fft", "stft"), default="fft")
     p.add_argument("--budget", type=int, default=400, help="model queries for the search (default 400)")
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models import load_model
     from ..progress import ProgressBar
 
-    model = load_model(args.model)
+    model = open_model(args)
     rate = int(getattr(model, "sample_rate", None) or 16000)
     if args.audio is None:
         audio, sr = demo_clip(sample_rate=rate)
@@ -103,3 +106,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _hz(lo: float, hi: float) -> str:
     return f"{lo:.1f} Hz" if lo == hi else f"{lo:.1f}-{hi:.1f} Hz"
+
+
+def open_model(args: argparse.Namespace):
+    """The model named on the command line: a built-in name, or a file with --sample-rate/--output."""
+    from ..models import BUILTIN_MODELS, load_model
+
+    if args.model.lower() in {n.lower() for n in BUILTIN_MODELS}:
+        return load_model(args.model)
+    return load_model(args.model, sample_rate=args.sample_rate, output=args.output)
