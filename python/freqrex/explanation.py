@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ._atomic import atomic_writer, write_text
 from .errors import ParameterError
 
 SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
@@ -201,7 +201,7 @@ class Explanation:
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(out / "summary.json", json.dumps(self.summary(), indent=2))
+        write_text(out / "summary.json", json.dumps(self.summary(), indent=2))
         arrays = {
             "responsibility": self.responsibility,
             "frequencies": self.frequencies,
@@ -213,7 +213,8 @@ class Explanation:
             m = self.get_set(name)
             if m is not None:
                 arrays[name] = m
-        _atomic_write_npz(out / "explanation.npz", arrays)
+        with atomic_writer(out / "explanation.npz") as fh:
+            np.savez_compressed(fh, **arrays)
         for name in AUDIO_NAMES:
             if name != "original" and self.get_set(name) is None:
                 continue
@@ -222,26 +223,3 @@ class Explanation:
             save_wav(out / f"{name}.wav", self.audio(name), self.sample_rate)
         return out
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_npz(path: Path, arrays: Dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

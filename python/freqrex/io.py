@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -18,6 +17,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import soundfile as sf
 
+from ._atomic import atomic_writer
 from .errors import AudioFileError, ParameterError
 
 __all__ = ["load_audio", "resample", "fit_length", "save_wav", "demo_clip", "DEMO_CLIP_PATH"]
@@ -275,27 +275,11 @@ def save_wav(
         path = Path(os.fspath(path))
     except TypeError as exc:
         raise ParameterError(f"path must be a str or os.PathLike, got {type(path).__name__}") from exc
-    directory = path.parent
     try:
-        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise AudioFileError(f"cannot write {path}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_writer(path) as fh:
             sf.write(fh, frames, sample_rate, subtype=subtype, format="WAV")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, (OSError, RuntimeError)):
-            raise AudioFileError(f"cannot write {path}: {exc}") from exc
-        raise
+    except (OSError, RuntimeError) as exc:
+        raise AudioFileError(f"cannot write {path}: {exc}") from exc
     return path
 
 
