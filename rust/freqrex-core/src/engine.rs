@@ -75,9 +75,10 @@ impl Engine {
                 "the frequency band selects no bins (bins {b0}..{b1} of {n_bins}); check fmin/fmax"
             ));
         }
+        extract_opts.validate()?;
         let region = Rect::new(0, n_frames as u32, b0 as u32, b1 as u32);
         let search = Search::new(search_opts, n_frames, n_bins, region, target, target_score)?;
-        let mut e = Self {
+        Ok(Self {
             n_frames,
             n_bins,
             region,
@@ -89,11 +90,7 @@ impl Engine {
             responsibility: Vec::new(),
             ranking: Vec::new(),
             phase: Phase::Search,
-        };
-        // Validate the extraction options now rather than after the search.
-        Extraction::new(e.extract_opts.clone(), 1, target, target_score)?;
-        e.extraction = None;
-        Ok(e)
+        })
     }
 
     pub fn phase(&self) -> Phase {

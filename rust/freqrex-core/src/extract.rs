@@ -57,6 +57,21 @@ pub struct ExtractOptions {
     pub threshold: Option<f64>,
 }
 
+impl ExtractOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch < 2 {
+            return param("the extraction batch must be at least 2");
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            return param(format!(
+                "tol must be a finite non-negative number, got {}",
+                self.tol
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ExtractOptions {
     fn default() -> Self {
         Self {

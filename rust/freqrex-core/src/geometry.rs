@@ -27,6 +27,9 @@ impl Rect {
     }
 }
 
+/// A time strip `[t0, t1)` and its merged frequency intervals.
+type Strip = (u32, u32, Vec<(u32, u32)>);
+
 /// A canonical description of a union of disjoint boxes, equal for equal sets.
 ///
 /// The union is cut into maximal time strips over which the frequency
@@ -40,7 +43,7 @@ pub fn canonical_key(rects: &[Rect]) -> Vec<u32> {
         .collect();
     edges.sort_unstable();
     edges.dedup();
-    let mut strips: Vec<(u32, u32, Vec<(u32, u32)>)> = Vec::new();
+    let mut strips: Vec<Strip> = Vec::new();
     for w in edges.windows(2) {
         let (a, b) = (w[0], w[1]);
         let mut iv: Vec<(u32, u32)> = rects

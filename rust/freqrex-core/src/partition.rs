@@ -90,7 +90,7 @@ pub fn split(rng: &mut SplitMix64, rect: &Rect, n_parts: u32, scale: CutScale) -
         let mut a = 1;
         let mut d = 1;
         while d * d <= n_parts {
-            if n_parts % d == 0 {
+            if n_parts.is_multiple_of(d) {
                 a = d;
             }
             d += 1;

@@ -91,7 +91,10 @@ impl FrequencySpace {
             .map_err(|e| CoreError::Audio(e.to_string()))?;
         let n_bins = spectrum.len();
         let inverse32 = Some(RealFftPlanner::<f32>::new().plan_fft_inverse(n));
-        let coefficients32 = spectrum.iter().map(|c| Complex32::new(c.re as f32, c.im as f32)).collect();
+        let coefficients32 = spectrum
+            .iter()
+            .map(|c| Complex32::new(c.re as f32, c.im as f32))
+            .collect();
         Ok(Self {
             kind: SpaceKind::Fft,
             n_samples: n,
