@@ -30,7 +30,17 @@ def test_core_matches_reference(space, cuts, rule):
     x = make_clip()
     model = BandClassifier("and")
     kw = dict(space=space, cuts=cuts, rule=rule, n_fft=256, hop_length=128, seed=3, **FAST)
-    same(freqrex.explain(x, SR, model, **kw), reference.explain(x, SR, model, **kw))
+    a, b = freqrex.explain(x, SR, model, **kw), reference.explain(x, SR, model, **kw)
+    if rule != "confidence":
+        same(a, b)  # pass/fail decisions agree, so the 1/k shares agree to rounding
+        return
+    # The confidence rule weights shares by scores, which the core's single-precision
+    # inverse FFT moves by ~1e-7: equal to that tolerance, and each ranking orders the
+    # other's map up to it.
+    assert a.stats == b.stats
+    np.testing.assert_allclose(a.responsibility, b.responsibility, rtol=0, atol=1e-6)
+    for r, order in ((a.responsibility, b.ranking), (b.responsibility, a.ranking)):
+        assert np.all(np.diff(r.ravel()[order]) <= 1e-6)
 
 
 def test_core_matches_reference_with_band_and_threshold():
