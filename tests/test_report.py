@@ -236,7 +236,7 @@ PAGE_CHECK = r"""
 (async () => {
   const withTimeout = (p, ms) => Promise.race([p, new Promise(r => setTimeout(r, ms))]);
   const audios = [...document.querySelectorAll('audio')];
-  await withTimeout(Promise.all(audios.map(a => (a.readyState >= 1) ? null : new Promise(res => {
+  await withTimeout(Promise.all(audios.map(a => (a.readyState >= 1 || a.error || a.networkState === 3) ? null : new Promise(res => {
     a.addEventListener('loadedmetadata', res, {once: true});
     a.addEventListener('error', res, {once: true});
     if (a.networkState === 0) a.load();
@@ -339,10 +339,12 @@ def synth():
     spec[1000] = 0
     y = np.fft.irfft(spec, n=x.size).astype(np.float32)
     p = model(y[None])[0]
+    # Duck-typed like freqrex.flip.FlipResult: `audio` is the perturbed clip.
     flip_fft = SimpleNamespace(
         success=bool(np.argmax(p) != e_fft.target), original_class=e_fft.target, new_class=int(np.argmax(p)),
-        original_score=e_fft.score, new_score=float(p.max()), bins=np.array([1000]), frequencies=np.array([1000.0]),
-        perturbed=y, audio=x, sample_rate=SR, snr_db=12.3, queries=7, space="fft",
+        original_name="present", new_name="absent", original_score=e_fft.score, new_score=float(p.max()),
+        bins=np.array([1000]), frequencies_hz=np.array([1000.0]), frames=None, times_s=None,
+        audio=y, sample_rate=SR, snr_db=12.3, queries=7, space="fft", strategy="causal", change="remove", k=1,
     )
     # An STFT change: six cells of the 1000 Hz bin removed.
     space = FrequencySpace(x.astype(np.float64), space="stft", n_fft=512, hop_length=128)
@@ -353,9 +355,9 @@ def synth():
     p2 = model(y2[None])[0]
     flip_stft = SimpleNamespace(
         success=bool(np.argmax(p2) != e_stft.target), original_class=e_stft.target, new_class=int(np.argmax(p2)),
-        original_score=e_stft.score, new_score=float(p2.max()), cells=np.array([[t, 64] for t in range(20, 26)]),
-        frequencies=np.full(6, 1000.0), perturbed=y2, sample_rate=SR, snr_db=25.0, queries=31, space="stft",
-        n_fft=512, hop_length=128, inaudible=inaudible, margin_db=float(np.min(margin)),
+        original_score=e_stft.score, new_score=float(p2.max()), bins=np.full(6, 64), frames=np.arange(20, 26),
+        times_s=np.arange(20, 26) * 128 / SR, frequencies_hz=np.full(6, 1000.0), audio=y2, sample_rate=SR,
+        snr_db=25.0, queries=31, space="stft", inaudible=inaudible, margin_db=float(np.min(margin)),
     )
     absent = dataclasses.replace(
         e_fft, sufficient=None, sufficient_necessary=None, complete=None,
@@ -436,9 +438,41 @@ def test_stft_report_lists_time_spans(reports, synth):
 def test_flip_only_report(synth, tmp_path):
     from freqrex.report import write_flip_report
 
-    path = write_flip_report(synth.flip_fft, tmp_path / "flip.html", model_name="m")
+    path = write_flip_report(synth.flip_fft, tmp_path / "flip.html", audio=synth.x, model_name="m")
     text = _html(path)
-    assert 'id="audio-flipped"' in text and 'id="img-flip"' in text
+    assert re.findall(r'<audio id="audio-([a-z_]+)"', text) == ["original", "flipped"]
+    assert 'id="img-flip"' in text and "1,000" in text
+    # Without the original clip: the perturbed clip's player, and a note instead of the plot.
+    text = _html(write_flip_report(synth.flip_fft, tmp_path / "bare.html"))
+    assert re.findall(r'<audio id="audio-([a-z_]+)"', text) == ["flipped"]
+    assert "No flip plot" in text and "pass audio=" in text
+
+
+def test_report_of_a_real_flip(synth, tmp_path, capsys):
+    """freqrex.flip on the synthetic model, saved as `freqrex flip --out` saves it, rendered by the CLI."""
+    from freqrex.cli import main
+    from freqrex.flip import flip
+    from freqrex.io import save_wav
+    from freqrex.report import write_explanation_report
+
+    for space, extra in (("fft", {}), ("stft", {"n_fft": 512, "hop_length": 128})):
+        e = synth.fft if space == "fft" else synth.stft
+        r = flip(synth.x, synth.sr, synth.model, k=2, space=space, explanation=e, budget=24, **extra)
+        text = _html(write_explanation_report(e, tmp_path / f"{space}.html", flip=r))
+        assert 'id="img-flip"' in text and 'id="audio-flipped"' in text
+        d = tmp_path / f"flip-{space}"
+        d.mkdir()
+        save_wav(d / "original.wav", synth.x, synth.sr)
+        save_wav(d / "perturbed.wav", r.audio, synth.sr)
+        summary = r.summary()
+        summary.update(audio="clip.wav", model="BandClassifier")
+        (d / "flip.json").write_text(json.dumps(summary))
+        assert main(["report", str(d), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["kind"] == "flip"
+        page = _html(out["report"])
+        assert re.findall(r'<audio id="audio-([a-z_]+)"', page) == ["original", "flipped"]
+        assert 'id="img-flip"' in page and "BandClassifier" in page and "clip.wav" in page
 
 
 def test_report_replaces_atomically(synth, tmp_path, monkeypatch):
@@ -490,7 +524,46 @@ def test_evaluation_report(reports):
     pages = sorted((reports.dir / "evaluation_clips").glob("*.html"))
     assert [p.name for p in pages] == ["clip-0000.html", "clip-0001.html"]
     assert 'href="evaluation_clips/clip-0000.html"' in text
-    assert 'href="../evaluation.html"' in _html(pages[0])
+    page = _html(pages[0])
+    assert 'href="../evaluation.html"' in page
+    # Clip pages link the runs' WAV files (small pages) unless asked to embed them.
+    assert 'src="../runs/a/original.wav"' in page and "data:audio/wav" not in page
+    assert 'data:image/png;base64,' in page
+
+
+def test_evaluation_pages_can_embed_audio(reports, tmp_path):
+    from freqrex.report import write_evaluation_report
+
+    index = write_evaluation_report(reports.jsonl, tmp_path / "e.html", embed_audio=True)
+    page = _html(tmp_path / "e_clips" / "clip-0001.html")
+    assert page.count('src="data:audio/wav;base64,') == 4
+    assert "e_clips/clip-0001.html" in _html(index)
+
+
+@pytest.fixture(scope="module")
+def real_evaluation(synth, tmp_path_factory):
+    """A tiny run of freqrex.evaluate (two clips, the synthetic model) and its report."""
+    from freqrex.evaluate import EvalOptions, evaluate_many
+    from freqrex.io import save_wav
+    from freqrex.report import write_evaluation_report
+    from synthetic import make_clip
+
+    d = tmp_path_factory.mktemp("evaluation")
+    files = []
+    for i in range(2):
+        save_wav(d / f"clip{i}.wav", make_clip(seed=i) * 0.5, synth.sr)
+        files.append(d / f"clip{i}.wav")
+    options = EvalOptions(explain_budget=80, explain_iterations=2, flip_budget=8, ks=(1, 2), stft_explain_budget=40,
+                          stft_explain_iterations=1, stft_flip_budget=8, n_fft=512, hop_length=128)
+    evaluate_many(files, {"band": synth.model}, d / "results.jsonl", options=options)
+    return write_evaluation_report(d / "results.jsonl", d / "results.html")
+
+
+def test_report_of_a_real_evaluation(real_evaluation):
+    text = _html(real_evaluation)
+    assert "<h2>Results</h2>" in text and "58%" in text  # the paper's number beside ours
+    assert "causal: smallest k flipped" in text and "random: STFT" in text
+    assert text.count("<td>clip0</td>") == 1 and "every field of every record" in text
 
 
 def test_cli_report(synth, tmp_path, capsys):
@@ -527,6 +600,26 @@ def test_evaluation_report_in_headless_chromium(browser, reports):
     assert len(pages) == 2
     clip = check_page(browser, reports.dir / pages[0])
     assert len(clip["audio"]) == 4 and len(clip["images"]) == 1
+
+
+def test_real_evaluation_report_in_headless_chromium(browser, real_evaluation):
+    facts = check_page(browser, real_evaluation, ARTIFACTS / "report-evaluation-flips.png")
+    assert facts["audio"] == [] and facts["images"] == []
+
+
+def test_browser_checks_catch_broken_pages(browser, tmp_path):
+    """A negative control: the checks above do fail on a console error, a broken image or bad audio."""
+    cases = {
+        "console": "<script>console.error('boom')</script>",
+        "exception": "<script>undefined_function()</script>",
+        "image": '<img id="x" src="data:image/png;base64,AAAA">',
+        "audio": '<audio id="y" preload="metadata" src="data:audio/wav;base64,AAAA"></audio>',
+    }
+    for name, body in cases.items():
+        page = tmp_path / f"{name}.html"
+        page.write_text(f"<!DOCTYPE html><html><head><link rel='icon' href='data:,'></head><body>{body}</body></html>")
+        with pytest.raises(AssertionError):
+            check_page(browser, page)
 
 
 # =========================================================================== script

@@ -88,6 +88,8 @@ class Explanation:
     times: Optional[np.ndarray] = None
     target_name: Optional[str] = None
     original_scores: Optional[np.ndarray] = None
+    #: Free-form facts about the run saved with it (the CLI records ``model`` and ``audio``).
+    metadata: Dict[str, Any] = field(default_factory=dict)
     _space: Any = field(default=None, repr=False)
     _audio: Optional[np.ndarray] = field(default=None, repr=False)
 
@@ -189,6 +191,7 @@ class Explanation:
             "options": opts,
             "stats": self.stats,
             "sets": sets,
+            **{k: v for k, v in self.metadata.items() if k not in ("sets", "options")},
         }
 
     def save(self, directory: "os.PathLike[str] | str") -> Path:

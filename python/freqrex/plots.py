@@ -20,7 +20,7 @@ and the bins the complete set adds are drawn in :data:`SET_COLORS`.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -34,6 +34,7 @@ __all__ = [
     "plot_responsibility",
     "plot_sets",
     "plot_waveform",
+    "require_matplotlib",
 ]
 
 #: Colour of each set layer: the sufficient set, the bins the
@@ -60,13 +61,28 @@ _DB_RANGE = 80.0
 
 
 # --------------------------------------------------------------------------- helpers
+def require_matplotlib() -> None:
+    """Raise a clear ParameterError when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ParameterError(
+            "plots and HTML reports need matplotlib: pip install 'freqrex[plot]' (or pip install matplotlib)"
+        ) from exc
+
+
 def _new_axes(ax, figsize=(8.0, 3.0)):
     if ax is not None:
         return ax
+    require_matplotlib()
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, layout="constrained")
     return fig.add_subplot()
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n:,} {unit[:-1] if n == 1 and unit.endswith('s') else unit}"
 
 
 def _fmt_hz(v: float) -> str:
@@ -354,15 +370,21 @@ def plot_responsibility(e, ax=None, scale: str = "linear", *, colorbar: bool = T
         ax.plot(f, v, color=_RESP_COLOR, lw=0.9, drawstyle="steps-mid")
         if log:
             ax.set_xscale("log")
-            ax.set_xlim(_log_xmin(freqs, r), freqs[-1])
+            ax.set_xlim(_log_xmin(freqs, _fmin(e)), freqs[-1])
         else:
             ax.set_xlim(freqs[0], freqs[-1])
         top = float(np.max(r)) if r.size else 0.0
         ax.set_ylim(0, (top or 1.0) * 1.18)
         if top > 0:
             i = int(np.argmax(r))
+            x0, x1 = ax.get_xlim()
+            if log:
+                frac = (math.log(max(freqs[i], x0)) - math.log(x0)) / (math.log(x1) - math.log(x0))
+            else:
+                frac = (freqs[i] - x0) / ((x1 - x0) or 1.0)
+            ha = "left" if frac < 0.15 else ("right" if frac > 0.85 else "center")
             ax.annotate(f"max at {_fmt_hz(freqs[i])} Hz", (freqs[i], top), xytext=(0, 3), textcoords="offset points",
-                        fontsize=8, color=_RESP_COLOR, ha="center", va="bottom")
+                        fontsize=8, color=_RESP_COLOR, ha=ha, va="bottom")
         ax.set_xlabel("frequency (Hz)")
         ax.set_ylabel("responsibility")
         _hz_axis(ax.xaxis, log)
@@ -384,16 +406,21 @@ def plot_responsibility(e, ax=None, scale: str = "linear", *, colorbar: bool = T
     return ax
 
 
-def _log_xmin(freqs: np.ndarray, weight: Optional[np.ndarray] = None) -> float:
+def _log_xmin(freqs: np.ndarray, fmin: Optional[float] = None) -> float:
+    """Lower limit of a log frequency axis: 20 Hz (the bottom of hearing), or fmin when lower."""
     pos = freqs[freqs > 0]
     if pos.size == 0:
         return 1.0
-    lo = max(float(pos[0]), 20.0)
-    if weight is not None:
-        w = np.flatnonzero((np.asarray(weight).reshape(-1) > 0) & (freqs > 0))
-        if w.size and freqs[w[0]] < lo:
-            lo = float(freqs[w[0]]) / 1.5
-    return max(lo, float(pos[0]))
+    floor = 20.0 if not fmin or fmin <= 0 else min(20.0, float(fmin))
+    return min(max(float(pos[0]), floor), float(pos[-1]) / 2)
+
+
+def _fmin(e) -> Optional[float]:
+    v = (getattr(e, "options", None) or {}).get("fmin")
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _log_floor(f_edges: np.ndarray) -> float:
@@ -463,7 +490,7 @@ def plot_sets(e, ax=None, *, scale: str = "log", label_bands: int = 6):
                                  label=f"{SET_LABELS[name]}: adds nothing"))
             continue
         handles.append(Patch(color=SET_COLORS[name], alpha=0.85,
-                             label=f"{SET_LABELS[name]}: {int(layer.sum())} {unit}, "
+                             label=f"{SET_LABELS[name]}: {_count(int(layer.sum()), unit)}, "
                                    f"{band_text(_layer_bands(freqs, used), 2)}"))
     if e.space == "fft" or np.asarray(e.responsibility).ndim == 1:
         _plot_sets_fft(e, ax, freqs, layers, mag, log, label_bands)
@@ -519,7 +546,7 @@ def _plot_sets_fft(e, ax, freqs, layers, mag, log, label_bands) -> None:
                        alpha=1.0, zorder=4)
     if log:
         ax.set_xscale("log")
-        ax.set_xlim(_log_xmin(freqs, np.asarray(e.responsibility)), freqs[-1])
+        ax.set_xlim(_log_xmin(freqs, _fmin(e)), freqs[-1])
     else:
         ax.set_xlim(freqs[0], freqs[-1])
     ax.set_xlabel("frequency (Hz)")
@@ -584,6 +611,7 @@ def plot_explanation(e, *, figsize: Optional[Tuple[float, float]] = None, title:
     -------
     matplotlib.figure.Figure
     """
+    require_matplotlib()
     from matplotlib.figure import Figure
 
     stft = e.space == "stft" and np.asarray(e.responsibility).ndim == 2
@@ -616,7 +644,7 @@ def plot_explanation(e, *, figsize: Optional[Tuple[float, float]] = None, title:
         score = (getattr(e, "set_scores", None) or {}).get(name)
         size = e.size(name)
         unit = "bins" if not stft else "cells"
-        full = f"{label}: {size} {unit}" + (f", score {score:.3f}" if score is not None else "")
+        full = f"{label}: {_count(size, unit)}" + (f", score {score:.3f}" if score is not None else "")
         if stft:
             _plot_signal_spectrogram(e, ax, x, full)
         else:
@@ -656,17 +684,21 @@ def _first_attr(obj, names: Sequence[str]):
     return None
 
 
+def _wave_attr(obj, names: Sequence[str]):
+    v = _first_attr(obj, names)
+    if v is None or isinstance(v, (str, bytes, bool)) or np.ndim(v) != 1:
+        return None
+    return v
+
+
 def _flip_waves(result, audio=None, sample_rate=None):
-    y = _first_attr(result, ("perturbed", "perturbed_audio", "adversarial", "flipped_audio", "audio_perturbed",
-                             "flipped"))
-    x = audio if audio is not None else _first_attr(result, ("original_audio", "audio", "original_waveform",
-                                                              "original"))
-    if x is not None and not isinstance(x, np.ndarray) and np.ndim(x) == 0:
-        x = None
-    if y is not None and not isinstance(y, np.ndarray) and np.ndim(y) == 0:
-        y = None
+    """(original, perturbed, rate). A FlipResult's ``audio`` is the perturbed clip."""
+    y = _wave_attr(result, ("perturbed", "perturbed_audio", "adversarial", "flipped_audio", "audio_perturbed"))
     if y is None:
-        raise ParameterError("the flip result holds no perturbed waveform (expected an attribute 'perturbed')")
+        y = _wave_attr(result, ("audio",))
+    x = audio if audio is not None else _wave_attr(result, ("original_audio", "original_waveform", "original_wave"))
+    if y is None:
+        raise ParameterError("the flip result holds no perturbed waveform (expected its attribute 'audio')")
     if x is None:
         delta = _first_attr(result, ("delta", "perturbation"))
         if delta is not None:
@@ -690,10 +722,11 @@ def _flip_space(result) -> str:
     return str(space)
 
 
-def _flip_stft_params(result) -> Tuple[int, int]:
+def _flip_stft_params(result, n_fft=None, hop_length=None) -> Tuple[int, int]:
     opts = _first_attr(result, ("options",)) or {}
-    n_fft = _first_attr(result, ("n_fft",)) or (opts.get("n_fft") if isinstance(opts, dict) else None) or 2048
-    hop = _first_attr(result, ("hop_length", "hop")) or (opts.get("hop_length") if isinstance(opts, dict) else None) or 512
+    opts = opts if isinstance(opts, dict) else {}
+    n_fft = n_fft or _first_attr(result, ("n_fft",)) or opts.get("n_fft") or 2048
+    hop = hop_length or _first_attr(result, ("hop_length", "hop")) or opts.get("hop_length") or 512
     return int(n_fft), int(hop)
 
 
@@ -710,7 +743,8 @@ def _class_label(result, which: str) -> str:
     return text
 
 
-def plot_flip(result, ax=None, *, audio=None, sample_rate: Optional[float] = None, zoom: bool = True):
+def plot_flip(result, ax=None, *, audio=None, sample_rate: Optional[float] = None, zoom: bool = True,
+              n_fft: Optional[int] = None, hop_length: Optional[int] = None):
     """Original versus perturbed spectrum around the bins a flip changed.
 
     ``fft`` flips: the magnitude spectra (dB) of the original and the
@@ -724,18 +758,22 @@ def plot_flip(result, ax=None, *, audio=None, sample_rate: Optional[float] = Non
     Parameters
     ----------
     result : FlipResult
-        Read by duck typing: ``perturbed`` (waveform), the original waveform
-        (``original_audio``/``audio``, or pass `audio`), ``sample_rate``,
-        ``space``, the changed bins (``bins``/``frequencies``; for ``stft`` also
-        ``frames`` or ``cells``), ``success``, classes and scores, ``snr_db``,
-        ``inaudible``, ``margin_db``. Changed bins are found from the spectra
-        when the result does not list them.
+        Read by duck typing: the perturbed clip (``audio``, as
+        :class:`freqrex.flip.FlipResult` holds it, or ``perturbed``),
+        ``sample_rate``, ``space``, the changed bins (``bins`` or
+        ``frequencies_hz``; for ``stft`` with ``frames``, or ``cells`` as
+        (frame, bin) pairs), ``success``, classes, names and scores,
+        ``snr_db``, ``inaudible``, ``margin_db``. Changed bins are found from
+        the spectra when the result does not list them.
     ax : matplotlib Axes, optional
-    audio : array_like, optional
-        The original clip, when the result does not hold it.
+    audio : array_like
+        The original clip (a FlipResult does not hold it; ``original_audio``
+        is read when present).
     sample_rate : float, optional
     zoom : bool
         Limit the frequency axis to the neighbourhood of the changed bins.
+    n_fft, hop_length : int, optional
+        STFT of an ``stft`` flip (default: the result's, else 2048 and 512).
 
     Returns
     -------
@@ -745,12 +783,12 @@ def plot_flip(result, ax=None, *, audio=None, sample_rate: Optional[float] = Non
     ax = _new_axes(ax, (8.0, 3.4))
     space = _flip_space(result)
     if space == "stft":
-        _plot_flip_stft(result, ax, x, y, sr, zoom)
+        _plot_flip_stft(result, ax, x, y, sr, zoom, _flip_stft_params(result, n_fft, hop_length))
     else:
         _plot_flip_fft(result, ax, x, y, sr, zoom)
     success = _first_attr(result, ("success",))
-    verdict = "flipped" if success else ("not flipped" if success is not None else "")
-    head = f"{space} flip {verdict}: {_class_label(result, 'original')} → {_class_label(result, 'new')}"
+    verdict = " succeeded" if success else (" failed" if success is not None else "")
+    head = f"{space.upper()} flip{verdict}: {_class_label(result, 'original')} → {_class_label(result, 'new')}"
     extra = []
     snr = _first_attr(result, ("snr_db",))
     if snr is not None:
@@ -797,24 +835,25 @@ def _plot_flip_fft(result, ax, x, y, sr, zoom) -> None:
     sel = (freqs >= lo) & (freqs <= hi)
     f, vx = _pool_line(freqs[sel], dx[sel], False)
     _, vy = _pool_line(freqs[sel], dy[sel], False)
-    ax.plot(f, vx, color=_SPEC_COLOR, lw=0.9, label="original", drawstyle="steps-mid")
-    ax.plot(f, vy, color=SET_COLORS["sufficient"], lw=0.9, alpha=0.8, label="perturbed", drawstyle="steps-mid")
+    ylo = -_DB_RANGE - 5
+    ax.plot(f, vy, color=SET_COLORS["sufficient"], lw=2.2, alpha=0.45, label="perturbed", drawstyle="steps-mid")
+    ax.plot(f, vx, color="#444444", lw=0.8, label="original", drawstyle="steps-mid")
     if changed.size:
         cf = freqs[changed]
-        ax.vlines(cf, np.minimum(dx[changed], dy[changed]), np.maximum(dx[changed], dy[changed]),
-                  color="#222222", lw=1.2, zorder=5)
-        ax.scatter(cf, dx[changed], s=18, color=_SPEC_COLOR, edgecolor="#222222", zorder=6, label="original level")
-        ax.scatter(cf, dy[changed], s=24, marker="x", color=SET_COLORS["sufficient"], zorder=7,
-                   label="new level")
+        ox, oy = np.maximum(dx[changed], ylo + 1.5), np.maximum(dy[changed], ylo + 1.5)
+        ax.vlines(cf, np.minimum(ox, oy), np.maximum(ox, oy), color="#222222", lw=1.2, zorder=5)
+        ax.scatter(cf, ox, s=18, color=_SPEC_COLOR, edgecolor="#222222", zorder=6, label="original level")
+        ax.scatter(cf, oy, s=28, marker="x", color=SET_COLORS["sufficient"], zorder=7, label="new level")
         for k, (b, fv) in enumerate(zip(changed[:8], cf[:8])):
-            ax.annotate(f"{_fmt_hz(fv)} Hz", (fv, max(dx[b], dy[b])), xytext=(0, 6 + 9 * (k % 2)),
+            text = f"{_fmt_hz(fv)} Hz" + (" removed" if dy[b] <= ylo else "")
+            ax.annotate(text, (fv, max(ox[k], oy[k])), xytext=(0, 6 + 9 * (k % 2)),
                         textcoords="offset points", ha="center", fontsize=7.5)
     ax.set_xlim(lo, hi)
-    ax.set_ylim(-_DB_RANGE, 8)
+    ax.set_ylim(ylo, 8)
     ax.set_xlabel("frequency (Hz)")
     ax.set_ylabel("magnitude (dB re. peak)")
     _hz_axis(ax.xaxis, False)
-    ax.legend(loc="lower right", fontsize=7.5, framealpha=0.9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False, borderaxespad=0.0)
 
 
 def _changed_cells(result, n_frames: int, n_bins: int, sx: np.ndarray, sy: np.ndarray, sr: float, n_fft: int):
@@ -840,10 +879,10 @@ def _changed_cells(result, n_frames: int, n_bins: int, sx: np.ndarray, sy: np.nd
     return t, f
 
 
-def _plot_flip_stft(result, ax, x, y, sr, zoom) -> None:
+def _plot_flip_stft(result, ax, x, y, sr, zoom, params) -> None:
     from .psychoacoustic import masking_threshold, power_spectrum_db, stft
 
-    n_fft, hop = _flip_stft_params(result)
+    n_fft, hop = params
     mt = masking_threshold(x, sr, n_fft=n_fft, hop_length=hop)
     sx = stft(x, n_fft=n_fft, hop_length=hop)
     sy = stft(y, n_fft=n_fft, hop_length=hop)
@@ -887,7 +926,8 @@ def _plot_flip_stft(result, ax, x, y, sr, zoom) -> None:
     _hz_axis(ax.xaxis, True)
     inaud = _first_attr(result, ("inaudible",))
     margin = _first_attr(result, ("margin_db",))
-    note = f"frame {t} (t = {t * hop / sr:.2f} s), {int(frames.size)} changed cells"
+    note = (f"frame {t} (t = {t * hop / sr:.2f} s): {int(fb.size)} of "
+            f"{_count(int(frames.size), 'changed cells')}")
     if margin is not None:
         try:
             m = np.asarray(margin, dtype=np.float64)
@@ -899,4 +939,4 @@ def _plot_flip_stft(result, ax, x, y, sr, zoom) -> None:
         note += "; inaudible" if inaud else "; audible"
     ax.text(0.01, 0.03, note, transform=ax.transAxes, fontsize=8, color="#333333",
             bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
-    ax.legend(loc="upper right", fontsize=7.5, framealpha=0.9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False, borderaxespad=0.0)

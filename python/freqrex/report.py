@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -37,6 +37,7 @@ __all__ = [
     "SavedExplanation",
     "explanation_html",
     "load_explanation_dir",
+    "load_flip_dir",
     "read_records",
     "write_evaluation_report",
     "write_explanation_report",
@@ -53,11 +54,12 @@ _SET_TITLES = {
 }
 _SET_ABOUT = {
     "original": "the clip as the model heard it",
-    "sufficient": "kept alone, these frequencies are enough for the model's decision",
-    "sufficient_necessary": "enough for the decision, and removing them changes it",
-    "complete": "keeps the decision and the original score (within tolerance)",
+    "sufficient": "Kept alone, these frequencies are enough for the model's decision",
+    "sufficient_necessary": "Enough for the decision, and removing them changes it",
+    "complete": "Keeps the decision and the original score (within tolerance)",
 }
 _MAX_ROWS = 25  # band rows shown before the rest fold into <details>
+_MAX_ALL_ROWS = 2000  # band rows written at most (the rest are in summary.json / explanation.npz)
 
 
 # =========================================================================== loading
@@ -187,12 +189,26 @@ def _load_flip_dir(d: Path, e: Optional[Explanation]):
 
     for name in ("perturbed.wav", "flipped.wav", "flip.wav"):
         if (d / name).is_file():
-            ns.perturbed, _ = load_audio(d / name)
+            ns.perturbed, rate = load_audio(d / name)
             break
     else:
         return None
-    if e is not None:
-        ns.sample_rate = getattr(ns, "sample_rate", None) or e.sample_rate
+    if (d / "original.wav").is_file():
+        ns.original_audio, _ = load_audio(d / "original.wav")
+    ns.sample_rate = getattr(ns, "sample_rate", None) or (e.sample_rate if e is not None else rate)
+    return ns
+
+
+def load_flip_dir(path: PathLike):
+    """A flip saved by ``freqrex flip --out DIR`` (``flip.json``, ``perturbed.wav``, ``original.wav``).
+
+    Returns a namespace with the fields of ``flip.json``, ``perturbed`` and
+    ``original_audio`` (waveforms), or raises ParameterError.
+    """
+    d = Path(path)
+    ns = _load_flip_dir(d, None) if d.is_dir() else None
+    if ns is None:
+        raise ParameterError(f"{d} is not a saved flip (it needs flip.json and perturbed.wav)")
     return ns
 
 
@@ -261,6 +277,12 @@ def _num(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def _count(n: int, unit: str) -> str:
+    """``"1 bin"``, ``"2,048 bins"``."""
+    n = int(n)
+    return f"{n:,} {unit[:-1] if n == 1 and unit.endswith('s') else unit}"
+
+
 def _seconds(v: Optional[float]) -> str:
     if v is None:
         return "—"
@@ -313,6 +335,8 @@ tbody tr:nth-child(even) td { background: #fafbfc; }
   border-radius: 10px; padding: 12px 14px; }
 .set .meta { color: var(--muted); font-size: 13px; margin-bottom: 8px; }
 .set table { font-size: 13px; }
+.set th, .set td { padding: 5px 7px; }
+.sets.wide { grid-template-columns: 1fr; }
 details summary { cursor: pointer; color: #2f5fb3; margin: 8px 0; }
 .grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); gap: 14px; }
 .kv th { width: 40%; font-weight: 500; color: #475467; background: #f7f8fa; }
@@ -320,6 +344,7 @@ details summary { cursor: pointer; color: #2f5fb3; margin: 8px 0; }
 .ok { color: #067647; font-weight: 600; } .bad { color: #b42318; font-weight: 600; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12.5px; border-top: 1px solid var(--line); padding-top: 10px; }
 .back { font-size: 13px; margin-bottom: 12px; display: inline-block; }
+figure + .tablewrap, figure + .note { margin-top: 12px; }
 """
 
 
@@ -412,33 +437,37 @@ def _sets_html(e: Explanation) -> str:
         score = (e.set_scores or {}).get(name)
         rows = _band_rows(e, name)
         unit = "cells" if stft else "bins"
-        meta = (f"{size:,} {unit} ({100.0 * size / max(m.size, 1):.3g}% of the space), "
+        meta = (f"{_count(size, unit)} ({100.0 * size / max(m.size, 1):.3g}% of the space), "
                 f"{len(rows)} band{'s' if len(rows) != 1 else ''}"
                 + (f", score {score:.3f}" if score is not None else "")
                 + f". {_esc(_SET_ABOUT[name])}.")
-        head = ("<tr><th class=\"n\">#</th><th class=\"n\">from (Hz)</th><th class=\"n\">to (Hz)</th>"
+        head = ("<tr><th class=\"n\">from (Hz)</th><th class=\"n\">to (Hz)</th>"
                 "<th class=\"n\">width (Hz)</th><th class=\"n\">bins</th>" + ("<th>time</th>" if stft else "") + "</tr>")
 
         def row(i, r):
             lo, hi, nb, span = r
-            return (f"<tr><td class=\"n\">{i + 1}</td><td class=\"n\">{_hz(lo)}</td><td class=\"n\">{_hz(hi)}</td>"
+            return (f"<tr><td class=\"n\">{_hz(lo)}</td><td class=\"n\">{_hz(hi)}</td>"
                     f"<td class=\"n\">{_hz(hi - lo + df)}</td><td class=\"n\">{nb:,}</td>"
                     + (f"<td>{_esc(span)}</td>" if stft else "") + "</tr>")
 
         first = "".join(row(i, r) for i, r in enumerate(rows[:_MAX_ROWS]))
         table = f"<div class=\"tablewrap\"><table><thead>{head}</thead><tbody>{first}</tbody></table></div>"
         if len(rows) > _MAX_ROWS:
-            rest = "".join(row(i, r) for i, r in enumerate(rows) if i >= _MAX_ROWS)
-            table += (f"<details><summary>all {len(rows):,} bands</summary><div class=\"tablewrap\"><table>"
+            shown = rows[:_MAX_ALL_ROWS]
+            rest = "".join(row(i, r) for i, r in enumerate(shown) if i >= _MAX_ROWS)
+            label = (f"all {len(rows):,} bands" if len(rows) == len(shown)
+                     else f"the first {len(shown):,} of {len(rows):,} bands (all are in summary.json)")
+            table += (f"<details><summary>{label}</summary><div class=\"tablewrap\"><table>"
                       f"<thead>{head}</thead><tbody>{rest}</tbody></table></div></details>")
         if not rows:
             table = "<div class=\"note\">empty set</div>"
         blocks.append(f"<div class=\"set\" style=\"--c:{color}\"><h3><span class=\"chip\"></span>{_esc(title)}</h3>"
                       f"<div class=\"meta\">{meta}</div>{table}</div>")
-    return "<div class=\"sets\">" + "".join(blocks) + "</div>"
+    return f"<div class=\"sets{' wide' if stft else ''}\">" + "".join(blocks) + "</div>"
 
 
-def _audio_section(e: Optional[Explanation], flip, flip_audio: Optional[Tuple[np.ndarray, int]]) -> str:
+def _audio_section(e: Optional[Explanation], flip, flip_audio: Optional[Tuple[np.ndarray, int]],
+                   link_dir: Optional[Path] = None, original: Optional[np.ndarray] = None) -> str:
     from .plots import band_text
 
     waves: List[Tuple[str, str, str, Optional[np.ndarray], Optional[str], str]] = []
@@ -461,22 +490,37 @@ def _audio_section(e: Optional[Explanation], flip, flip_audio: Optional[Tuple[np
                 meta = f"{x.size / e.sample_rate:.1f} s at {e.sample_rate:,} Hz — {_SET_ABOUT[name]}"
             else:
                 score = (e.set_scores or {}).get(name)
-                meta = (f"{e.size(name):,} {unit}" + (f", score {score:.3f}" if score is not None else "")
+                meta = (_count(e.size(name), unit) + (f", score {score:.3f}" if score is not None else "")
                         + f" — {band_text(e.bands(name), 3)}")
             waves.append((name, _SET_TITLES[name], meta, x, None, color))
     if flip_audio is not None:
         y, fsr = flip_audio
         sr = sr or fsr
+        if e is None and original is not None:
+            x = np.asarray(original, dtype=np.float64).ravel()
+            waves.append(("original", "original", f"{x.size / fsr:.1f} s at {fsr:,} Hz — the clip before the change",
+                          x, None, "#3d405b"))
         bins = _flip_freqs(flip)
+        from .plots import _first_attr
+
         meta = ("changed " + (", ".join(f"{_hz(v)} Hz" for v in bins[:5]) + (" …" if len(bins) > 5 else "")
                               if bins else "the spectrum"))
-        waves.append(("flipped", "flipped", meta, y, None, "#6a4c93"))
+        success = _first_attr(flip, ("success",))
+        title = "flipped" if success or success is None else "perturbed (best attempt, not flipped)"
+        new = _first_attr(flip, ("new_name", "new_class"))
+        if success and new is not None:
+            meta += f" — now '{new}'"
+        waves.append(("flipped", title, meta, y, None, "#6a4c93"))
     present = [w[3] for w in waves if w[3] is not None]
     peak = max((float(np.max(np.abs(w))) for w in present if w.size), default=1.0)
     gain = 1.0 if peak <= 1.0 else 0.999 / peak
     out = ["<div class=\"players\">"]
     for key, title, meta, x, absent, color in waves:
-        uri = None if x is None else _wav_data_uri(x, sr if key != "flipped" else flip_audio[1], gain)
+        uri = None
+        if x is not None:
+            linked = _linked_wav(e, key, link_dir) if gain == 1.0 else None
+            rate = flip_audio[1] if (key == "flipped" or e is None) and flip_audio is not None else sr
+            uri = linked or _wav_data_uri(x, rate, gain)
         out.append(_player(key, title, _esc(meta), uri, absent, color))
     out.append("</div>")
     if gain != 1.0:
@@ -488,33 +532,59 @@ def _audio_section(e: Optional[Explanation], flip, flip_audio: Optional[Tuple[np
     return "".join(out)
 
 
+def _linked_wav(e, name: str, link_dir: Optional[Path]) -> Optional[str]:
+    """Relative URL of a saved explanation's WAV file, for pages that link rather than embed audio."""
+    directory = getattr(e, "directory", None)
+    if link_dir is None or directory is None or name == "flipped":
+        return None
+    wav = Path(directory) / f"{name}.wav"
+    if not wav.is_file():
+        return None
+    from urllib.parse import quote
+
+    rel = os.path.relpath(wav.resolve(), Path(link_dir).resolve())
+    return _esc(quote(Path(rel).as_posix()))
+
+
 def _flip_freqs(flip) -> List[float]:
     from .plots import _first_attr
 
-    hz = _first_attr(flip, ("frequencies", "frequencies_hz", "changed_hz", "hz"))
+    hz = _first_attr(flip, ("frequencies_hz", "frequencies", "changed_hz", "hz"))
     if hz is None:
         return []
     try:
-        return [float(v) for v in np.asarray(hz, dtype=np.float64).reshape(-1)]
+        return [float(v) for v in np.unique(np.asarray(hz, dtype=np.float64).reshape(-1))]
     except (TypeError, ValueError):
         return []
 
 
-def _flip_section(flip, audio, sample_rate) -> Tuple[str, Optional[Tuple[np.ndarray, int]]]:
+def _flip_section(flip, audio, sample_rate, stft_params=(None, None)) -> Tuple[str, Optional[Tuple[np.ndarray, int]]]:
     """(html, (perturbed, sr)) of a flip."""
     from .plots import _first_attr, _flip_waves, plot_flip
 
     parts = []
     wave = None
+    drawable = False
     try:
         x, y, sr = _flip_waves(flip, audio, sample_rate)
-        wave = (y, int(sr))
+        wave, drawable = (y, int(sr)), True
     except ParameterError as exc:
         parts.append(f"<p class=\"note\">No flip plot: {_esc(exc)}</p>")
-    if wave is not None:
+        from .plots import _wave_attr
+
+        y = _wave_attr(flip, ("perturbed", "perturbed_audio", "adversarial", "flipped_audio", "audio_perturbed",
+                              "audio"))
+        sr = sample_rate or _first_attr(flip, ("sample_rate", "sr"))
+        if y is not None and sr:
+            wave = (np.asarray(y, dtype=np.float64), int(sr))
+    if drawable:
         try:
-            ax = plot_flip(flip, audio=audio, sample_rate=sample_rate)
-            uri, (w, h) = _png_data_uri(ax.figure, dpi=110)
+            from matplotlib.figure import Figure
+
+            fig = Figure(figsize=(11.0, 3.8), layout="constrained")
+            plot_flip(flip, ax=fig.add_subplot(), audio=audio, sample_rate=sample_rate, n_fft=stft_params[0],
+                      hop_length=stft_params[1])
+            uri, (w, h) = _png_data_uri(fig, dpi=100)
             parts.append(f"<figure><img id=\"img-flip\" src=\"{uri}\" width=\"{w}\" height=\"{h}\" "
                          "alt=\"original versus perturbed spectrum around the changed bins\">"
                          "<figcaption>Original versus perturbed spectrum around the changed bins"
@@ -525,21 +595,38 @@ def _flip_section(flip, audio, sample_rate) -> Tuple[str, Optional[Tuple[np.ndar
     success = _first_attr(flip, ("success",))
     if success is not None:
         rows.append(("success", _Raw(f"<span class=\"{'ok' if success else 'bad'}\">{'yes' if success else 'no'}</span>")))
+    def cls(which):
+        name = _first_attr(flip, (f"{which}_name", f"{which}_class_name"))
+        index = _first_attr(flip, (f"{which}_class",))
+        if name is None:
+            return index
+        return f"{name}" + (f" (index {index})" if index is not None else "")
+
     for label, keys in (
         ("space", ("space",)),
-        ("original class", ("original_name", "original_class_name", "original_class")),
+        ("strategy", ("strategy", "method")),
+        ("original class", cls("original")),
         ("original score", ("original_score",)),
-        ("new class", ("new_name", "new_class_name", "new_class")),
+        ("new class", cls("new")),
         ("new score", ("new_score",)),
-        ("method", ("method", "mode", "kind")),
-        ("k", ("k",)),
+        ("original class's new score", ("original_class_score",)),
+        ("target", ("target",)),
+        ("change", ("change",)),
+        ("gain (dB)", ("gain_db",)),
+        ("phase (rad)", ("phase_rad",)),
+        ("k (most changed)", ("k",)),
+        ("changed", ("n_changed",)),
         ("SNR (dB)", ("snr_db",)),
         ("inaudible", ("inaudible",)),
-        ("margin (dB)", ("margin_db",)),
+        ("margin under the masking threshold (dB)", ("margin_db",)),
+        ("change scaled by", ("scale",)),
         ("queries", ("queries",)),
-        ("seconds", ("elapsed", "seconds", "elapsed_s")),
+        ("flip queries", ("flip_queries",)),
+        ("budget", ("budget",)),
+        ("seed", ("seed",)),
+        ("seconds", ("elapsed", "elapsed_s", "seconds")),
     ):
-        v = _first_attr(flip, keys)
+        v = _first_attr(flip, keys) if isinstance(keys, tuple) else keys
         if v is None:
             continue
         if isinstance(v, np.ndarray):
@@ -549,6 +636,10 @@ def _flip_section(flip, audio, sample_rate) -> Tuple[str, Optional[Tuple[np.ndar
     if hz:
         shown = ", ".join(f"{_hz(v)}" for v in hz[:40]) + (" …" if len(hz) > 40 else "")
         rows.append(("changed frequencies (Hz)", shown))
+    times = _first_attr(flip, ("times_s",))
+    if times is not None and np.size(times):
+        t = np.unique(np.asarray(times, dtype=np.float64).reshape(-1))
+        rows.append(("changed frames at (s)", ", ".join(f"{v:.2f}" for v in t[:40]) + (" …" if t.size > 40 else "")))
     parts.append(_kv_table(rows))
     return "".join(parts), wave
 
@@ -561,12 +652,22 @@ def explanation_html(
     flip=None,
     title: Optional[str] = None,
     index_href: Optional[str] = None,
+    link_audio_from: Optional[Path] = None,
+    original_audio: Optional[np.ndarray] = None,
 ) -> str:
-    """The HTML text of :func:`write_explanation_report` (see there)."""
+    """The HTML text of :func:`write_explanation_report` (see there).
+
+    `link_audio_from`: the directory the page will live in; when given and
+    `e` is a :class:`SavedExplanation`, its WAV files are linked by relative
+    URL instead of embedded.
+    """
     from .plots import plot_explanation
 
     if e is None and flip is None:
         raise ParameterError("nothing to report: give an explanation, a flip or both")
+    from .plots import require_matplotlib
+
+    require_matplotlib()
     model_name = model_name or getattr(e, "model_name", None)
     source = source or getattr(e, "source", None)
     body = []
@@ -586,12 +687,13 @@ def explanation_html(
         cards = [
             ("top class", name, f"index {e.target}"),
             ("score", f"{e.score:.3f}", "of the original clip"),
-            ("space", e.space.upper(), f"{e.responsibility.size:,} {unit} " + "×".join(str(v) for v in e.responsibility.shape)),
+            ("space", e.space.upper(), _count(e.responsibility.size, unit)
+             + ("" if e.responsibility.ndim == 1 else " (" + " × ".join(str(v) for v in e.responsibility.shape) + ")")),
         ]
         for n in SET_NAMES:
             size = e.size(n)
-            cards.append((_SET_TITLES[n], "absent" if size is None else f"{size:,} {unit}",
-                          "" if size is None else f"{len(e.bands(n))} bands"))
+            cards.append((_SET_TITLES[n], "absent" if size is None else _count(size, unit),
+                          "" if size is None else _count(len(e.bands(n)), "bands")))
         cards.append(("queries", f"{e.queries:,}", f"search {e.search_queries:,}, extraction {e.extraction_queries:,}"))
         cards.append(("time", _seconds(e.elapsed), f"seed {e.seed}"))
         body.append("<div class=\"cards\">" + "".join(
@@ -604,16 +706,20 @@ def explanation_html(
 
     flip_html, flip_wave = ("", None)
     if flip is not None:
-        orig = None
-        if e is not None:
+        orig = original_audio
+        if orig is None and e is not None:
             try:
                 orig = e.audio("original")
             except Exception:
                 orig = None
-        flip_html, flip_wave = _flip_section(flip, orig, e.sample_rate if e is not None else None)
+        params = (None, None)
+        if e is not None and e.space == "stft":
+            params = (e.options.get("n_fft"), e.options.get("hop_length"))
+        flip_html, flip_wave = _flip_section(flip, orig, e.sample_rate if e is not None else None, params)
 
     body.append("<h2>Listen</h2>")
-    body.append(_audio_section(e, flip, flip_wave))
+    body.append(_audio_section(e, flip, flip_wave, link_audio_from,
+                               original_audio if e is None else None))
 
     if e is not None:
         body.append("<h2>Figure</h2>")
@@ -680,6 +786,7 @@ def write_explanation_report(
     flip=None,
     title: Optional[str] = None,
     index_href: Optional[str] = None,
+    embed_audio: bool = True,
 ) -> Path:
     """Write one self-contained HTML report of an explanation (and a flip).
 
@@ -703,22 +810,44 @@ def write_explanation_report(
         Page heading.
     index_href : str, optional
         Link back to an index page (evaluation reports).
+    embed_audio : bool
+        True (default): the audio is inline, the file stands alone. False,
+        for an explanation loaded by :func:`load_explanation_dir`: the players
+        link to its WAV files by relative URL (a much smaller page that still
+        opens offline, as long as it stays beside the run directory).
 
     Returns
     -------
     pathlib.Path
     """
     text = explanation_html(e, model_name=model_name, source=source, flip=flip, title=title,
-                            index_href=index_href)
+                            index_href=index_href, link_audio_from=None if embed_audio else Path(path).parent)
     return _atomic_write(Path(path), text)
 
 
-def write_flip_report(flip, path: PathLike, *, explanation: Optional[Explanation] = None, **kwargs) -> Path:
-    """Write a report of a flip (with its explanation when given or attached as ``flip.explanation``)."""
+def write_flip_report(flip, path: PathLike, *, explanation: Optional[Explanation] = None, audio=None,
+                      **kwargs) -> Path:
+    """Write a report of a flip: its plot, the original and perturbed audio, and its numbers.
+
+    Parameters
+    ----------
+    flip : FlipResult
+    path : str or os.PathLike
+    explanation : Explanation, optional
+        The explanation of the same clip (or ``flip.explanation``); the page
+        then is the explanation's report with the flip added.
+    audio : array_like, optional
+        The original clip (a FlipResult holds only the perturbed one); needed
+        for the flip plot and the original's player when there is no explanation.
+    **kwargs
+        ``model_name``, ``source``, ``title``: as :func:`write_explanation_report`.
+    """
     e = explanation if explanation is not None else getattr(flip, "explanation", None)
     if e is not None and not isinstance(e, Explanation):
         e = None
-    return write_explanation_report(e, path, flip=flip, **kwargs)
+    text = explanation_html(e, flip=flip, original_audio=None if audio is None else np.asarray(audio), **kwargs)
+    return _atomic_write(Path(path), text)
+
 
 
 # =========================================================================== evaluation
@@ -781,12 +910,17 @@ def _column_stats(rows: List[Dict[str, Any]], columns: List[str]) -> List[Tuple[
             rate = sum(vals) / len(vals)
             out.append((c, f"{len(vals)}", f"{100 * rate:.1f}% true", "", "", ""))
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            ints = all(isinstance(v, int) for v in vals)
             a = np.asarray(vals, dtype=np.float64)
             a = a[np.isfinite(a)]
             if a.size == 0:
                 continue
-            out.append((c, f"{a.size}", _num(float(a.mean())), _num(float(np.median(a))), _num(float(a.min())),
-                        _num(float(a.max()))))
+
+            def fmt(v, exact=False):
+                return _num(int(v)) if ints and (exact or float(v).is_integer()) else _num(float(v))
+
+            out.append((c, f"{a.size}", _num(float(a.mean()), 4 if not ints else 1), fmt(np.median(a)),
+                        fmt(a.min(), True), fmt(a.max(), True)))
     return out
 
 
@@ -809,7 +943,7 @@ def _summary_html(summary: Any) -> str:
         if rows and all(isinstance(r, Mapping) for r in rows):
             return _records_table([_flatten(r) for r in rows], None)
         flat = _flatten(summary)
-        return _kv_table((k, _option(v)) for k, v in flat.items())
+        return _kv_table((k, _option(v)) for k, v in flat.items() if k not in ("type", "kind", "record"))
     if isinstance(summary, list) and all(isinstance(r, Mapping) for r in summary):
         return _records_table([_flatten(r) for r in summary], None)
     return f"<pre>{_esc(json.dumps(summary, indent=2, default=str))}</pre>"
@@ -847,7 +981,7 @@ def _numeric(rows: List[Dict[str, Any]], c: str) -> bool:
 
 
 def _clip_page(record: Mapping[str, Any], base: Path, pages_dir: Path, index: int, index_href_from_page: str,
-               render: bool) -> Optional[str]:
+               render: bool, embed_audio: bool) -> Optional[str]:
     """Link (relative to the index's directory) to a per-clip page, rendering one when possible."""
     for key in _LINK_KEYS:
         v = record.get(key)
@@ -867,9 +1001,114 @@ def _clip_page(record: Mapping[str, Any], base: Path, pages_dir: Path, index: in
                 target = pages_dir / f"clip-{index:04d}.html"
                 write_explanation_report(e, target, source=name or e.source,
                                          model_name=record.get("model") if isinstance(record.get("model"), str) else None,
-                                         flip=_load_flip_dir(p, e), index_href=index_href_from_page)
+                                         flip=_load_flip_dir(p, e), index_href=index_href_from_page,
+                                         embed_audio=embed_audio)
                 return os.path.relpath(target, pages_dir.parent)
     return None
+
+
+def _results_markdown(records: List[Dict[str, Any]]) -> Optional[str]:
+    """The evaluation's results table (Markdown, laid out like the paper's), from freqrex.evaluate."""
+    try:
+        from .evaluate import summarize, summary_markdown
+
+        return summary_markdown(summarize(records))
+    except Exception:  # another layout, or no evaluate module: the generic tables still show
+        return None
+
+
+def _inline_md(text: str) -> str:
+    import re
+
+    out = _esc(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+
+def _markdown_html(md: str) -> str:
+    """Pipe tables and paragraphs of simple Markdown as HTML."""
+    blocks: List[str] = []
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            align = []
+            if len(rows) > 1 and all(set(c) <= set(":- ") for c in rows[1]):
+                align = ["n" if c.endswith(":") else "" for c in rows[1]]
+                rows = [rows[0]] + rows[2:]
+            head = "".join(f"<th class=\"{align[j] if j < len(align) else ''}\">{_inline_md(c)}</th>"
+                           for j, c in enumerate(rows[0]))
+            body = "".join("<tr>" + "".join(f"<td class=\"{align[j] if j < len(align) else ''}\">{_inline_md(c)}</td>"
+                                            for j, c in enumerate(r)) + "</tr>" for r in rows[1:])
+            blocks.append(f"<div class=\"tablewrap\" style=\"margin:12px 0\"><table><thead><tr>{head}</tr></thead>"
+                          f"<tbody>{body}</tbody></table></div>")
+            continue
+        if line:
+            para = [line]
+            i += 1
+            while i < len(lines) and lines[i].strip() and not lines[i].strip().startswith("|"):
+                para.append(lines[i].strip())
+                i += 1
+            blocks.append(f"<p class=\"note\">{_inline_md(' '.join(para))}</p>")
+            continue
+        i += 1
+    return "".join(blocks)
+
+
+def _flip_records_table(records: List[Dict[str, Any]], links: List[Optional[str]]) -> str:
+    """One row per (clip, model) of a ``freqrex evaluate`` JSONL: the smallest k that flipped, per strategy."""
+    strategies: List[str] = []
+    for r in records:
+        for s in (r.get("fft_flips") or {}):
+            if s not in strategies:
+                strategies.append(s)
+    stft = any(isinstance(r.get("stft_flips"), Mapping) for r in records)
+    head = ["clip", "model", "top class", "score", "sufficient (bins)"]
+    head += [f"{s}: smallest k flipped" for s in strategies]
+    if stft:
+        head += [f"{s}: STFT" for s in strategies]
+    head += ["seconds"]
+    numeric = {"score", "sufficient (bins)", "seconds"}
+    out = ["<div class=\"tablewrap\"><table><thead><tr>"
+           + "".join(f"<th class=\"{'n' if h in numeric else ''}\">{_esc(h)}</th>" for h in head)
+           + "</tr></thead><tbody>"]
+    for r, link in zip(records, links):
+        original = r.get("original") or {}
+        name = _esc(r.get("clip") or Path(str(r.get("file", "?"))).stem)
+        if link:
+            name = f"<a href=\"{_esc(link)}\">{name}</a>"
+        if r.get("status", "ok") != "ok":
+            cells = [name, _esc(r.get("model", "")),
+                     f"<span class=\"bad\">{_esc(r.get('error') or r.get('status'))}</span>"]
+            cells += [""] * (len(head) - 3)
+            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            continue
+        size = (((r.get("fft_explanation") or {}).get("sets") or {}).get("sufficient") or {}).get("size")
+        cells = [name, _esc(r.get("model", "")), _esc(original.get("name") or original.get("class", "")),
+                 _esc(_num(original.get("score"))), _esc(_num(size))]
+        for s in strategies:
+            by_k = (r.get("fft_flips") or {}).get(s) or {}
+            ks = sorted(int(k) for k, v in by_k.items() if isinstance(v, Mapping) and v.get("success"))
+            cells.append(f"<span class=\"ok\">k = {ks[0]}</span>" if ks else "—")
+        if stft:
+            for s in strategies:
+                v = (r.get("stft_flips") or {}).get(s)
+                if not isinstance(v, Mapping):
+                    cells.append("")
+                elif v.get("success"):
+                    cells.append("<span class=\"ok\">flipped</span>" + (" (inaudible)" if v.get("inaudible") else " (audible)"))
+                else:
+                    cells.append("—")
+        cells.append(_esc(_num(r.get("seconds"), 1)))
+        out.append("<tr>" + "".join(f"<td class=\"{'n' if h in numeric else ''}\">{c}</td>"
+                                    for h, c in zip(head, cells)) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
 
 
 def write_evaluation_report(
@@ -879,6 +1118,7 @@ def write_evaluation_report(
     title: Optional[str] = None,
     summary: Any = None,
     pages: bool = True,
+    embed_audio: bool = False,
 ) -> Path:
     """Write an HTML report of an evaluation: the summary and one row per clip.
 
@@ -901,6 +1141,10 @@ def write_evaluation_report(
         ``explanation_dir``, ...) naming an HTML file or a directory with
         ``report.html`` is linked as is; a saved explanation directory is
         rendered into ``<index stem>_clips/clip-NNNN.html`` beside the index.
+    embed_audio : bool
+        False (default): rendered clip pages link to the run directories' WAV
+        files (pages of ~1 MB instead of ~6 MB for 30 s clips). True: every
+        clip page is self-contained.
 
     Returns
     -------
@@ -929,7 +1173,7 @@ def write_evaluation_report(
         link = None
         if pages:
             try:
-                link = _clip_page(r, base, pages_dir, i, os.path.relpath(path, pages_dir), True)
+                link = _clip_page(r, base, pages_dir, i, os.path.relpath(path, pages_dir), True, embed_audio)
             except ParameterError:
                 link = None
         links.append(link)
@@ -950,18 +1194,35 @@ def write_evaluation_report(
     if n_linked:
         lead += f"; {n_linked} with a page of their own (follow the first column)"
     body.append(f"<p class=\"lead\">{lead}.</p>")
+    flips_layout = any(isinstance(r.get("fft_flips"), Mapping) for r in records)
+    results_md = _results_markdown(records) if flips_layout else None
+    if results_md:
+        body.append("<h2>Results</h2>")
+        body.append(_markdown_html(results_md))
     if summary is not None:
-        body.append("<h2>Summary</h2>")
+        body.append("<h2>Summary</h2>" if not results_md else "<details><summary>the summary, field by field</summary>")
         body.append(_summary_html(summary))
+        if results_md:
+            body.append("</details>")
     stats = _column_stats(flat, columns)
     if stats:
-        body.append("<h2>Per-column statistics</h2>")
         head = ("<tr><th>column</th><th class=\"n\">n</th><th class=\"n\">mean / rate</th><th class=\"n\">median</th>"
                 "<th class=\"n\">min</th><th class=\"n\">max</th></tr>")
         rows = "".join(f"<tr><td>{_esc(c)}</td>" + "".join(f"<td class=\"n\">{_esc(x)}</td>" for x in rest) + "</tr>"
                        for c, *rest in stats)
-        body.append(f"<div class=\"tablewrap\"><table><thead>{head}</thead><tbody>{rows}</tbody></table></div>")
+        table = f"<div class=\"tablewrap\"><table><thead>{head}</thead><tbody>{rows}</tbody></table></div>"
+        if flips_layout:
+            body.append(f"<details><summary>per-column statistics ({len(stats)} columns)</summary>{table}</details>")
+        else:
+            body.append("<h2>Per-column statistics</h2>" + table)
     body.append("<h2>Clips</h2>")
-    body.append(_records_table(flat, links) if flat else "<p class=\"note\">No records.</p>")
+    if not flat:
+        body.append("<p class=\"note\">No records.</p>")
+    elif flips_layout:
+        body.append(_flip_records_table(records, links))
+        body.append(f"<details><summary>every field of every record ({len(columns)} columns)</summary>"
+                    f"{_records_table(flat, None)}</details>")
+    else:
+        body.append(_records_table(flat, links))
     body.append(_footer())
     return _atomic_write(path, _page(title or "freqrex evaluation", "\n".join(body)))

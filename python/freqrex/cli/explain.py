@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
+    e.metadata.update(model=args.model, audio=source)
     out = e.save(Path(args.out))
     if args.report:
         from ..report import write_explanation_report
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         write_explanation_report(e, out / "report.html", model_name=args.model, source=source)
     seconds = time.perf_counter() - start
     summary = e.summary()
-    summary.update(audio=source, model=args.model, out=str(out), seconds=seconds)
+    summary.update(out=str(out), seconds=seconds)
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
