@@ -105,11 +105,11 @@ class Explanation:
         m = self.get_set(name)
         return None if m is None else int(m.sum())
 
-    def bands(self, name: str) -> List[Tuple[float, float]]:
-        """Merged frequency ranges (Hz) of a set: ``[(lo, hi), ...]``.
+    def band_bins(self, name: str) -> List[Tuple[int, int]]:
+        """Runs of adjacent bins of a set, as inclusive ``(first, last)`` bin indices.
 
-        Each range runs from the first to the last bin centre of a run of
-        adjacent bins (for ``stft``, bins used in any frame). Empty when absent.
+        For ``stft``, a bin belongs to the set when any of its cells does.
+        Empty when the set is absent.
         """
         m = self.get_set(name)
         if m is None:
@@ -121,8 +121,16 @@ class Explanation:
         breaks = np.flatnonzero(np.diff(idx) > 1)
         starts = np.concatenate([[idx[0]], idx[breaks + 1]])
         ends = np.concatenate([idx[breaks], [idx[-1]]])
+        return [(int(a), int(b)) for a, b in zip(starts, ends)]
+
+    def bands(self, name: str) -> List[Tuple[float, float]]:
+        """Merged frequency ranges (Hz) of a set: ``[(lo, hi), ...]``.
+
+        Each range runs from the first to the last bin centre of a run of
+        adjacent bins (for ``stft``, bins used in any frame). Empty when absent.
+        """
         f = self.frequencies
-        return [(float(f[a]), float(f[b])) for a, b in zip(starts, ends)]
+        return [(float(f[a]), float(f[b])) for a, b in self.band_bins(name)]
 
     def cells(self, name: str) -> List[Tuple[float, float]]:
         """For ``stft``: (time s, frequency Hz) of every cell of a set."""

@@ -401,16 +401,9 @@ def _band_rows(e: Explanation, name: str) -> List[Tuple[float, float, int, str]]
     if m is None:
         return []
     m = np.asarray(m, dtype=bool)
-    used = m if m.ndim == 1 else m.any(axis=0)
-    idx = np.flatnonzero(used)
-    if idx.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(idx) > 1)
-    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
-    ends = np.concatenate([idx[breaks], [idx[-1]]])
     f = np.asarray(e.frequencies)
     rows = []
-    for a, b in zip(starts, ends):
+    for a, b in e.band_bins(name):
         span = ""
         if m.ndim == 2 and e.times is not None:
             frames = np.flatnonzero(m[:, a: b + 1].any(axis=1))
