@@ -64,9 +64,9 @@ PEAK_DBFS = -1.0
 # OpenTTD's three playlists (openmsx.obm): "old_*" = Old Style, "new_*" = New Style,
 # "ezy_*" = Ezy Street (the redfarn boogie/blues/ragtime pieces).
 PLAYLIST_STYLE = {
-    "old": "openttd old style (big band / swing / pop)",
-    "new": "openttd new style (pop / rock / electronic)",
-    "ezy": "openttd ezy street (boogie / blues / ragtime piano)",
+    "old": "openttd old style playlist",
+    "new": "openttd new style playlist",
+    "ezy": "openttd ezy street playlist (boogie / blues)",
     "theme": "openttd theme",
 }
 

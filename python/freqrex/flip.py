@@ -14,7 +14,10 @@ Where the candidates come from (``strategy``)
     broken by the magnitude of the original coefficient, descending, then by
     the lower index.  An :class:`~freqrex.Explanation` of the same clip and
     space may be passed; otherwise one is computed first and its queries are
-    reported too.
+    reported too.  An ``stft`` flip may also be given an ``fft`` explanation:
+    its responsibility is projected onto the STFT bins (the mean over the FFT
+    bins inside each STFT bin) and cells are ranked by it, then by magnitude
+    (one explanation then serves both flips).
 ``"random"``
     Elements drawn uniformly without replacement (seeded) from the searched
     band: the baseline that shows what the causal ranking adds.
@@ -360,6 +363,24 @@ def _candidates(
     """The first ``count`` candidate elements (flat indices), in the order tried."""
     b0, b1 = band
     mag = np.abs(clip.coef)
+    if strategy == "causal" and clip.space == "stft" and explanation.space == "fft":
+        # an fft explanation ranks frequencies; project it onto the STFT bins (mean responsibility of
+        # the FFT bins inside each STFT bin), and rank cells by it, then by the cell's magnitude
+        fresp = np.asarray(explanation.responsibility, dtype=np.float64).reshape(-1)
+        per_bin = fresp.size - 1  # N // 2 FFT bins over the STFT's n_fft // 2
+        n_fft_bins = 2 * per_bin
+        edges = np.clip(np.rint((np.arange(clip.n_bins + 1) - 0.5) * n_fft_bins / clip.n_fft), 0, fresp.size)
+        edges = edges.astype(np.int64)
+        csum = np.concatenate([[0.0], np.cumsum(fresp)])
+        width = np.maximum(edges[1:] - edges[:-1], 1)
+        proj = (csum[edges[1:]] - csum[edges[:-1]]) / width
+        sub = np.zeros(clip.n_bins)
+        sub[b0:b1] = proj[b0:b1]
+        flat = (np.arange(clip.n_frames)[:, None] * clip.n_bins + np.arange(b0, b1)[None, :]).ravel()
+        r = np.broadcast_to(sub[b0:b1], (clip.n_frames, b1 - b0)).ravel()
+        m = mag[:, b0:b1].ravel()
+        order = np.lexsort((flat, -m, -r))[:count]
+        return flat[order]
     if strategy == "causal":
         resp = np.asarray(explanation.responsibility, dtype=np.float64).reshape(-1)
         ranked = np.asarray(explanation.ranking, dtype=np.int64)
@@ -448,7 +469,8 @@ def flip(
     space : {"fft", "stft"}
         Whole-clip FFT bins, or STFT cells kept under the masking threshold.
     explanation : Explanation, optional
-        An explanation of this clip in ``space`` (causal strategy); computed
+        An explanation of this clip in ``space`` (or an ``fft`` explanation for
+        an ``stft`` flip, projected onto the STFT bins) (causal strategy); computed
         with ``explain_budget``, ``explain_iterations``, ``seed`` and
         ``explain_options`` when not given.  Baselines use it, when given,
         only for the original scores.
@@ -536,11 +558,12 @@ def flip(
     # ---- the explanation (causal) and the original scores
     explanation_queries = 0
     if explanation is not None:
-        if getattr(explanation, "space", None) != space:
-            raise ParameterError(f"the explanation is of the {explanation.space!r} space, not {space!r}")
+        espace = getattr(explanation, "space", None)
+        if espace != space and not (space == "stft" and espace == "fft"):
+            raise ParameterError(f"the explanation is of the {espace!r} space, not {space!r}")
         if int(explanation.n_samples) != x.size or int(explanation.sample_rate) != sr:
             raise ParameterError("the explanation is of another clip (length or sample rate differ)")
-        if space == "stft" and (
+        if space == "stft" and espace == "stft" and (
             int(explanation.options.get("n_fft", n_fft)) != n_fft
             or int(explanation.options.get("hop_length", hop_length)) != hop_length
         ):
@@ -590,7 +613,7 @@ def flip(
 
     clip = _Clip(x, sr, space, n_fft, hop_length, cache)
     band = _band(space, clip.n_bins, clip.n_fft, sr, {**explain_options, "n_fft": n_fft, "hop_length": hop_length})
-    if explanation is not None and space == "fft":
+    if explanation is not None and space == "fft" and explanation.space == "fft":
         band = tuple(explanation.options.get("_band", band))  # type: ignore[assignment]
     kinds = AUTO_CHANGES if change == "auto" else (change,)
     n_kinds = len(kinds)

@@ -1,0 +1,125 @@
+"""``freqrex flip``: change a few frequencies so that the model changes its mind."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import add_common
+
+DEFAULT_MODEL = "MSD_musicnn"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "flip",
+        help="flip the model's label by changing k frequencies (or a few STFT cells, inaudibly)",
+        description="Find a change of at most k frequency bins (fft) or STFT cells kept under the masking "
+        "threshold (stft) that changes the model's top-1 class, using the explanation's causal ranking "
+        "(or a baseline: random or largest-magnitude bins). Writes the perturbed clip and flip.json.",
+    )
+    p.add_argument("audio", nargs="?", help="audio file; default: the built-in demo clip")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in model name or .onnx/.pt file (default {DEFAULT_MODEL})")
+    p.add_argument("--k", type=int, default=1, help="most bins (cells) changed together (default 1)")
+    p.add_argument("--space", choices=("fft", "stft"), default="fft")
+    p.add_argument("--budget", type=int, default=64, help="model queries of the flip search (default 64)")
+    p.add_argument("--explain-budget", type=int, default=200, help="search budget of the explanation (default 200)")
+    p.add_argument("--iterations", type=int, default=4, help="iterations of the explanation (default 4)")
+    p.add_argument("--strategy", choices=("causal", "random", "magnitude"), default="causal",
+                   help="candidate order: causal ranking (default) or a baseline")
+    p.add_argument("--change", choices=("auto", "remove", "gain", "phase"), default="auto",
+                   help="auto (default): removal, then gain")
+    p.add_argument("--max-gain-db", type=float, default=20.0, help="gain of the 'gain' change (default 20 dB)")
+    p.add_argument("--target", type=str, default=None, help="targeted flip: class index or name to reach")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cuts", choices=("uniform", "log"), default="log", help="cut spacing of the explanation")
+    p.add_argument("--n-fft", type=int, default=2048, help="STFT window (stft space)")
+    p.add_argument("--hop-length", type=int, default=512, help="STFT hop (stft space)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of audio analysed from the start (default 30)")
+    p.add_argument("--out", default="freqrex-flip", help="output directory (default ./freqrex-flip)")
+    add_common(p)
+    return p
+
+
+def _target(spec, model):
+    if spec is None:
+        return None
+    from ..errors import ParameterError
+
+    if spec.lstrip("-").isdigit():
+        return int(spec)
+    names = [str(n) for n in (getattr(model, "class_names", None) or [])]
+    lowered = [n.lower() for n in names]
+    if spec.lower() in lowered:
+        return lowered.index(spec.lower())
+    raise ParameterError(f"unknown target class {spec!r}" + (f"; the model's classes: {', '.join(names)}" if names else ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..flip import flip
+    from ..io import demo_clip, load_audio, save_wav
+    from ..models import load_model
+    from ..progress import ProgressBar
+
+    model = load_model(args.model)
+    rate = int(getattr(model, "sample_rate", None) or 16000)
+    if args.audio is None:
+        audio, sr = demo_clip(sample_rate=rate)
+        audio = audio[: int(args.duration * sr)]
+        source = "built-in demo clip"
+    else:
+        audio, sr = load_audio(args.audio, sample_rate=rate, duration=args.duration)
+        source = args.audio
+    bar = ProgressBar("flip", enabled=not args.quiet)
+    start = time.perf_counter()
+    try:
+        r = flip(
+            audio, sr, model,
+            k=args.k, space=args.space, budget=args.budget, seed=args.seed, change=args.change,
+            max_gain_db=args.max_gain_db, target=_target(args.target, model), strategy=args.strategy,
+            n_fft=args.n_fft, hop_length=args.hop_length, explain_budget=args.explain_budget,
+            explain_iterations=args.iterations, cuts=args.cuts, progress=bar,
+        )
+    finally:
+        bar.close()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_wav(out / "original.wav", audio, sr)
+    save_wav(out / "perturbed.wav", r.audio, sr)
+    summary = r.summary()
+    summary.update(audio=source, model=args.model, out=str(out), seconds=time.perf_counter() - start)
+    tmp = out / ".flip.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / "flip.json")
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    orig = r.original_name or str(r.original_class)
+    new = r.new_name or str(r.new_class)
+    what = "cells" if r.space == "stft" else "bins"
+    print(f"{source}: model {args.model} says '{orig}' ({r.original_score:.3f}); strategy {r.strategy}, "
+          f"k <= {r.k} {what}, budget {r.budget}")
+    if r.success:
+        size = f"{r.gain_db:+g} dB gain" if r.change == "gain" else (
+            f"{r.phase_rad:.2f} rad phase" if r.change == "phase" else "removal")
+        print(f"FLIPPED to '{new}' ({r.new_score:.3f}; '{orig}' now {r.original_class_score:.3f}) by {size} of "
+              f"{r.n_changed} {what if r.n_changed > 1 else what[:-1]}:")
+        for i, f in enumerate(r.frequencies_hz):
+            at = f" at {r.times_s[i]:.2f} s" if r.times_s is not None else ""
+            print(f"  bin {int(r.bins[i])}: {f:.3f} Hz{at}")
+    else:
+        print(f"no flip within the budget: best attempt leaves '{orig}' at {r.original_class_score:.3f} "
+              f"vs '{new}' {r.new_score:.3f}")
+    line = f"SNR {r.snr_db:.1f} dB"
+    if r.space == "stft":
+        line += f", {'inaudible' if r.inaudible else 'AUDIBLE'} (margin {r.margin_db:.1f} dB under the masking threshold" \
+                f"{f', change scaled by {r.scale:.3f}' if r.scale is not None else ''})"
+    print(line)
+    print(f"queries {r.queries} (explanation {r.explanation_queries}, flip {r.flip_queries}), "
+          f"{summary['seconds']:.1f} s; wrote {out}/ (original.wav, perturbed.wav, flip.json)")
+    return 0
