@@ -23,7 +23,9 @@ resampled (freqrex.io.load_audio), leading silence trimmed (MIDI renders),
 zero-padded at the end when shorter, and peak-normalised to -1 dBFS.  The
 manifest (``manifest.csv`` and ``manifest.json``) records for every clip its
 source package and version, licence, original file and its SHA-256, style,
-mood, instrumentation, tempo/key where known, and the offset used.
+mood, instrumentation, tempo/key where known, and the offset used.  ``order.txt``
+lists the clips in the evaluation order used in docs/evaluation.md (the two
+sources alternating, each shuffled with seed 0).
 
 The corpus is not part of the repository (size, and the GPL-2 of the renders):
 run this script to rebuild it, e.g.
@@ -41,12 +43,14 @@ import csv
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from itertools import zip_longest
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -280,8 +284,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         json.dump({"sample_rate": SAMPLE_RATE, "duration_s": DURATION, "peak_dbfs": PEAK_DBFS,
                    "clips": rows}, fh, indent=2)
     os.replace(out / "manifest.json.tmp", out / "manifest.json")
+    # an evaluation order that alternates the two sources (each shuffled with a fixed seed), so that
+    # a run stopped early still covers both: `freqrex evaluate $(cat OUT/order.txt) ...`
+    imm = sorted(str((out / r["file"]).resolve()) for r in rows if r["id"].startswith("immich_"))
+    msx = sorted(str((out / r["file"]).resolve()) for r in rows if r["id"].startswith("openmsx_"))
+    rng = random.Random(0)
+    rng.shuffle(imm)
+    rng.shuffle(msx)
+    order = [p for pair in zip_longest(msx, imm) for p in pair if p is not None]
+    (out / "order.txt.tmp").write_text("\n".join(order) + "\n")
+    os.replace(out / "order.txt.tmp", out / "order.txt")
     styles = sorted({r["style"] for r in rows})
-    print(f"wrote {len(rows)} clips of {DURATION:.0f} s to {out} ({len(styles)} styles); manifest.csv, manifest.json",
+    print(f"wrote {len(rows)} clips of {DURATION:.0f} s to {out} ({len(styles)} styles); manifest.csv, manifest.json, "
+          "order.txt",
           file=sys.stderr)
     return 0
 

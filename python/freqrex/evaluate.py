@@ -32,13 +32,13 @@ import math
 import os
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import AudioFileError, FreqrexError, ParameterError
+from .errors import AudioFileError, ParameterError
 from .flip import STRATEGIES, flip
 
 __all__ = [
