@@ -104,3 +104,38 @@ def test_bad_option_is_usage_error(tmp_path, clip):
 def test_debug_shows_traceback(tmp_path, clip):
     r = run("explain", clip, "--model", str(tmp_path / "missing.onnx"), "--debug", "--quiet")
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_flip_with_report(tmp_path):
+    out = tmp_path / "flip"
+    r = run("flip", "--duration", "3", "--budget", "4", "--explain-budget", "10", "--iterations", "1",
+            "--report", "--out", str(out), "--quiet", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["flip_queries"] <= 4
+    for name in ("flip.json", "original.wav", "perturbed.wav", "report.html"):
+        assert (out / name).exists()
+    html = (out / "report.html").read_text()
+    assert "<audio" in html and "http://" not in html and "https://" not in html
+
+
+def test_evaluate_with_report(tmp_path):
+    clip = tmp_path / "clips" / "a.wav"
+    clip.parent.mkdir()
+    t = np.arange(3 * 16000) / 16000
+    sf.write(clip, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    results = tmp_path / "results.jsonl"
+    args = ["evaluate", str(clip.parent), "--model", "MTT_vgg", "--out", str(results), "--budget", "8",
+            "--iterations", "1", "--flip-budget", "2", "--ks", "1", "--no-stft", "--report", "--quiet"]
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert len(results.read_text().splitlines()) == 1
+    assert results.with_suffix(".html").exists()
+    r = run(*args)  # resumed: nothing new
+    assert r.returncode == 0 and len(results.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["explain", "flip", "evaluate", "report", "models"])
+def test_every_command_has_help(command):
+    r = run(command, "--help")
+    assert r.returncode == 0 and "--json" in r.stdout

@@ -11,6 +11,7 @@ from . import _core
 from .errors import AudioFileError, BudgetError, FreqrexError, ModelError, ParameterError
 from .explainer import Explainer, explain
 from .explanation import Explanation
+from .flip import FlipResult, flip
 from .options import ExplainOptions
 
 __version__ = _core.__version__
@@ -25,5 +26,7 @@ __all__ = [
     "ModelError",
     "ParameterError",
     "explain",
+    "flip",
+    "FlipResult",
     "__version__",
 ]

@@ -51,6 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration", type=float, default=30.0, help="seconds analysed from the start of each file")
+    p.add_argument("--report", action="store_true", help="also write an HTML report next to --out (RESULTS.html)")
     add_common(p)
     return p
 
@@ -112,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
         summary = write_summary(records, md, md.with_suffix(".json"))
     else:
         summary = summarize(records)
+    if args.report:
+        from ..report import write_evaluation_report
+
+        write_evaluation_report(records, Path(out).with_suffix(".html"))
     if args.json:
         from ..evaluate import _clean
 

@@ -8,9 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import add_common
-
-DEFAULT_MODEL = "MSD_musicnn"
+from . import add_common, add_model_options, open_model
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -21,10 +19,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "and the sufficient, sufficient-and-necessary and complete sets written as audio.",
     )
     p.add_argument("audio", nargs="?", help="audio file (any format soundfile reads); default: the built-in demo clip")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in model name or .onnx/.pt file (default {DEFAULT_MODEL})")
-    p.add_argument("--sample-rate", type=int, default=16000, help="sample rate of an .onnx/.pt model (default 16000)")
-    p.add_argument("--output", choices=("logits", "probabilities", "sigmoid"), default="probabilities",
-                   help="what an .onnx/.pt model outputs (default probabilities)")
+    add_model_options(p)
     p.add_argument("--out", default="freqrex-out", help="output directory (default ./freqrex-out)")
     p.add_argument("--space", choices=("fft", "stft"), default="fft")
     p.add_argument("--budget", type=int, default=400, help="model queries for the search (default 400)")
@@ -108,11 +103,3 @@ def run(args: argparse.Namespace) -> int:
 def _hz(lo: float, hi: float) -> str:
     return f"{lo:.1f} Hz" if lo == hi else f"{lo:.1f}-{hi:.1f} Hz"
 
-
-def open_model(args: argparse.Namespace):
-    """The model named on the command line: a built-in name, or a file with --sample-rate/--output."""
-    from ..models import BUILTIN_MODELS, load_model
-
-    if args.model.lower() in {n.lower() for n in BUILTIN_MODELS}:
-        return load_model(args.model)
-    return load_model(args.model, sample_rate=args.sample_rate, output=args.output)

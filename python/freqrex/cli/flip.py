@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-from . import add_common
+from .._atomic import write_text
+from . import add_common, add_model_options, open_model
 
 DEFAULT_MODEL = "MSD_musicnn"
 
@@ -23,7 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "(or a baseline: random or largest-magnitude bins). Writes the perturbed clip and flip.json.",
     )
     p.add_argument("audio", nargs="?", help="audio file; default: the built-in demo clip")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in model name or .onnx/.pt file (default {DEFAULT_MODEL})")
+    add_model_options(p)
     p.add_argument("--k", type=int, default=1, help="most bins (cells) changed together (default 1)")
     p.add_argument("--space", choices=("fft", "stft"), default="fft")
     p.add_argument("--budget", type=int, default=64, help="model queries of the flip search (default 64)")
@@ -41,6 +41,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--hop-length", type=int, default=512, help="STFT hop (stft space)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of audio analysed from the start (default 30)")
     p.add_argument("--out", default="freqrex-flip", help="output directory (default ./freqrex-flip)")
+    p.add_argument("--report", action="store_true", help="also write report.html in the output directory")
     add_common(p)
     return p
 
@@ -62,10 +63,9 @@ def _target(spec, model):
 def run(args: argparse.Namespace) -> int:
     from ..flip import flip
     from ..io import demo_clip, load_audio, save_wav
-    from ..models import load_model
     from ..progress import ProgressBar
 
-    model = load_model(args.model)
+    model = open_model(args)
     rate = int(getattr(model, "sample_rate", None) or 16000)
     if args.audio is None:
         audio, sr = demo_clip(sample_rate=rate)
@@ -92,9 +92,11 @@ def run(args: argparse.Namespace) -> int:
     save_wav(out / "perturbed.wav", r.audio, sr)
     summary = r.summary()
     summary.update(audio=source, model=args.model, out=str(out), seconds=time.perf_counter() - start)
-    tmp = out / ".flip.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out / "flip.json")
+    write_text(out / "flip.json", json.dumps(summary, indent=2))
+    if args.report:
+        from ..report import write_flip_report
+
+        write_flip_report(r, out / "report.html", audio=audio, model_name=args.model, source=source)
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -121,5 +123,5 @@ def run(args: argparse.Namespace) -> int:
                 f"{f', change scaled by {r.scale:.3f}' if r.scale is not None else ''})"
     print(line)
     print(f"queries {r.queries} (explanation {r.explanation_queries}, flip {r.flip_queries}), "
-          f"{summary['seconds']:.1f} s; wrote {out}/ (original.wav, perturbed.wav, flip.json)")
+          f"{summary['seconds']:.1f} s; wrote {out}/ (original.wav, perturbed.wav, flip.json{', report.html' if args.report else ''})")
     return 0
