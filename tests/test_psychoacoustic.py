@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-try:
-    import freqrex.psychoacoustic as pa
-except Exception:  # the compiled extension may not be built yet: load the module on its own
-    _PATH = Path(__file__).resolve().parents[1] / "python" / "freqrex" / "psychoacoustic.py"
-    _SPEC = importlib.util.spec_from_file_location("freqrex_psychoacoustic_standalone", _PATH)
-    pa = importlib.util.module_from_spec(_SPEC)
-    sys.modules[_SPEC.name] = pa
-    _SPEC.loader.exec_module(pa)
+import freqrex.psychoacoustic as pa
 
 SR = 16000
 N_FFT = 2048

@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from ._atomic import write_text
 from .errors import AudioFileError, ParameterError
 from .flip import STRATEGIES, flip
 
@@ -269,13 +270,7 @@ def load_records(path: os.PathLike, *, repair: bool = False) -> List[Dict[str, A
 
 
 def _rewrite(path: Path, records: List[Dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in records))
 
 
 def append_record(path: os.PathLike, record: Dict[str, Any]) -> None:
@@ -679,7 +674,5 @@ def write_summary(records: Iterable[Dict[str, Any]], markdown: Optional[os.PathL
             continue
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, p)
+        write_text(p, text)
     return summary

@@ -71,6 +71,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _stft
 from . import psychoacoustic as pa
 from ._checks import call_model, check_audio, check_sample_rate
 from .errors import ParameterError
@@ -281,16 +282,11 @@ class _Clip:
             if key not in cache:
                 cache[key] = pa.masking_threshold(self.x, sr, n_fft=n_fft, hop_length=hop_length)
             self.mask = cache[key]
-            half = n_fft // 2
             n_frames = self.coef.shape[0]
-            self.padded_len = (n_frames - 1) * hop_length + n_fft
-            win = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
-            self.window = win
-            wsum = np.zeros(self.padded_len)
-            for t in range(n_frames):
-                wsum[t * hop_length : t * hop_length + n_fft] += win * win
-            self.wsum = wsum
-            self.half = half
+            self.padded_len = _stft.padded_length(n_frames, n_fft, hop_length)
+            self.window = _stft.hann(n_fft)
+            self.wsum = _stft.window_sum(n_frames, n_fft, hop_length)
+            self.half = n_fft // 2
         self.n_frames, self.n_bins = self.coef.shape
 
     # -- the change of a set of flat indices, as a float64 difference waveform

@@ -60,12 +60,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-try:  # Use the package's error type when this module is imported as part of freqrex.
-    from .errors import ParameterError
-except ImportError:  # pragma: no cover - standalone use (e.g. before the extension is built)
-
-    class ParameterError(ValueError):
-        """A bad option or bad audio (stand-in for ``freqrex.errors.ParameterError``)."""
+from . import _stft
+from .errors import ParameterError
 
 
 __all__ = [
@@ -202,10 +198,6 @@ def _check_finite(value, name: str) -> float:
 # STFT and PSD
 
 
-def _hann(n_fft: int) -> np.ndarray:
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
-
-
 def stft(audio, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
     """Short-time Fourier transform in the freqrex convention.
 
@@ -240,12 +232,7 @@ def stft(audio, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
     """
     x = _as_audio(audio)
     n_fft, hop_length = _check_fft(n_fft, hop_length)
-    n_frames = 1 + x.size // hop_length
-    half = n_fft // 2
-    padded = np.zeros((n_frames - 1) * hop_length + n_fft)
-    padded[half : half + x.size] = x
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
-    return np.fft.rfft(frames * _hann(n_fft), axis=-1)
+    return _stft.stft(x, n_fft, hop_length)
 
 
 def power_spectrum_db(

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import _stft
 from ._rng import SplitMix64
 from .errors import FreqrexError, ModelError, ParameterError
 
@@ -26,11 +27,6 @@ Rect = Tuple[int, int, int, int]  # (t0, t1, f0, f1), half-open
 
 
 # ---------------------------------------------------------------- spaces
-def hann(n: int) -> np.ndarray:
-    """The periodic Hann window."""
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-
-
 class FrequencySpace:
     """A clip in its frequency space; see the Rust ``FrequencySpace``."""
 
@@ -50,14 +46,7 @@ class FrequencySpace:
             if n_fft < 4 or not 1 <= hop_length <= n_fft // 2:
                 raise ParameterError("need n_fft >= 4 and 1 <= hop_length <= n_fft // 2")
             self.n_fft, self.hop_length = n_fft, hop_length
-            n_frames = 1 + x.size // hop_length
-            pad = n_fft // 2
-            padded = np.zeros((n_frames - 1) * hop_length + n_fft)
-            padded[pad : pad + x.size] = x
-            self._window = hann(n_fft)
-            idx = np.arange(n_fft)[None, :] + hop_length * np.arange(n_frames)[:, None]
-            self._coef = np.fft.rfft(padded[idx] * self._window, axis=1)
-            self._window_sum = self._overlap_add(np.broadcast_to(self._window**2, idx.shape))
+            self._coef = _stft.stft(x, n_fft, hop_length)
         else:
             raise ParameterError(f"space must be 'fft' or 'stft', got {space!r}")
 
@@ -84,19 +73,7 @@ class FrequencySpace:
         spec = np.where(masks, self._coef[None], self.mask_value)
         if self.kind == "fft":
             return np.fft.irfft(spec[:, 0, :], n=self.n_samples, axis=-1).astype(np.float32)
-        frames = np.fft.irfft(spec, n=self.n_fft, axis=-1) * self._window
-        out = np.empty((masks.shape[0], self.n_samples), dtype=np.float32)
-        pad = self.n_fft // 2
-        sl = slice(pad, pad + self.n_samples)
-        for b in range(masks.shape[0]):
-            out[b] = self._overlap_add(frames[b])[sl] / self._window_sum[sl]
-        return out
-
-    def _overlap_add(self, frames: np.ndarray) -> np.ndarray:
-        acc = np.zeros((frames.shape[0] - 1) * self.hop_length + self.n_fft)
-        for t, frame in enumerate(frames):
-            acc[t * self.hop_length : t * self.hop_length + self.n_fft] += frame
-        return acc
+        return np.stack([_stft.istft(s, self.n_fft, self.hop_length, self.n_samples) for s in spec]).astype(np.float32)
 
 
 # ------------------------------------------------------------ partitions

@@ -75,6 +75,18 @@ def open_model(args: argparse.Namespace):
     return load_model(args.model, sample_rate=args.sample_rate, output=args.output)
 
 
+def open_clip(args: argparse.Namespace, model):
+    """(audio, sample_rate, source) of the AUDIO argument at the model's rate, or the demo clip."""
+    from ..io import demo_clip, load_audio
+
+    rate = int(getattr(model, "sample_rate", None) or 16000)
+    if args.audio is None:
+        audio, sr = demo_clip(sample_rate=rate)
+        return audio[: int(args.duration * sr)], sr, "built-in demo clip"
+    audio, sr = load_audio(args.audio, sample_rate=rate, duration=args.duration)
+    return audio, sr, args.audio
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import add_common, add_model_options, open_model
+from . import add_common, add_model_options, open_clip, open_model
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -38,19 +38,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import freqrex
-    from ..io import demo_clip, load_audio
-    from ..models import load_model
     from ..progress import ProgressBar
 
     model = open_model(args)
-    rate = int(getattr(model, "sample_rate", None) or 16000)
-    if args.audio is None:
-        audio, sr = demo_clip(sample_rate=rate)
-        source = "built-in demo clip"
-        audio = audio[: int(args.duration * sr)]
-    else:
-        audio, sr = load_audio(args.audio, sample_rate=rate, duration=args.duration)
-        source = args.audio
+    audio, sr, source = open_clip(args, model)
     bar = ProgressBar("explain", enabled=not args.quiet)
     start = time.perf_counter()
     try:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .._atomic import write_text
-from . import add_common, add_model_options, open_model
+from . import add_common, add_model_options, open_clip, open_model
 
 DEFAULT_MODEL = "MSD_musicnn"
 
@@ -62,18 +62,11 @@ def _target(spec, model):
 
 def run(args: argparse.Namespace) -> int:
     from ..flip import flip
-    from ..io import demo_clip, load_audio, save_wav
+    from ..io import save_wav
     from ..progress import ProgressBar
 
     model = open_model(args)
-    rate = int(getattr(model, "sample_rate", None) or 16000)
-    if args.audio is None:
-        audio, sr = demo_clip(sample_rate=rate)
-        audio = audio[: int(args.duration * sr)]
-        source = "built-in demo clip"
-    else:
-        audio, sr = load_audio(args.audio, sample_rate=rate, duration=args.duration)
-        source = args.audio
+    audio, sr, source = open_clip(args, model)
     bar = ProgressBar("flip", enabled=not args.quiet)
     start = time.perf_counter()
     try:
