@@ -1,0 +1,283 @@
+"""How good is a ranking of the frequency space? Deletion and insertion curves.
+
+A ranking orders the elements of a frequency space (rfft bins of the whole
+clip, or STFT cells), most important first. Its **deletion curve** is the
+model's score of the target class after the top fraction of the elements is
+removed (zeroed and resynthesised): a good ranking makes it drop fast (lower
+area is better). Its **insertion curve** is the score when *only* the top
+fraction is kept: a good ranking makes it rise fast (higher area is better).
+
+Both curves are measured at fixed fractions (:data:`DEFAULT_FRACTIONS`), with
+exactly ``2 * len(fractions)`` model queries, batched; finding the target
+when it is not given costs one more query (counted in ``queries``). The
+synthesis is the one of the explanation itself (the core's
+``FrequencySpace``), so a curve point is exactly what the model hears.
+
+>>> from freqrex.quality import explanation_curves, ranking_curves
+>>> q = explanation_curves(e, audio, model)                 # doctest: +SKIP
+>>> q.deletion_auc, q.insertion_auc, q.queries             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _stft
+from ._checks import call_model, check_audio, check_sample_rate
+from .errors import ParameterError
+
+#: Fractions of the elements removed (deletion) or kept (insertion).
+DEFAULT_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6)
+
+
+@dataclass(frozen=True)
+class QualityCurves:
+    """Deletion and insertion curves of one ranking on one clip.
+
+    Attributes
+    ----------
+    fractions : ndarray
+        The fractions of the elements (of the searched band) removed or kept.
+    deletion : ndarray
+        Target score after removing the top fraction from the clip (lower is better).
+    insertion : ndarray
+        Target score when only the top fraction is kept (higher is better).
+    deletion_auc, insertion_auc : float
+        Trapezoid areas over ``fractions`` divided by the fraction span
+        (``fractions[-1] - fractions[0]``): the mean score over the span, in
+        [0, 1] for probabilities.
+    queries : int
+        Model evaluations spent (``2 * len(fractions)``, plus 1 when the target
+        had to be found).
+    target : int
+        The class scored.
+    """
+
+    fractions: np.ndarray
+    deletion: np.ndarray
+    insertion: np.ndarray
+    deletion_auc: float
+    insertion_auc: float
+    queries: int
+    target: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "fractions": [float(v) for v in self.fractions],
+            "deletion": [float(v) for v in self.deletion],
+            "insertion": [float(v) for v in self.insertion],
+            "deletion_auc": float(self.deletion_auc),
+            "insertion_auc": float(self.insertion_auc),
+            "queries": int(self.queries),
+            "target": int(self.target),
+        }
+
+
+def area(fractions: Sequence[float], values: Sequence[float]) -> float:
+    """Trapezoid area of ``values`` over ``fractions``, divided by the span (one point: the value)."""
+    f = np.asarray(fractions, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if f.size == 1:
+        return float(v[0])
+    span = f[-1] - f[0]
+    return float(np.sum((v[1:] + v[:-1]) * np.diff(f)) / 2.0 / span)
+
+
+def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
+    f = np.asarray(fractions, dtype=np.float64).reshape(-1)
+    if f.size == 0:
+        raise ParameterError("fractions must not be empty")
+    if not np.all(np.isfinite(f)) or f.min() < 0 or f.max() > 1:
+        raise ParameterError(f"fractions must lie in [0, 1], got {list(fractions)}")
+    if f.size > 1 and not np.all(np.diff(f) > 0):
+        raise ParameterError("fractions must be strictly increasing")
+    return f
+
+
+def _space(x: np.ndarray, space: str, n_fft: int, hop_length: int):
+    from . import _core
+
+    if space not in ("fft", "stft"):
+        raise ParameterError(f"space must be 'fft' or 'stft', got {space!r}")
+    return _core.FrequencySpace(x, space=space, n_fft=n_fft, hop_length=hop_length)
+
+
+def _universe(shape: Tuple[int, int], band: Optional[Tuple[int, int]]) -> np.ndarray:
+    """Flat indices (frame-major) of the elements inside the band, in index order."""
+    n_frames, n_bins = shape
+    b0, b1 = (0, n_bins) if band is None else (int(band[0]), int(band[1]))
+    if not 0 <= b0 < b1 <= n_bins:
+        raise ParameterError(f"band {band} selects no bins of {n_bins}")
+    return (np.arange(n_frames)[:, None] * n_bins + np.arange(b0, b1)[None, :]).ravel()
+
+
+def full_order(ranking: Any, shape: Tuple[int, int], band: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """The ranking completed to every element of the band: elements it lacks follow, by index."""
+    universe = _universe(shape, band)
+    r = np.asarray(ranking, dtype=np.int64).reshape(-1)
+    inside = np.zeros(shape[0] * shape[1], dtype=bool)
+    inside[universe] = True
+    if r.size and (r.min() < 0 or r.max() >= inside.size or not np.all(inside[r])):
+        raise ParameterError("the ranking names elements outside the space (or outside the band)")
+    seen = np.zeros(inside.size, dtype=bool)
+    first = np.zeros(r.size, dtype=bool)
+    # keep the first occurrence of each element
+    _, idx = np.unique(r, return_index=True)
+    first[idx] = True
+    r = r[first]
+    seen[r] = True
+    return np.concatenate([r, universe[~seen[universe]]])
+
+
+def magnitude_ranking(audio: Any, *, space: str = "fft", n_fft: int = 2048, hop_length: int = 512,
+                      band: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """The free baseline: elements by the magnitude of their coefficient, descending (ties: lower index)."""
+    x = check_audio(audio).astype(np.float64)
+    if space == "fft":
+        mag = np.abs(np.fft.rfft(x))[None, :]
+    elif space == "stft":
+        mag = np.abs(_stft.stft(x, n_fft, hop_length))
+    else:
+        raise ParameterError(f"space must be 'fft' or 'stft', got {space!r}")
+    universe = _universe(mag.shape, band)
+    values = mag.ravel()[universe]
+    return universe[np.lexsort((universe, -values))].astype(np.int64)
+
+
+def _curves(space_obj, model, order: np.ndarray, target: int, fractions: np.ndarray, batch_size: int,
+            band: Optional[Tuple[int, int]], n_classes: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+    shape = tuple(space_obj.shape)
+    n = order.size
+    outside = np.ones(shape[0] * shape[1], dtype=bool)
+    outside[_universe(shape, band)] = False
+    ks = [min(n, max(0, int(round(f * n)))) for f in fractions]
+    masks = []
+    for k in ks:  # deletion: the clip without the top k
+        m = np.ones(shape[0] * shape[1], dtype=bool)
+        m[order[:k]] = False
+        masks.append(m)
+    for k in ks:  # insertion: the top k alone (plus what lies outside the band)
+        m = outside.copy()
+        m[order[:k]] = True
+        masks.append(m)
+    scores = []
+    for i in range(0, len(masks), batch_size):
+        chunk = np.stack(masks[i : i + batch_size]).reshape(-1, *shape)
+        waves = np.asarray(space_obj.synthesize(chunk), dtype=np.float32)
+        s = call_model(model, waves, n_classes)
+        if s.shape[1] <= target:
+            raise ParameterError(f"target {target} is not a class of the model ({s.shape[1]} classes)")
+        scores.extend(s[:, target].tolist())
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores[: len(ks)], scores[len(ks) :]
+
+
+def ranking_curves(
+    audio: Any,
+    sample_rate: int,
+    model: Callable[[np.ndarray], Any],
+    ranking: Any,
+    *,
+    target: Optional[int] = None,
+    space: str = "fft",
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    batch_size: int = 16,
+    band: Optional[Tuple[int, int]] = None,
+    _space_obj: Any = None,
+) -> QualityCurves:
+    """Deletion and insertion curves of ``ranking`` for ``model`` on ``audio``.
+
+    Parameters
+    ----------
+    ranking : array_like of int
+        Flat element indices, most important first: the bin for ``fft``,
+        ``frame * n_bins + bin`` for ``stft``. Elements it lacks count as the
+        least important (after it, by index).
+    target : int, optional
+        The class scored; default the model's top-1 class on the clip (one
+        more query).
+    band : (b0, b1), optional
+        Half-open bin range the ranking covers (an explanation's
+        ``[fmin, fmax]``): bins outside are always kept and fractions count
+        only the band's elements.
+    fractions, batch_size
+        Curve points, and mutants per model call.
+
+    Exactly ``2 * len(fractions)`` model queries, plus one without ``target``.
+    """
+    x = check_audio(audio)
+    sr = check_sample_rate(sample_rate)
+    model_rate = getattr(model, "sample_rate", None)
+    if model_rate is not None and int(model_rate) != sr:
+        raise ParameterError(f"the model expects {model_rate} Hz audio but the clip is {sr} Hz")
+    f = _check_fractions(fractions)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
+    sp = _space_obj if _space_obj is not None else _space(x, space, n_fft, hop_length)
+    queries = 0
+    n_classes = None
+    if target is None:
+        original = call_model(model, x[None, :])
+        target = int(np.argmax(original[0]))
+        n_classes = original.shape[1]
+        queries += 1
+    target = int(target)
+    if target < 0:
+        raise ParameterError(f"target must be a class index >= 0, got {target}")
+    order = full_order(ranking, tuple(sp.shape), band)
+    deletion, insertion = _curves(sp, model, order, target, f, int(batch_size), band, n_classes)
+    queries += 2 * f.size
+    return QualityCurves(
+        fractions=f,
+        deletion=deletion,
+        insertion=insertion,
+        deletion_auc=area(f, deletion),
+        insertion_auc=area(f, insertion),
+        queries=queries,
+        target=target,
+    )
+
+
+def explanation_ranking(explanation) -> np.ndarray:
+    """The explanation's ranking, or (a saved one without it) the band's elements by responsibility."""
+    r = getattr(explanation, "ranking", None)
+    if r is not None and np.asarray(r).size:
+        return np.asarray(r, dtype=np.int64)
+    resp = np.asarray(explanation.responsibility, dtype=np.float64)
+    grid = resp.reshape(1, -1) if resp.ndim == 1 else resp
+    band = (explanation.options or {}).get("_band")
+    universe = _universe(grid.shape, None if band is None else tuple(band))
+    values = grid.ravel()[universe]
+    return universe[np.lexsort((universe, -values))].astype(np.int64)
+
+
+def explanation_curves(explanation, audio: Any = None, model: Optional[Callable] = None, **kw: Any) -> QualityCurves:
+    """:func:`ranking_curves` of an explanation's ranking, over its space and band.
+
+    ``audio`` defaults to the clip the explanation holds; the target is the
+    explanation's (no extra query) unless ``target=`` is given.
+    """
+    if model is None:
+        raise ParameterError("explanation_curves needs the model")
+    if audio is None:
+        audio = getattr(explanation, "_audio", None)
+        if audio is None:
+            raise ParameterError("this explanation does not hold its audio: pass audio=")
+    kw_given = {k for k in kw if k in ("n_fft", "hop_length")}
+    opts = explanation.options or {}
+    band = opts.get("_band")
+    kw.setdefault("target", explanation.target)
+    kw.setdefault("space", explanation.space)
+    kw.setdefault("n_fft", int(opts.get("n_fft", 2048)))
+    kw.setdefault("hop_length", int(opts.get("hop_length", 512)))
+    kw.setdefault("band", None if band is None else (int(band[0]), int(band[1])))
+    sp, own = getattr(explanation, "_space", None), getattr(explanation, "_audio", None)
+    same_clip = own is not None and (audio is own or np.array_equal(np.asarray(audio, dtype=np.float32), own))
+    if sp is not None and same_clip and kw.get("space") == explanation.space and not kw_given:
+        kw.setdefault("_space_obj", sp)
+    return ranking_curves(audio, explanation.sample_rate, model, explanation_ranking(explanation), **kw)
