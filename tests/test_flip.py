@@ -10,7 +10,8 @@ import pytest
 import freqrex
 from freqrex import psychoacoustic as pa
 from freqrex.errors import ParameterError
-from freqrex.flip import FlipResult, _Clip, flip  # noqa: F401
+from freqrex.manipulation import FlipResult, flip  # noqa: F401
+from freqrex.manipulation import SpectralClip as _Clip
 
 SR = 8000
 N = 8000  # 1 s: whole-clip FFT bins are exactly 1 Hz apart
@@ -74,7 +75,7 @@ def decoy_explanation(decoy_clip):
 def test_single_decisive_bin_found_with_k1(decoy_clip, decoy_explanation):
     model = BinModel(reference=decoy_clip)
     assert model(decoy_clip[None])[0].argmax() == 1
-    r = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=8)
+    r = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=8, change="auto")
     assert isinstance(r, FlipResult)
     assert r.success
     assert r.bins.tolist() == [DECISIVE]
@@ -89,7 +90,7 @@ def test_single_decisive_bin_found_with_k1(decoy_clip, decoy_explanation):
 
 def test_causal_flip_explains_itself_when_no_explanation_given(decoy_clip):
     model = BinModel(reference=decoy_clip)
-    r = flip(decoy_clip, SR, model, k=1, budget=8, explain_budget=300, explain_iterations=4)
+    r = flip(decoy_clip, SR, model, k=1, budget=8, explain_budget=300, explain_iterations=4, change="auto")
     assert r.success and r.bins.tolist() == [DECISIVE]
     assert r.explanation_queries > 0
     assert r.queries == r.explanation_queries + r.flip_queries
@@ -100,11 +101,11 @@ def test_causal_flip_explains_itself_when_no_explanation_given(decoy_clip):
 def test_baselines_mostly_fail_with_the_same_budget(decoy_clip):
     model = BinModel(reference=decoy_clip)
     random_hits = sum(
-        flip(decoy_clip, SR, model, k=1, strategy="random", budget=8, seed=s).success for s in range(10)
+        flip(decoy_clip, SR, model, k=1, strategy="random", budget=8, seed=s, change="auto").success for s in range(10)
     )
     assert random_hits <= 1
     # the decisive tone is quieter than the ten decoys: the magnitude order reaches it too late
-    mag = flip(decoy_clip, SR, model, k=1, strategy="magnitude", budget=8)
+    mag = flip(decoy_clip, SR, model, k=1, strategy="magnitude", budget=8, change="auto")
     assert not mag.success
     assert mag.flip_queries == 8
     assert mag.queries == 1 + 8  # the original clip, then the budget
@@ -112,7 +113,7 @@ def test_baselines_mostly_fail_with_the_same_budget(decoy_clip):
 
 def test_snr_of_a_removal_is_exact(decoy_clip, decoy_explanation):
     model = BinModel(reference=decoy_clip)
-    r = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=8)
+    r = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=8, change="auto")
     x = decoy_clip.astype(np.float64)
     spec = np.zeros(N // 2 + 1, dtype=complex)
     spec[DECISIVE] = np.fft.rfft(x)[DECISIVE]
@@ -192,22 +193,22 @@ class Counting:
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_query_budget_is_respected_exactly(decoy_clip, decoy_explanation, budget, k):
     model = Counting(Constant())  # impossible to flip: the budget runs out
-    r = flip(decoy_clip, SR, model, k=k, strategy="random", budget=budget, seed=3, batch_size=8)
+    r = flip(decoy_clip, SR, model, k=k, strategy="random", budget=budget, seed=3, batch_size=8, change="auto")
     assert not r.success
     assert r.flip_queries == budget
     assert model.evaluated == budget + 1  # the original, then exactly the budget
     assert max(model.batches[1:]) <= 8
     model = Counting(Constant())
-    r = flip(decoy_clip, SR, model, k=k, explanation=decoy_explanation, budget=budget)
+    r = flip(decoy_clip, SR, model, k=k, explanation=decoy_explanation, budget=budget, change="auto")
     assert r.flip_queries == budget and model.evaluated == budget  # original scores from the explanation
 
 
 def test_shared_cache_saves_model_calls_but_not_counted_queries(decoy_clip, decoy_explanation):
     model = Counting(Constant())
     cache = {}
-    a = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=10, _cache=cache)
+    a = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=10, _cache=cache, change="auto")
     first = model.evaluated
-    b = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=10, _cache=cache)
+    b = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=10, _cache=cache, change="auto")
     assert model.evaluated == first  # all cached
     assert a.flip_queries == b.flip_queries == 10
     assert np.array_equal(a.audio, b.audio)
@@ -215,9 +216,9 @@ def test_shared_cache_saves_model_calls_but_not_counted_queries(decoy_clip, deco
 
 def test_deterministic_for_a_seed(decoy_clip):
     model = Constant()
-    a = flip(decoy_clip, SR, model, k=2, strategy="random", budget=12, seed=7)
-    b = flip(decoy_clip, SR, model, k=2, strategy="random", budget=12, seed=7, batch_size=3)
-    c = flip(decoy_clip, SR, model, k=2, strategy="random", budget=12, seed=8)
+    a = flip(decoy_clip, SR, model, k=2, strategy="random", budget=12, seed=7, change="auto")
+    b = flip(decoy_clip, SR, model, k=2, strategy="random", budget=12, seed=7, batch_size=3, change="auto")
+    c = flip(decoy_clip, SR, model, k=2, strategy="random", budget=12, seed=8, change="auto")
     assert a.bins.tolist() == b.bins.tolist()
     assert np.array_equal(a.audio, b.audio)
     assert a.bins.tolist() != c.bins.tolist()
@@ -225,12 +226,12 @@ def test_deterministic_for_a_seed(decoy_clip):
 
 def test_targeted_flip(decoy_clip, decoy_explanation):
     model = BinModel(reference=decoy_clip)
-    r = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=8, target=0)
+    r = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=8, target=0, change="auto")
     assert r.success and r.target == 0 and r.new_class == 0
     with pytest.raises(ParameterError, match="already"):
-        flip(decoy_clip, SR, model, explanation=decoy_explanation, target=1)
+        flip(decoy_clip, SR, model, explanation=decoy_explanation, target=1, change="auto")
     with pytest.raises(ParameterError, match="below 2"):
-        flip(decoy_clip, SR, model, explanation=decoy_explanation, target=2)
+        flip(decoy_clip, SR, model, explanation=decoy_explanation, target=2, change="auto")
 
 
 @pytest.mark.parametrize(
@@ -261,11 +262,11 @@ def test_explanation_of_another_space_or_clip_is_refused(decoy_clip, decoy_expla
     stft_e = freqrex.explain(decoy_clip, SR, model, space="stft", n_fft=512, hop_length=128, budget=20,
                              iterations=1)
     with pytest.raises(ParameterError, match="space"):
-        flip(decoy_clip, SR, model, space="fft", explanation=stft_e)
+        flip(decoy_clip, SR, model, space="fft", explanation=stft_e, change="auto")
     with pytest.raises(ParameterError, match="geometry"):
-        flip(decoy_clip, SR, model, space="stft", explanation=stft_e, n_fft=1024, hop_length=256)
+        flip(decoy_clip, SR, model, space="stft", explanation=stft_e, n_fft=1024, hop_length=256, change="auto")
     with pytest.raises(ParameterError, match="another clip"):
-        flip(decoy_clip[:4000], SR, model, explanation=decoy_explanation)
+        flip(decoy_clip[:4000], SR, model, explanation=decoy_explanation, change="auto")
 
 
 # ----------------------------------------------------------------------------- stft
@@ -329,7 +330,7 @@ def test_stft_flip_stays_under_the_masking_threshold(decoy_clip, strategy):
     n_fft, hop = 512, 128
     model = FrameEnergyModel(decoy_clip)
     r = flip(decoy_clip, SR, model, k=5, space="stft", strategy=strategy, budget=24, n_fft=n_fft,
-             hop_length=hop, explain_budget=400, explain_iterations=4, seed=1)
+             hop_length=hop, explain_budget=400, explain_iterations=4, seed=1, change="auto")
     margins, inaudible = pa.perturbation_margin_db(decoy_clip, r.audio, SR, n_fft=n_fft, hop_length=hop)
     assert r.inaudible == inaudible
     assert r.margin_db == pytest.approx(float(np.min(margins)))
@@ -348,7 +349,7 @@ def test_summary_is_json_ready(decoy_clip, decoy_explanation):
     import json
 
     model = BinModel(reference=decoy_clip)
-    r = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=8)
+    r = flip(decoy_clip, SR, model, k=1, explanation=decoy_explanation, budget=8, change="auto")
     s = json.loads(json.dumps(r.summary()))
     assert s["success"] is True and s["frequencies_hz"] == [1000.0] and s["n_changed"] == 1
     assert s["queries"] == r.queries and s["flip_queries"] == r.flip_queries
@@ -358,7 +359,7 @@ def test_stft_flip_with_a_projected_fft_explanation(decoy_clip):
     """An fft explanation ranks the STFT cells through their frequency (then magnitude)."""
     model = FrameEnergyModel(decoy_clip)
     e = freqrex.explain(decoy_clip, SR, BinModel(reference=decoy_clip), budget=300, iterations=4)
-    r = flip(decoy_clip, SR, model, k=5, space="stft", explanation=e, budget=24, n_fft=512, hop_length=128)
+    r = flip(decoy_clip, SR, model, k=5, space="stft", explanation=e, budget=24, n_fft=512, hop_length=128, change="auto")
     assert r.explanation_queries == e.queries
     # the cells changed are at the decisive 1000 Hz tone (STFT bin 64 at 8 kHz / 512, or a neighbour)
     assert r.success

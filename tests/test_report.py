@@ -451,7 +451,7 @@ def test_flip_only_report(synth, tmp_path):
 def test_report_of_a_real_flip(synth, tmp_path, capsys):
     """freqrex.flip on the synthetic model, saved as `freqrex flip --out` saves it, rendered by the CLI."""
     from freqrex.cli import main
-    from freqrex.flip import flip
+    from freqrex.manipulation import flip
     from freqrex.io import save_wav
     from freqrex.report import write_explanation_report
 

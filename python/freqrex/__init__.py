@@ -11,7 +11,7 @@ from . import _core
 from .errors import AudioFileError, BudgetError, FreqrexError, ModelError, ParameterError
 from .explainer import Explainer, explain
 from .explanation import Explanation
-from .flip import FlipResult, flip
+from .manipulation import FlipResult, flip
 from .options import ExplainOptions
 
 __version__ = _core.__version__

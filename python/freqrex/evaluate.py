@@ -8,7 +8,7 @@ reports (Kelly & Chockler 2026: one frequency out of ~240,000 flips the label
 * the sizes of the three sets of an ``fft`` explanation;
 * flip success with ``k = 1..5`` changed FFT bins for freqrex's causal ranking
   and for the two baselines (random bins, largest-magnitude bins), each with
-  the same query budget (:func:`freqrex.flip.flip`);
+  the same query budget (:func:`freqrex.flip`);
 * the STFT flip (a few cells, scaled under the masking threshold), for the
   causal ranking of an ``stft`` explanation and the baselines;
 * SNRs, queries and seconds.
@@ -40,7 +40,7 @@ import numpy as np
 
 from ._atomic import write_text
 from .errors import AudioFileError, ParameterError
-from .flip import STRATEGIES, flip
+from .manipulation import STRATEGIES, flip
 
 __all__ = [
     "EvalOptions",

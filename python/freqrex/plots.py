@@ -759,7 +759,7 @@ def plot_flip(result, ax=None, *, audio=None, sample_rate: Optional[float] = Non
     ----------
     result : FlipResult
         Read by duck typing: the perturbed clip (``audio``, as
-        :class:`freqrex.flip.FlipResult` holds it, or ``perturbed``),
+        :class:`freqrex.FlipResult` holds it, or ``perturbed``),
         ``sample_rate``, ``space``, the changed bins (``bins`` or
         ``frequencies_hz``; for ``stft`` with ``frames``, or ``cells`` as
         (frame, bin) pairs), ``success``, classes, names and scores,

@@ -61,7 +61,7 @@ def _target(spec, model):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..flip import flip
+    from ..manipulation import flip
     from ..io import save_wav
     from ..progress import ProgressBar
 

@@ -1,0 +1,196 @@
+"""The clip in a frequency space, the changes a flip may make, and how loud they are.
+
+A change is a set of elements (whole-clip rFFT bins, or STFT cells, as flat
+indices ``frame * n_bins + bin``) with one complex difference per element,
+``delta``.  The perturbed clip is the original plus the resynthesised
+difference: ``irfft`` of the difference spectrum (``fft``), or its weighted
+overlap-add inverse (``stft``, the convention of :mod:`freqrex._stft`).
+
+Audibility is measured three ways for every flip, in either space:
+
+* ``snr_db`` = ``10 log10(sum x^2 / sum d^2)``;
+* ``db_x`` (Carlini & Wagner 2018) = ``dB(max |d|) - dB(max |x|)``;
+* the psychoacoustic margin: the smallest, over frames, of the original's
+  masking threshold minus the PSD of the difference
+  (:func:`freqrex.psychoacoustic.perturbation_margin_db`); inaudible means a
+  margin >= 0 dB in every frame.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import numpy as np
+
+from .. import _stft
+from .. import psychoacoustic as pa
+
+__all__ = ["SpectralClip", "db_x", "snr_db", "unit_phase"]
+
+
+def snr_db(x: np.ndarray, d: np.ndarray) -> float:
+    """``10 log10(sum x^2 / sum d^2)`` of a difference ``d`` (inf for no change)."""
+    noise = float(np.dot(d, d))
+    if noise == 0.0:
+        return math.inf
+    signal = float(np.dot(x, x))
+    return -math.inf if signal == 0.0 else 10.0 * math.log10(signal / noise)
+
+
+def db_x(x: np.ndarray, d: np.ndarray) -> float:
+    """Carlini & Wagner's ``dB(max|d|) - dB(max|x|)`` (-inf for no change)."""
+    peak_d = float(np.max(np.abs(d))) if d.size else 0.0
+    if peak_d == 0.0:
+        return -math.inf
+    peak_x = float(np.max(np.abs(x)))
+    return math.inf if peak_x == 0.0 else 20.0 * math.log10(peak_d / peak_x)
+
+
+def unit_phase(coef: np.ndarray) -> np.ndarray:
+    """``coef / |coef|``, and 1 where the coefficient is (numerically) zero."""
+    mag = np.abs(coef)
+    out = np.ones(coef.shape, dtype=np.complex128)
+    nz = mag > 1e-300
+    out[nz] = coef[nz] / mag[nz]
+    return out
+
+
+class SpectralClip:
+    """The original clip in one space, its coefficients, and difference synthesis.
+
+    Parameters
+    ----------
+    x : ndarray of float32, shape (samples,)
+    sr : int
+    space : {"fft", "stft"}
+    n_fft, hop_length : int
+        STFT geometry (``stft`` only).
+    cache : dict
+        Shared between flips of one clip: coefficients and the masking
+        threshold are computed once.
+    """
+
+    def __init__(self, x: np.ndarray, sr: int, space: str, n_fft: int, hop_length: int, cache: Dict):
+        self.x32 = x
+        self.x = x.astype(np.float64)
+        self.sr = sr
+        self.space = space
+        self.n = x.size
+        self.energy = float(np.dot(self.x, self.x))
+        self._cache = cache
+        if space == "fft":
+            key = ("fft-coefficients",)
+            if key not in cache:
+                cache[key] = np.fft.rfft(self.x)
+            self.coef = cache[key][None, :]
+            self.n_fft = self.n
+            self.hop = self.n
+            # time-domain energy of a unit coefficient at each bin: irfft's weights
+            w = np.full(self.coef.shape[1], 2.0)
+            w[0] = 1.0
+            if self.n % 2 == 0:
+                w[-1] = 1.0
+            self.bin_weight = w / self.n
+        else:
+            self.n_fft, self.hop = n_fft, hop_length
+            key = ("stft-coefficients", n_fft, hop_length)
+            if key not in cache:
+                cache[key] = pa.stft(self.x, n_fft=n_fft, hop_length=hop_length)
+            self.coef = cache[key]
+            n_frames = self.coef.shape[0]
+            self.padded_len = _stft.padded_length(n_frames, n_fft, hop_length)
+            self.window = _stft.hann(n_fft)
+            self.wsum = _stft.window_sum(n_frames, n_fft, hop_length)
+            self.half = n_fft // 2
+        self.n_frames, self.n_bins = self.coef.shape
+
+    # ------------------------------------------------------------------ masking threshold
+    @property
+    def mask(self) -> "pa.MaskingThreshold":
+        """The original's masking threshold on this STFT geometry (computed once)."""
+        n_fft = self.n_fft if self.space == "stft" else 2048
+        hop = self.hop if self.space == "stft" else 512
+        key = ("masking", n_fft, hop)
+        if key not in self._cache:
+            self._cache[key] = pa.masking_threshold(self.x, self.sr, n_fft=n_fft, hop_length=hop)
+        return self._cache[key]
+
+    def envelope(self, safety_db: float) -> np.ndarray:
+        """``stft``: the largest difference magnitude per cell whose PSD stays
+        ``safety_db`` under the original's masking threshold."""
+        m = self.mask
+        return self.n_fft * 10.0 ** ((m.threshold_db - m.offset_db - safety_db) / 20.0)
+
+    # ------------------------------------------------------------------ differences
+    def fixed_delta(self, flat: np.ndarray, kind: str, gain_db: float, phase: float) -> np.ndarray:
+        """The difference of a fixed change of ``flat``: remove, gain or phase rotation."""
+        frames, bins = np.divmod(flat, self.n_bins)
+        c = self.coef[frames, bins]
+        if kind == "remove":
+            d = -c
+        elif kind == "gain":
+            d = c * (10.0 ** (gain_db / 20.0) - 1.0)
+        else:
+            d = c * (np.exp(1j * phase) - 1.0)
+        return self.synthesize(flat, d)
+
+    # backwards-compatible name used by tests of the STFT synthesis
+    def delta(self, flat: np.ndarray, kind: str, gain_db: float, phase: float) -> np.ndarray:
+        return self.fixed_delta(flat, kind, gain_db, phase)
+
+    def synthesize(self, flat: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Float64 waveform of the complex differences ``d`` at elements ``flat``."""
+        frames, bins = np.divmod(np.asarray(flat, dtype=np.int64), self.n_bins)
+        if self.space == "fft":
+            spec = np.zeros(self.n_bins, dtype=np.complex128)
+            np.add.at(spec, bins, d)
+            return np.fft.irfft(spec, n=self.n)
+        out = np.zeros(self.padded_len)
+        order = np.argsort(frames, kind="stable")
+        frames, bins, d = frames[order], bins[order], np.asarray(d)[order]
+        starts = np.flatnonzero(np.r_[True, frames[1:] != frames[:-1]]) if frames.size else []
+        ends = list(starts[1:]) + [frames.size] if frames.size else []
+        for s, e in zip(starts, ends):
+            t = int(frames[s])
+            spec = np.zeros(self.n_bins, dtype=np.complex128)
+            np.add.at(spec, bins[s:e], d[s:e])
+            out[t * self.hop : t * self.hop + self.n_fft] += np.fft.irfft(spec, n=self.n_fft) * self.window
+        return self.finish_overlap_add(out)
+
+    def synthesize_frames(self, spec: np.ndarray, t0: int) -> np.ndarray:
+        """Weighted overlap-add of dense difference frames ``spec[t - t0]`` (not normalised)."""
+        out = np.zeros(self.padded_len)
+        seg = np.fft.irfft(spec, n=self.n_fft, axis=-1) * self.window
+        for i in range(seg.shape[0]):
+            t = t0 + i
+            out[t * self.hop : t * self.hop + self.n_fft] += seg[i]
+        return out
+
+    def finish_overlap_add(self, padded: np.ndarray) -> np.ndarray:
+        """Divide an overlap-added buffer by the window sum and cut the clip out."""
+        out = padded.copy()
+        nz = self.wsum > 1e-12
+        out[nz] /= self.wsum[nz]
+        return out[self.half : self.half + self.n]
+
+    # ------------------------------------------------------------------ audibility
+    def frame_margins(self, delta: np.ndarray) -> np.ndarray:
+        """Margin (dB) of a difference under the masking threshold, frame by frame
+        (``+inf`` where the difference is silent)."""
+        mask = self.mask
+        n_fft = self.n_fft if self.space == "stft" else 2048
+        hop = self.hop if self.space == "stft" else 512
+        spec = _stft.stft(np.asarray(delta, dtype=np.float64), n_fft, hop)
+        psd, _ = pa.power_spectrum_db(spec, n_fft, reference=mask.offset_db)
+        return np.where(np.abs(spec) > 0, mask.threshold_db - psd, np.inf).min(axis=1)
+
+    def margin(self, delta: np.ndarray) -> float:
+        """Smallest margin (dB) of a difference under the masking threshold, over frames."""
+        if not np.any(delta):
+            return math.inf
+        return float(np.min(self.frame_margins(delta)))
+
+    def audibility(self, delta: np.ndarray) -> Dict[str, Optional[float]]:
+        """``snr_db``, ``db_x`` and ``margin_db`` of a difference waveform."""
+        return {"snr_db": snr_db(self.x, delta), "db_x": db_x(self.x, delta), "margin_db": self.margin(delta)}

@@ -1,0 +1,396 @@
+"""The searches: the quietest change of at most k bins, and masked STFT changes.
+
+Quietest change (``fft``)
+-------------------------
+A candidate :class:`~freqrex.manipulation.candidates.Change` fixes the
+elements and directions; its size is one number, the SNR of the change
+(every element gets the same amplitude, ``a = sqrt(sum x^2 / (10^(L/10) *
+E_unit))`` for a level of ``L`` dB).  The search keeps the quietest flip found
+so far (``best``) and tries candidates in fixed rounds of
+:data:`ROUND` at the level that would beat it (``best + tol_db``; the probe
+level ``probe_db`` before any flip), so every query either finds a quieter
+flip or rules a candidate out.  A candidate that flips is pushed to its
+quietest level by a safeguarded 1-D search (:func:`quietest_level`:
+bisection in dB with a regula-falsi step on the model's score gap,
+to ``tol_db``).  With ``k > 1`` a reserve of the budget then combines the
+candidates that came closest (smallest gap) into sets of 2..k elements, each
+searched the same way.  If nothing flipped at the probe level, the closest
+candidates are tried at the loudest level allowed (``min_db``) and searched
+from there.  Rounds have a fixed size and the order of candidates is fixed,
+so the result depends on the inputs and the seed only, not on the batch size.
+
+Masked change (``stft``)
+------------------------
+The change is bounded cell by cell by the original's masking threshold: a
+cell may change by at most the magnitude whose PSD lies ``safety_db`` under
+the threshold (:meth:`SpectralClip.envelope`), in phase (+) or in anti-phase
+(-) with the cell.  The direction is found by a SimBA-style random search
+(Guo et al. 2019) over time-frequency tiles, coarse to fine (whole-clip
+bands, then bands over 8 and 32 time segments): a tile's cells are set to
+their bound in one direction, kept if the score gap shrinks, else the other
+direction is tried.  Tiles are visited in the order of the ``stft``
+explanation (``causal``: the original class's responsibility and the other
+classes' maps summed over the tile), by energy (``magnitude``), on the log
+grid (``tone_scan``), or at random.  Resynthesis spreads a cell's change into
+its neighbours, so before a candidate is scored its difference is re-analysed
+and every frame over the threshold has its cells scaled down until every
+frame is under it: every scored clip, the flip included, is inaudible by the
+definition (margin >= 0 dB in every frame).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .candidates import Change
+from .oracle import Oracle, wave_key
+from .perturbation import SpectralClip, unit_phase
+
+#: Candidates tried per round (one model call when batch_size >= ROUND).
+ROUND = 8
+
+
+@dataclass
+class Attempt:
+    """A scored perturbation."""
+
+    change: Change
+    level_db: float
+    scores: np.ndarray
+    gap: float
+    wave: np.ndarray
+    delta: np.ndarray
+    amplitude: float
+
+    @property
+    def flipped(self) -> bool:
+        return self.gap < 0
+
+
+class LevelSearch:
+    """Perturbations of one change at a given SNR level."""
+
+    def __init__(self, clip: SpectralClip, oracle: Oracle, change: Change):
+        self.clip = clip
+        self.oracle = oracle
+        self.change = change
+        idx = np.asarray(change.elements, dtype=np.int64)
+        frames, bins = np.divmod(idx, clip.n_bins)
+        u = unit_phase(clip.coef[frames, bins]) * np.asarray(change.directions, dtype=np.float64)
+        self.unit = clip.synthesize(idx, u)  # waveform of unit amplitude per element
+        self.unit_energy = float(np.dot(self.unit, self.unit))
+
+    def amplitude(self, level_db: float) -> float:
+        if self.unit_energy == 0.0 or self.clip.energy == 0.0:
+            return 0.0
+        return math.sqrt(self.clip.energy / (10.0 ** (level_db / 10.0) * self.unit_energy))
+
+    def attempts(self, levels: Sequence[float]) -> List[Attempt]:
+        waves, deltas, amps, keys = [], [], [], []
+        for level in levels:
+            a = self.amplitude(level)
+            d = a * self.unit
+            w = (self.clip.x + d).astype(np.float32)
+            waves.append(w)
+            deltas.append(d)
+            amps.append(a)
+            keys.append(wave_key(("flip-wave",), w))
+        rows = self.oracle.scores(waves, keys)
+        return [Attempt(self.change, float(lv), r, self.oracle.gap(r), w, d, a)
+                for lv, r, w, d, a in zip(levels, rows, waves, deltas, amps)]
+
+
+def _attempt_round(clip: SpectralClip, oracle: Oracle, changes: Sequence[Change], level: float) -> List[Attempt]:
+    """Score several changes at one level: one query each."""
+    searches = [LevelSearch(clip, oracle, ch) for ch in changes]
+    waves, deltas, amps, keys = [], [], [], []
+    for s in searches:
+        a = s.amplitude(level)
+        d = a * s.unit
+        w = (clip.x + d).astype(np.float32)
+        waves.append(w)
+        deltas.append(d)
+        amps.append(a)
+        keys.append(wave_key(("flip-wave",), w))
+    rows = oracle.scores(waves, keys)
+    return [Attempt(s.change, level, r, oracle.gap(r), w, d, a)
+            for s, r, w, d, a in zip(searches, rows, waves, deltas, amps)]
+
+
+def quietest_level(
+    clip: SpectralClip,
+    oracle: Oracle,
+    flip: Attempt,
+    *,
+    max_db: float,
+    tol_db: float,
+    quiet: Optional[Attempt] = None,
+) -> Attempt:
+    """Push a flipping attempt to the quietest level that still flips (to ``tol_db``).
+
+    ``quiet`` is a known non-flipping level above ``flip.level_db``; without
+    one, ``max_db`` is tried first.  Monotone models give the exact quietest
+    level to ``tol_db``; otherwise a level that flips, never a louder one than
+    ``flip``.
+    """
+    search = LevelSearch(clip, oracle, flip.change)
+    lo = flip  # flips (louder)
+    hi = quiet
+    if hi is None:
+        if oracle.remaining < 1 or flip.level_db >= max_db:
+            return flip
+        top = search.attempts([max_db])[0]
+        if top.flipped:
+            return top
+        hi = top
+    illinois_side = 0
+    g_lo, g_hi = lo.gap, hi.gap
+    while hi.level_db - lo.level_db > tol_db and oracle.remaining > 0:
+        width = hi.level_db - lo.level_db
+        # regula falsi on the gap (Illinois), kept inside the middle 80% of the bracket
+        t = (-g_lo) / (g_hi - g_lo) if g_hi != g_lo else 0.5
+        t = min(max(t, 0.2), 0.8)
+        mid = lo.level_db + t * width
+        a = search.attempts([mid])[0]
+        if a.flipped:
+            lo, g_lo = a, a.gap
+            if illinois_side == -1:
+                g_hi /= 2
+            illinois_side = -1
+        else:
+            hi, g_hi = a, a.gap
+            if illinois_side == 1:
+                g_lo /= 2
+            illinois_side = 1
+    return lo
+
+
+def quietest_flip(
+    clip: SpectralClip,
+    oracle: Oracle,
+    candidates: Iterator[Change],
+    *,
+    k: int,
+    probe_db: float,
+    min_db: float,
+    max_db: float,
+    tol_db: float,
+) -> Tuple[Optional[Attempt], Optional[Attempt]]:
+    """The quietest flip of at most ``k`` elements within the oracle's budget.
+
+    Returns ``(flip, closest)``: the quietest flipping attempt (or None) and
+    the non-flipping attempt that came closest (or None).
+    """
+    best: Optional[Attempt] = None
+    closest: Optional[Attempt] = None
+    tried: List[Attempt] = []  # non-flipping single attempts (for combinations and loud retries)
+    # the reserve for combinations: per set size, one probe and a level search
+    per_search = 2 + int(math.ceil(math.log2(max((max_db - min_db) / tol_db, 2.0))))
+    reserve = (k - 1) * (1 + per_search) if k > 1 else 0
+    reserve = min(reserve, oracle.budget // 2)
+    pending: List[Change] = []
+    exhausted = False
+
+    def consider(a: Attempt) -> None:
+        nonlocal closest
+        if not a.flipped and (closest is None or a.gap < closest.gap):
+            closest = a
+
+    def improve(a: Attempt) -> None:
+        nonlocal best
+        q = quietest_level(clip, oracle, a, max_db=max_db, tol_db=tol_db)
+        if best is None or q.level_db > best.level_db:
+            best = q
+
+    while oracle.remaining > reserve:
+        take = min(ROUND, oracle.remaining - reserve)
+        batch = pending[:take]
+        pending = pending[take:]
+        if len(batch) < take and not exhausted:
+            more = list(islice(candidates, take - len(batch)))
+            exhausted = len(more) < take - len(batch)
+            batch += more
+        if not batch:
+            break
+        level = probe_db if best is None else min(best.level_db + tol_db, max_db)
+        if best is not None and best.level_db >= max_db:
+            break
+        results = _attempt_round(clip, oracle, batch, level)
+        for a in results:
+            consider(a)
+            if not a.flipped:
+                tried.append(a)
+        flips = sorted((a for a in results if a.flipped), key=lambda a: a.gap)
+        if flips:
+            improve(flips[0])
+            pending = [a.change for a in flips[1:]] + pending  # retried at the new level
+    # nothing at the probe level: the closest singles, as loud as allowed
+    if best is None and tried and min_db < probe_db:
+        for a in sorted(tried, key=lambda a: (a.gap, -a.level_db))[:4]:
+            if oracle.remaining < 1:
+                break
+            loud = LevelSearch(clip, oracle, a.change).attempts([min_db])[0]
+            consider(loud)
+            if loud.flipped:
+                q = quietest_level(clip, oracle, loud, max_db=max_db, tol_db=tol_db, quiet=a)
+                if best is None or q.level_db > best.level_db:
+                    best = q
+    # combinations of the closest singles
+    if k > 1:
+        ranked = sorted(tried, key=lambda a: (a.gap, -a.level_db))
+        singles: List[Change] = []
+        for a in ranked:
+            if all(set(a.change.elements).isdisjoint(s.elements) for s in singles):
+                singles.append(a.change)
+            if len(singles) == k:
+                break
+        for m in range(2, len(singles) + 1):
+            if oracle.remaining < 1:
+                break
+            combo = Change.of([p for s in singles[:m] for p in zip(s.elements, s.directions)], f"combo-{m}")
+            level = probe_db if best is None else min(best.level_db + tol_db, max_db)
+            a = LevelSearch(clip, oracle, combo).attempts([level])[0]
+            consider(a)
+            if not a.flipped and best is None and oracle.remaining > 0 and min_db < level:
+                loud = LevelSearch(clip, oracle, combo).attempts([min_db])[0]
+                consider(loud)
+                if loud.flipped:
+                    q = quietest_level(clip, oracle, loud, max_db=max_db, tol_db=tol_db, quiet=a)
+                    if best is None or q.level_db > best.level_db:
+                        best = q
+            elif a.flipped:
+                q = quietest_level(clip, oracle, a, max_db=max_db, tol_db=tol_db)
+                if best is None or q.level_db > best.level_db:
+                    best = q
+    return best, closest
+
+
+# --------------------------------------------------------------------------- masked STFT search
+
+
+@dataclass
+class MaskedState:
+    spec: np.ndarray  # current complex difference per cell (n_frames, n_bins)
+    padded: np.ndarray  # its overlap-add buffer (not normalised)
+    delta: np.ndarray  # its waveform
+    scores: np.ndarray
+    gap: float
+    wave: np.ndarray
+
+
+def _tiles(n_frames: int, band: Tuple[int, int], n_bands: int, n_segments: int) -> List[Tuple[int, int, int, int]]:
+    b0, b1 = band
+    edges = np.unique(np.rint(np.geomspace(max(b0, 1), b1, n_bands + 1)).astype(np.int64))
+    if b0 == 0:
+        edges[0] = 0
+    t_edges = np.unique(np.rint(np.linspace(0, n_frames, n_segments + 1)).astype(np.int64))
+    out = []
+    for ti in range(t_edges.size - 1):
+        for fi in range(edges.size - 1):
+            if edges[fi + 1] > edges[fi] and t_edges[ti + 1] > t_edges[ti]:
+                out.append((int(t_edges[ti]), int(t_edges[ti + 1]), int(edges[fi]), int(edges[fi + 1])))
+    return out
+
+
+#: Coarse-to-fine tile schedule of the masked search: (frequency bands, time segments).
+SCHEDULE = ((24, 1), (24, 8), (48, 32))
+
+
+def _order_tiles(tiles, strategy: str, clip: SpectralClip, explanation: Any, seed: int, level: int):
+    if strategy == "random":
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x6D61736B, level]))
+        return [(t, 1 if s else -1) for t, s in zip((tiles[i] for i in rng.permutation(len(tiles))),
+                                                      rng.integers(0, 2, len(tiles)))]
+    if strategy == "magnitude":
+        energy = np.abs(clip.coef) ** 2
+        score = [-float(energy[a:b, c:d].sum()) for a, b, c, d in tiles]
+        return [(tiles[i], -1) for i in np.argsort(score, kind="stable")]
+    if strategy == "tone_scan":
+        return [(t, 1) for t in tiles]
+    resp = np.asarray(explanation.responsibility, dtype=np.float64).reshape(clip.n_frames, clip.n_bins)
+    maps = getattr(explanation, "class_responsibility", None) or {}
+    other = np.zeros_like(resp)
+    for m in maps.values():
+        other += np.asarray(m, dtype=np.float64).reshape(resp.shape)
+    items = []
+    for t in tiles:
+        a, b, c, d = t
+        own = float(resp[a:b, c:d].sum())
+        oth = float(other[a:b, c:d].sum())
+        # the other classes' evidence is strengthened, the original's weakened
+        items.append((-(own + oth), t, 1 if oth > own else -1))
+    items.sort(key=lambda v: v[0])
+    return [(t, s) for _, t, s in items]
+
+
+def masked_flip(
+    clip: SpectralClip,
+    oracle: Oracle,
+    *,
+    strategy: str,
+    explanation: Any,
+    band: Tuple[int, int],
+    seed: int,
+    safety_db: float,
+    original_scores: np.ndarray,
+) -> Tuple[MaskedState, bool, int]:
+    """SimBA-style search inside the masking envelope. Returns (state, flipped, cells changed)."""
+    env = clip.envelope(safety_db)
+    unit = unit_phase(clip.coef)
+    zero = np.zeros(clip.n)
+    state = MaskedState(np.zeros_like(clip.coef), np.zeros(clip.padded_len), zero, original_scores,
+                        oracle.gap(original_scores), clip.x32)
+    reach = clip.n_fft // clip.hop  # frames a cell's change spreads into, each side
+
+    def propose(tile, sign) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        a, b, c, d = tile
+        spec = state.spec.copy()
+        spec[a:b, c:d] = sign * env[a:b, c:d] * unit[a:b, c:d]
+        lo, hi = max(a - reach, 0), min(b + reach, clip.n_frames)
+        for _ in range(4):
+            sub = spec[lo:hi] - state.spec[lo:hi]
+            padded = state.padded + clip.synthesize_frames(sub, lo)
+            delta = clip.finish_overlap_add(padded)
+            m = clip.frame_margins(delta)
+            bad = np.flatnonzero(m < 0)
+            if bad.size == 0:
+                return spec, padded, delta
+            # scale the cells of every frame near a frame over the threshold
+            factor = np.ones(clip.n_frames)
+            for t in bad:
+                f = 10.0 ** ((m[t] - 0.5) / 20.0)
+                s0, s1 = max(t - reach, 0), min(t + reach + 1, clip.n_frames)
+                factor[s0:s1] = np.minimum(factor[s0:s1], f)
+            spec = spec * factor[:, None]
+            lo, hi = 0, clip.n_frames
+        return None
+
+    changed = np.zeros(clip.coef.shape, dtype=bool)
+    for level, (n_bands, n_segments) in enumerate(SCHEDULE):
+        tiles = _tiles(clip.n_frames, band, n_bands, n_segments)
+        for tile, sign in _order_tiles(tiles, strategy, clip, explanation, seed, level):
+            for s in (sign, -sign):
+                if oracle.remaining < 1:
+                    return state, False, int(changed.sum())
+                prop = propose(tile, s)
+                if prop is None:
+                    continue
+                spec, padded, delta = prop
+                wave = (clip.x + delta).astype(np.float32)
+                scores = oracle.scores([wave], [wave_key(("masked-wave",), wave)])[0]
+                gap = oracle.gap(scores)
+                if gap < state.gap:
+                    state = MaskedState(spec, padded, delta, scores, gap, wave)
+                    a, b, c, d = tile
+                    changed[a:b, c:d] = True
+                    if gap < 0:
+                        changed &= np.abs(state.spec) > 0
+                        return state, True, int(changed.sum())
+                    break
+    changed &= np.abs(state.spec) > 0
+    return state, False, int(changed.sum())
