@@ -62,6 +62,8 @@ exec(MODEL_SOURCE, namespace)
 ToneModel = namespace["ToneModel"]
 
 OPTIONS = EvalOptions(
+    strategies=("causal", "random", "magnitude"),
+    equal_total=False,
     explain_budget=40,
     explain_iterations=2,
     extraction_batch=8,

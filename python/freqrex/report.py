@@ -994,7 +994,7 @@ def _clip_page(record: Mapping[str, Any], base: Path, pages_dir: Path, index: in
 def _results_markdown(records: List[Dict[str, Any]]) -> Optional[str]:
     """The evaluation's results table (Markdown, laid out like the paper's), from freqrex.evaluate."""
     try:
-        from .evaluate import summarize, summary_markdown
+        from .evaluation import summarize, summary_markdown
 
         return summary_markdown(summarize(records))
     except Exception:  # another layout, or no evaluate module: the generic tables still show

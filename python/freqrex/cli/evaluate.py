@@ -35,17 +35,24 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate at most the first N clips (per model)")
     p.add_argument("--summarize-only", action="store_true",
                    help="evaluate nothing: summarise the records already in --out for these models and options")
-    p.add_argument("--budget", type=int, default=200, help="search budget of the fft explanation (default 200)")
+    p.add_argument("--budget", type=int, default=400, help="budget of the fft explanation (default 400)")
     p.add_argument("--iterations", type=int, default=4, help="iterations of the explanations (default 4)")
-    p.add_argument("--flip-budget", type=int, default=32, help="queries of every FFT flip (default 32)")
+    p.add_argument("--flip-budget", type=int, default=100,
+                   help="flip-search queries of the causal strategy; baselines get this plus the explanation's "
+                        "queries (equal total), and this alone (default 100)")
+    p.add_argument("--no-equal-total", action="store_true",
+                   help="give the baselines the flip budget only (no equal-total runs)")
+    p.add_argument("--probe-snr-db", type=float, default=20.0, help="SNR at which candidates are first tried")
+    p.add_argument("--min-snr-db", type=float, default=0.0, help="the loudest change allowed (SNR, dB)")
     p.add_argument("--ks", type=_ints, default=(1, 2, 3, 4, 5), help="flip sizes (default 1,2,3,4,5)")
-    p.add_argument("--strategies", default="causal,random,magnitude", help="comma-separated (default all three)")
-    p.add_argument("--change", choices=("auto", "remove", "gain", "phase"), default="auto")
+    p.add_argument("--strategies", default="causal,random,magnitude,tone_scan", help="comma-separated (default all four)")
+    p.add_argument("--change", choices=("quietest", "auto", "remove", "gain", "phase"), default="quietest",
+                   help="quietest (default): amplitude-searched changes; or a fixed change")
     p.add_argument("--max-gain-db", type=float, default=20.0)
     p.add_argument("--no-stft", action="store_true", help="skip the STFT explanation and flip")
-    p.add_argument("--stft-budget", type=int, default=200, help="search budget of the stft explanation (default 200)")
-    p.add_argument("--stft-k", type=int, default=5, help="STFT cells changed (default 5)")
-    p.add_argument("--stft-flip-budget", type=int, default=32, help="queries of every STFT flip (default 32)")
+    p.add_argument("--stft-budget", type=int, default=400, help="budget of the stft explanation (default 400)")
+    p.add_argument("--stft-k", type=int, default=5, help="STFT cells changed by fixed changes (default 5)")
+    p.add_argument("--stft-flip-budget", type=int, default=100, help="queries of the masked STFT flip (default 100)")
     p.add_argument("--cuts", choices=("uniform", "log"), default="log")
     p.add_argument("--extraction-batch", type=int, default=16)
     p.add_argument("--tol", type=float, default=0.01)
@@ -58,14 +65,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ParameterError
-    from ..evaluate import EvalOptions, evaluate_many, find_audio, load_records, summarize, summary_markdown, write_summary
+    from ..evaluation import EvalOptions, evaluate_many, find_audio, load_records, summarize, summary_markdown, write_summary
     from ..progress import ProgressBar
 
     options = EvalOptions(
         explain_budget=args.budget, explain_iterations=args.iterations, cuts=args.cuts,
         extraction_batch=args.extraction_batch, tol=args.tol, ks=args.ks,
         strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
-        flip_budget=args.flip_budget, change=args.change, max_gain_db=args.max_gain_db, stft=not args.no_stft,
+        flip_budget=args.flip_budget, equal_total=not args.no_equal_total, change=args.change,
+        probe_snr_db=args.probe_snr_db, min_snr_db=args.min_snr_db, max_gain_db=args.max_gain_db, stft=not args.no_stft,
         stft_explain_budget=args.stft_budget, stft_explain_iterations=args.iterations, stft_k=args.stft_k,
         stft_flip_budget=args.stft_flip_budget, seed=args.seed, duration=args.duration,
     )
@@ -118,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
         write_evaluation_report(records, Path(out).with_suffix(".html"))
     if args.json:
-        from ..evaluate import _clean
+        from ..evaluation import _clean
 
         json.dump(_clean(summary), sys.stdout, indent=2)
         sys.stdout.write("\n")

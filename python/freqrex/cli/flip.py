@@ -24,15 +24,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("audio", nargs="?", help="audio file; default: the built-in demo clip")
     add_model_options(p)
-    p.add_argument("--k", type=int, default=1, help="most bins (cells) changed together (default 1)")
+    p.add_argument("--k", type=int, default=1, help="most FFT bins changed together (default 1)")
     p.add_argument("--space", choices=("fft", "stft"), default="fft")
-    p.add_argument("--budget", type=int, default=64, help="model queries of the flip search (default 64)")
-    p.add_argument("--explain-budget", type=int, default=200, help="search budget of the explanation (default 200)")
+    p.add_argument("--budget", type=int, default=100, help="model queries of the flip search (default 100)")
+    p.add_argument("--explain-budget", type=int, default=400, help="budget of the explanation (default 400)")
     p.add_argument("--iterations", type=int, default=4, help="iterations of the explanation (default 4)")
-    p.add_argument("--strategy", choices=("causal", "random", "magnitude"), default="causal",
-                   help="candidate order: causal ranking (default) or a baseline")
-    p.add_argument("--change", choices=("auto", "remove", "gain", "phase"), default="auto",
-                   help="auto (default): removal, then gain")
+    p.add_argument("--strategy", choices=("causal", "random", "magnitude", "tone_scan"), default="causal",
+                   help="where candidates come from: the causal maps (default) or a baseline")
+    p.add_argument("--change", choices=("quietest", "auto", "remove", "gain", "phase"), default="quietest",
+                   help="quietest (default): the quietest addition/subtraction (fft) or masked change (stft); "
+                        "auto: fixed removal, then gain")
+    p.add_argument("--probe-snr-db", type=float, default=20.0, help="SNR at which candidates are first tried")
+    p.add_argument("--min-snr-db", type=float, default=0.0, help="the loudest change allowed (SNR, dB)")
     p.add_argument("--max-gain-db", type=float, default=20.0, help="gain of the 'gain' change (default 20 dB)")
     p.add_argument("--target", type=str, default=None, help="targeted flip: class index or name to reach")
     p.add_argument("--seed", type=int, default=0)
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         r = flip(
             audio, sr, model,
             k=args.k, space=args.space, budget=args.budget, seed=args.seed, change=args.change,
-            max_gain_db=args.max_gain_db, target=_target(args.target, model), strategy=args.strategy,
+            max_gain_db=args.max_gain_db, probe_snr_db=args.probe_snr_db, min_snr_db=args.min_snr_db, target=_target(args.target, model), strategy=args.strategy,
             n_fft=args.n_fft, hop_length=args.hop_length, explain_budget=args.explain_budget,
             explain_iterations=args.iterations, cuts=args.cuts, progress=bar,
         )
@@ -100,20 +103,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"{source}: model {args.model} says '{orig}' ({r.original_score:.3f}); strategy {r.strategy}, "
           f"k <= {r.k} {what}, budget {r.budget}")
     if r.success:
-        size = f"{r.gain_db:+g} dB gain" if r.change == "gain" else (
-            f"{r.phase_rad:.2f} rad phase" if r.change == "phase" else "removal")
+        size = {"gain": f"{r.gain_db or 0:+g} dB gain", "phase": f"{r.phase_rad or 0:.2f} rad phase",
+                "remove": "removal", "add": "an in-phase addition", "subtract": "an anti-phase subtraction",
+                "mixed": "additions and subtractions", "masked": "a change under the masking threshold"}[r.change]
         print(f"FLIPPED to '{new}' ({r.new_score:.3f}; '{orig}' now {r.original_class_score:.3f}) by {size} of "
               f"{r.n_changed} {what if r.n_changed > 1 else what[:-1]}:")
-        for i, f in enumerate(r.frequencies_hz):
+        for i, f in enumerate(r.frequencies_hz[:16]):
             at = f" at {r.times_s[i]:.2f} s" if r.times_s is not None else ""
             print(f"  bin {int(r.bins[i])}: {f:.3f} Hz{at}")
     else:
         print(f"no flip within the budget: best attempt leaves '{orig}' at {r.original_class_score:.3f} "
               f"vs '{new}' {r.new_score:.3f}")
-    line = f"SNR {r.snr_db:.1f} dB"
-    if r.space == "stft":
-        line += f", {'inaudible' if r.inaudible else 'AUDIBLE'} (margin {r.margin_db:.1f} dB under the masking threshold" \
-                f"{f', change scaled by {r.scale:.3f}' if r.scale is not None else ''})"
+        if r.bins.size > 16:
+            print(f"  ... and {r.bins.size - 16} more")
+    line = f"SNR {r.snr_db:.1f} dB, dB_x {r.db_x:.1f}"
+    line += f", {'inaudible' if r.inaudible else 'audible'} (margin {r.margin_db:.1f} dB under the masking threshold" \
+            f"{f', change scaled by {r.scale:.3f}' if r.scale is not None else ''})"
     print(line)
     print(f"queries {r.queries} (explanation {r.explanation_queries}, flip {r.flip_queries}), "
           f"{summary['seconds']:.1f} s; wrote {out}/ (original.wav, perturbed.wav, flip.json{', report.html' if args.report else ''})")

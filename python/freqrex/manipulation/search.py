@@ -207,8 +207,30 @@ def quietest_flip(
         if best is None or q.level_db > best.level_db:
             best = q
 
+    loud_tested: set = set()
+
+    def loud_retry() -> None:
+        """No flip yet: the closest candidate not yet tried loud, at the loudest level allowed."""
+        nonlocal best
+        for a in sorted(tried, key=lambda a: (a.gap, -a.level_db)):
+            key = (a.change.elements, a.change.directions)
+            if key in loud_tested:
+                continue
+            loud_tested.add(key)
+            if oracle.remaining < 1 or min_db >= a.level_db:
+                return
+            loud = LevelSearch(clip, oracle, a.change).attempts([min_db])[0]
+            consider(loud)
+            if loud.flipped:
+                q = quietest_level(clip, oracle, loud, max_db=max_db, tol_db=tol_db, quiet=a)
+                if best is None or q.level_db > best.level_db:
+                    best = q
+            return
+
     while oracle.remaining > reserve:
-        take = min(ROUND, oracle.remaining - reserve)
+        room = oracle.remaining - reserve
+        # before the first flip, a round takes at most half of what is left: room for a loud retry
+        take = min(ROUND, room if best is not None else max(1, room // 2))
         batch = pending[:take]
         pending = pending[take:]
         if len(batch) < take and not exhausted:
@@ -229,17 +251,13 @@ def quietest_flip(
         if flips:
             improve(flips[0])
             pending = [a.change for a in flips[1:]] + pending  # retried at the new level
-    # nothing at the probe level: the closest singles, as loud as allowed
-    if best is None and tried and min_db < probe_db:
-        for a in sorted(tried, key=lambda a: (a.gap, -a.level_db))[:4]:
-            if oracle.remaining < 1:
-                break
-            loud = LevelSearch(clip, oracle, a.change).attempts([min_db])[0]
-            consider(loud)
-            if loud.flipped:
-                q = quietest_level(clip, oracle, loud, max_db=max_db, tol_db=tol_db, quiet=a)
-                if best is None or q.level_db > best.level_db:
-                    best = q
+        elif best is None and oracle.remaining > reserve:
+            loud_retry()
+    # nothing flipped yet: the closest singles, as loud as allowed
+    for _ in range(4):
+        if best is not None or oracle.remaining < 1:
+            break
+        loud_retry()
     # combinations of the closest singles
     if k > 1:
         ranked = sorted(tried, key=lambda a: (a.gap, -a.level_db))

@@ -1,0 +1,294 @@
+"""The protocol of an evaluation (EvalOptions) and the measurement of one clip."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..manipulation import STRATEGIES, flip
+
+#: The paper's manipulation results (Kelly & Chockler 2026, 8 models, GTZAN and a sung-emotion set).
+PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
+
+#: Version of the record layout; part of the protocol key.
+RECORD_VERSION = 2
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """The protocol of an evaluation (every field is part of the resume key).
+
+    Attributes
+    ----------
+    explain_budget, explain_iterations : int
+        Search budget and iterations of the ``fft`` explanation.
+    cuts : {"log", "uniform"}
+        Cut spacing of the explanations.
+    extraction_batch : int
+        Candidate prefixes per extraction step.
+    tol : float
+        Tolerance of the complete set.
+    ks : tuple of int
+        Sizes of the FFT flips (default 1..5).
+    strategies : tuple of str
+        ``causal`` (freqrex) and the baselines ``random`` and ``magnitude``.
+    flip_budget : int
+        Flip-search queries of the causal strategy (its explanation is
+        counted on top).  Baselines get the same total: ``flip_budget`` plus
+        the explanation's queries (``equal_total``), and are also run with
+        ``flip_budget`` alone (the comparison when the explanation is given).
+    equal_total : bool
+        Also run the baselines at the causal strategy's total budget.
+    change : str
+        ``quietest`` (amplitude search / masked STFT search) or a fixed change.
+    max_gain_db : float
+        Gain of the fixed ``gain`` change.
+    probe_snr_db, min_snr_db, max_snr_db, tol_db, masking_safety_db : float
+        Options of :func:`freqrex.flip`.
+    stft : bool
+        Whether to run the STFT flip (needs an ``stft`` explanation).
+    stft_explain_budget, stft_explain_iterations : int
+        Budget and iterations of the ``stft`` explanation.  A budget of 0
+        skips it: the causal STFT flip then ranks cells by the ``fft``
+        explanation projected onto the STFT bins (then by magnitude).
+    stft_k : int
+        Cells changed by the STFT flip.
+    stft_flip_budget : int
+        Query budget of every STFT flip.
+    n_fft, hop_length : int
+        STFT geometry.
+    seed : int
+    duration : float
+        Seconds analysed from the start of each file.
+    """
+
+    explain_budget: int = 400
+    explain_iterations: int = 4
+    cuts: str = "log"
+    extraction_batch: int = 16
+    tol: float = 0.01
+    ks: Tuple[int, ...] = (1, 2, 3, 4, 5)
+    strategies: Tuple[str, ...] = STRATEGIES
+    flip_budget: int = 100
+    equal_total: bool = True
+    change: str = "quietest"
+    max_gain_db: float = 20.0
+    probe_snr_db: float = 20.0
+    min_snr_db: float = 0.0
+    max_snr_db: float = 60.0
+    tol_db: float = 0.5
+    masking_safety_db: float = 1.0
+    stft: bool = True
+    stft_explain_budget: int = 400
+    stft_explain_iterations: int = 4
+    stft_k: int = 5
+    stft_flip_budget: int = 100
+    n_fft: int = 2048
+    hop_length: int = 512
+    seed: int = 0
+    duration: float = 30.0
+
+    def __post_init__(self) -> None:
+        def pos_int(name: str, low: int = 1) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ParameterError(f"{name} must be an integer >= {low}, got {v!r}")
+            object.__setattr__(self, name, int(v))
+
+        for name in ("explain_budget", "explain_iterations", "flip_budget",
+                     "stft_explain_iterations", "stft_k", "stft_flip_budget", "n_fft", "hop_length"):
+            pos_int(name)
+        pos_int("stft_explain_budget", 0)
+        pos_int("extraction_batch", 2)
+        pos_int("seed", 0)
+        ks = tuple(self.ks)
+        if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
+            raise ParameterError(f"ks must be integers >= 1, got {self.ks!r}")
+        object.__setattr__(self, "ks", tuple(sorted(set(int(k) for k in ks))))
+        strategies = tuple(self.strategies)
+        bad = [s for s in strategies if s not in STRATEGIES]
+        if bad or not strategies:
+            raise ParameterError(f"strategies must be among {', '.join(STRATEGIES)}, got {self.strategies!r}")
+        object.__setattr__(self, "strategies", tuple(s for s in STRATEGIES if s in strategies))
+        if self.cuts not in ("log", "uniform"):
+            raise ParameterError(f"cuts must be 'log' or 'uniform', got {self.cuts!r}")
+        for name in ("tol", "max_gain_db", "duration", "probe_snr_db", "min_snr_db", "max_snr_db", "tol_db",
+                     "masking_safety_db"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+                raise ParameterError(f"{name} must be a finite number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        from ..manipulation import CHANGES
+
+        if self.change not in CHANGES:
+            raise ParameterError(f"change must be one of {', '.join(CHANGES)}, got {self.change!r}")
+        if self.change != "quietest" and "tone_scan" in self.strategies:
+            object.__setattr__(self, "strategies", tuple(s for s in self.strategies if s != "tone_scan"))
+        if self.duration <= 0:
+            raise ParameterError(f"duration must be > 0 s, got {self.duration}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["ks"] = list(self.ks)
+        d["strategies"] = list(self.strategies)
+        return d
+
+    def key(self, model_name: str) -> str:
+        """The resume key: a hash of the protocol and the model."""
+        blob = json.dumps({"v": RECORD_VERSION, "model": model_name, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- one clip
+
+
+def _sets_of(e: Any) -> Dict[str, Any]:
+    out = {}
+    total = int(e.responsibility.size)
+    for name in ("sufficient", "sufficient_necessary", "complete"):
+        size = e.size(name)
+        out[name] = {
+            "size": size,
+            "fraction": None if size is None else size / total,
+            "score": e.set_scores.get(name),
+            "reason": None if size is not None else e.reasons.get(name),
+        }
+    return out
+
+
+def _budget(o: "EvalOptions", strategy: str, e: Any, *, stft: bool = False) -> int:
+    """Flip-search budget: the causal strategy's, or for a baseline the causal total (explanation included)."""
+    base = o.stft_flip_budget if stft else o.flip_budget
+    if strategy == "causal" or not o.equal_total:
+        return base
+    return base + int(e.queries)
+
+
+def _flip_summary(r: Any) -> Dict[str, Any]:
+    return {
+        "success": bool(r.success),
+        "n_changed": r.n_changed,
+        "change": r.change if r.success else None,
+        "snr_db": r.snr_db if r.success else None,
+        "db_x": r.db_x if r.success else None,
+        "method": r.method,
+        "new_class": r.new_class,
+        "new_name": r.new_name,
+        "new_score": r.new_score,
+        "original_class_score": r.original_class_score,
+        # element lists only for small changes (a masked STFT change may touch many thousands of cells)
+        "frequencies_hz": [float(f) for f in r.frequencies_hz] if r.success and r.bins.size <= 16 else [],
+        "frames": None if r.frames is None or not r.success or r.bins.size > 16 else [int(t) for t in r.frames],
+        "inaudible": r.inaudible,
+        "margin_db": r.margin_db,
+        "scale": r.scale,
+        "flip_queries": r.flip_queries,
+        "n_cells": r.n_changed if r.space == "stft" else None,
+        "queries": r.queries,
+        "seconds": r.elapsed,
+    }
+
+
+def evaluate_clip(
+    audio: np.ndarray,
+    sample_rate: int,
+    model: Callable[[np.ndarray], Any],
+    options: EvalOptions = EvalOptions(),
+    *,
+    progress: Optional[ProgressCallback] = None,
+) -> Dict[str, Any]:
+    """Measure one clip: set sizes, FFT flips for every k and strategy, STFT flips."""
+    from ..explainer import explain
+
+    o = options
+    t_clip = time.perf_counter()
+    rec: Dict[str, Any] = {}
+    t0 = time.perf_counter()
+    e = explain(audio, sample_rate, model, space="fft", seed=o.seed, budget=o.explain_budget,
+                iterations=o.explain_iterations, cuts=o.cuts, extraction_batch=o.extraction_batch,
+                tol=o.tol, progress=progress)
+    scores = np.asarray(e.original_scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    rec["original"] = {
+        "class": e.target,
+        "name": e.target_name,
+        "score": e.score,
+        "runner_up": int(order[1]) if order.size > 1 else None,
+        "runner_up_score": float(scores[order[1]]) if order.size > 1 else None,
+    }
+    rec["fft_explanation"] = {
+        "n_bins": int(e.responsibility.size),
+        "sets": _sets_of(e),
+        "queries": e.queries,
+        "search_queries": e.search_queries,
+        "extraction_queries": e.extraction_queries,
+        "seconds": time.perf_counter() - t0,
+    }
+    knobs = dict(change=o.change, max_gain_db=o.max_gain_db, probe_snr_db=o.probe_snr_db, min_snr_db=o.min_snr_db,
+                 max_snr_db=o.max_snr_db, tol_db=o.tol_db, masking_safety_db=o.masking_safety_db, seed=o.seed,
+                 progress=progress)
+    cache: Dict = {}
+    flips: Dict[str, Dict[str, Any]] = {}
+    given: Dict[str, Dict[str, Any]] = {}
+    for strategy in o.strategies:
+        flips[strategy] = {}
+        for k in o.ks:
+            r = flip(audio, sample_rate, model, k=k, space="fft", explanation=e, budget=_budget(o, strategy, e),
+                     strategy=strategy, _cache=cache, **knobs)
+            flips[strategy][str(k)] = _flip_summary(r)
+            if strategy != "causal" and o.equal_total:
+                r = flip(audio, sample_rate, model, k=k, space="fft", explanation=e, budget=o.flip_budget,
+                         strategy=strategy, _cache=cache, **knobs)
+                given.setdefault(strategy, {})[str(k)] = _flip_summary(r)
+    rec["fft_flips"] = flips
+    if given:
+        rec["fft_flips_given_explanation"] = given
+    del cache
+    if o.stft and o.stft_explain_budget == 0:
+        es = e  # the fft explanation, projected onto the STFT bins by the fixed changes
+        rec["stft_explanation"] = {"projected_from": "fft", "queries": 0, "seconds": 0.0}
+    elif o.stft:
+        t0 = time.perf_counter()
+        es = explain(audio, sample_rate, model, space="stft", seed=o.seed, budget=o.stft_explain_budget,
+                     iterations=o.stft_explain_iterations, cuts=o.cuts, extraction_batch=o.extraction_batch,
+                     tol=o.tol, n_fft=o.n_fft, hop_length=o.hop_length, progress=progress)
+        rec["stft_explanation"] = {
+            "shape": list(es.responsibility.shape),
+            "sets": _sets_of(es),
+            "queries": es.queries,
+            "seconds": time.perf_counter() - t0,
+        }
+    if o.stft:
+        cache = {}
+        stft_flips = {}
+        stft_given = {}
+        for strategy in (s for s in o.strategies if s != "tone_scan"):
+            r = flip(audio, sample_rate, model, k=o.stft_k, space="stft", explanation=es,
+                     budget=_budget(o, strategy, es, stft=True), strategy=strategy, n_fft=o.n_fft,
+                     hop_length=o.hop_length, _cache=cache, **knobs)
+            stft_flips[strategy] = _flip_summary(r)
+            if strategy != "causal" and o.equal_total:
+                r = flip(audio, sample_rate, model, k=o.stft_k, space="stft", explanation=es,
+                         budget=o.stft_flip_budget, strategy=strategy, n_fft=o.n_fft, hop_length=o.hop_length,
+                         _cache=cache, **knobs)
+                stft_given[strategy] = _flip_summary(r)
+        rec["stft_flips"] = stft_flips
+        if stft_given:
+            rec["stft_flips_given_explanation"] = stft_given
+    rec["seconds"] = time.perf_counter() - t_clip
+    return rec
+
+

@@ -1,0 +1,287 @@
+"""Flip rates, SNR curves and costs from evaluation records, beside the paper's numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .._atomic import write_text
+from .protocol import PAPER, STRATEGIES
+from .records import _clean, _num
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _rate(values: List[bool]) -> Optional[float]:
+    return None if not values else sum(values) / len(values)
+
+
+def _median(values: List[Optional[float]]) -> Optional[float]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return None if not vals else float(statistics.median(vals))
+
+
+def summarize(records: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
+    """Success rates per model and strategy (and over all models), set sizes, SNRs, cost.
+
+    Records with ``status != "ok"`` are counted as errors and left out of
+    the rates.
+    """
+    by_model: Dict[str, List[Dict[str, Any]]] = {}
+    errors: Dict[str, int] = {}
+    for rec in records:
+        model = rec.get("model", "?")
+        if rec.get("status") != "ok":
+            errors[model] = errors.get(model, 0) + 1
+            continue
+        by_model.setdefault(model, []).append(rec)
+    groups = dict(by_model)
+    if len(by_model) > 1:
+        groups["all models"] = [r for rs in by_model.values() for r in rs]
+    out: Dict[str, Any] = {"paper": PAPER, "models": {}, "errors": errors}
+    for model, recs in groups.items():
+        ks = sorted({int(k) for r in recs for s in r.get("fft_flips", {}).values() for k in s})
+        strategies = [s for s in STRATEGIES if any(s in r.get("fft_flips", {}) for r in recs)]
+        m: Dict[str, Any] = {"clips": len(recs), "strategies": {}}
+        for s in strategies:
+            row: Dict[str, Any] = {"k": {}, "snr_db_median": {}, "queries_median": {}}
+            for k in ks:
+                vals = [r["fft_flips"][s][str(k)] for r in recs if str(k) in r.get("fft_flips", {}).get(s, {})]
+                row["k"][str(k)] = _rate([v["success"] for v in vals])
+                row["snr_db_median"][str(k)] = _median([_num(v["snr_db"]) for v in vals if v["success"]])
+                row["queries_median"][str(k)] = _median([float(v["flip_queries"]) for v in vals])
+                row.setdefault("removal_only", {})[str(k)] = _rate(
+                    [bool(v["success"] and v["change"] == "remove") for v in vals])
+            st = [r["stft_flips"][s] for r in recs if s in r.get("stft_flips", {})]
+            row["stft"] = _rate([v["success"] for v in st])
+            row["stft_inaudible"] = _rate([bool(v["success"] and v.get("inaudible")) for v in st])
+            row["stft_snr_db_median"] = _median([_num(v["snr_db"]) for v in st if v["success"]])
+            row["stft_margin_db_median"] = _median([_num(v["margin_db"]) for v in st if v["success"]])
+            row["stft_clips"] = len(st)
+            m["strategies"][s] = row
+        sizes = {}
+        for name in ("sufficient", "sufficient_necessary", "complete"):
+            vals = [r["fft_explanation"]["sets"][name] for r in recs]
+            present = [v for v in vals if v["size"] is not None]
+            sizes[name] = {
+                "present": len(present),
+                "size_median": _median([float(v["size"]) for v in present]),
+                "fraction_median": _median([float(v["fraction"]) for v in present]),
+            }
+        m["snr_curves"] = _snr_curves(recs, "fft_flips", strategies)
+        m["snr_curves_given_explanation"] = _snr_curves(recs, "fft_flips_given_explanation", strategies)
+        m["stft"] = _stft_rows(recs, "stft_flips", strategies)
+        m["stft_given_explanation"] = _stft_rows(recs, "stft_flips_given_explanation", strategies)
+        m["fft_sets"] = sizes
+        m["n_bins_median"] = _median([float(r["fft_explanation"]["n_bins"]) for r in recs])
+        m["explain_queries_median"] = _median([float(r["fft_explanation"]["queries"]) for r in recs])
+        m["stft_explain_queries_median"] = _median(
+            [float(r["stft_explanation"]["queries"]) for r in recs if "stft_explanation" in r])
+        m["seconds_median"] = _median([float(r["seconds"]) for r in recs])
+        m["seconds_total"] = float(sum(float(r["seconds"]) for r in recs))
+        m["runner_up_gap_median"] = _median(
+            [float(r["original"]["score"] - r["original"]["runner_up_score"]) for r in recs
+             if r["original"].get("runner_up_score") is not None])
+        opts = [r.get("options") for r in recs]
+        m["options"] = opts[0] if opts and all(o == opts[0] for o in opts) else "mixed"
+        out["models"][model] = m
+    return out
+
+
+#: SNR thresholds (dB) of the flip-rate curves.
+SNR_THRESHOLDS = (10, 20, 30, 40)
+
+
+def _snr_curves(recs: List[Dict[str, Any]], field: str, strategies: Sequence[str]) -> Dict[str, Any]:
+    """Per strategy and k: the share of clips flipped at SNR >= each threshold, and median queries."""
+    out: Dict[str, Any] = {}
+    for s in strategies:
+        per_k: Dict[str, Any] = {}
+        ks = sorted({int(k) for r in recs for k in r.get(field, {}).get(s, {})})
+        for k in ks:
+            vals = [r[field][s][str(k)] for r in recs if str(k) in r.get(field, {}).get(s, {})]
+            if not vals:
+                continue
+            snrs = [(_num(v["snr_db"]) if v["success"] else None) for v in vals]
+            per_k[str(k)] = {
+                "clips": len(vals),
+                "rate": {str(t): sum(1 for x in snrs if x is not None and x >= t) / len(vals) for t in SNR_THRESHOLDS},
+                "any": sum(1 for x in snrs if x is not None) / len(vals),
+                "inaudible": sum(1 for v in vals if v["success"] and v.get("inaudible")) / len(vals),
+                "snr_db_median": _median([x for x in snrs if x is not None]),
+                "queries_median": _median([float(v["queries"]) for v in vals]),
+            }
+        if per_k:
+            out[s] = per_k
+    return out
+
+
+def _stft_rows(recs: List[Dict[str, Any]], field: str, strategies: Sequence[str]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for s in strategies:
+        vals = [r[field][s] for r in recs if s in r.get(field, {})]
+        if not vals:
+            continue
+        ok = [v for v in vals if v["success"] and v.get("inaudible")]
+        out[s] = {
+            "clips": len(vals),
+            "inaudible_rate": len(ok) / len(vals),
+            "snr_db_median": _median([_num(v["snr_db"]) for v in ok]),
+            "margin_db_median": _median([_num(v["margin_db"]) for v in ok]),
+            "cells_median": _median([float(v["n_cells"]) for v in ok if v.get("n_cells") is not None]),
+            "queries_median": _median([float(v["queries"]) for v in vals]),
+        }
+    return out
+
+
+def curves_markdown(summary: Dict[str, Any]) -> str:
+    """Flip rate over SNR (k = 1 and the largest k) and the inaudible STFT rate, per model and strategy."""
+    lines = []
+    for title, field, sfield in (
+        ("equal total queries (the causal strategy's explanation counted)", "snr_curves", "stft"),
+        ("explanation given (every strategy gets the flip budget alone)", "snr_curves_given_explanation",
+         "stft_given_explanation"),
+    ):
+        rows = []
+        for model, m in summary["models"].items():
+            curves = dict(m.get(field) or {})
+            stft = dict(m.get(sfield) or {})
+            if field.endswith("given_explanation"):
+                curves.setdefault("causal", (m.get("snr_curves") or {}).get("causal"))
+                stft.setdefault("causal", (m.get("stft") or {}).get("causal"))
+            for s in STRATEGIES:
+                c = curves.get(s)
+                if not c:
+                    continue
+                ks = sorted(c, key=int)
+                cells = [model, str(c[ks[0]]["clips"]), LABELS.get(s, s)]
+                for k in (ks[0], ks[-1]):
+                    cells += [_pct(c[k]["rate"][str(t)]) for t in SNR_THRESHOLDS]
+                    cells.append(_db(c[k]["snr_db_median"]))
+                st = stft.get(s)
+                cells += [_pct(st["inaudible_rate"]) if st else "–", _db(st["snr_db_median"]) if st else "–",
+                          "–" if not st or st["cells_median"] is None else f"{st['cells_median']:.0f}"]
+                cells.append(f"{c[ks[0]]['queries_median']:.0f}" if c[ks[0]]["queries_median"] is not None else "–")
+                rows.append("| " + " | ".join(cells) + " |")
+        if not rows:
+            continue
+        lines.append(f"Flip rate by SNR, {title}:")
+        lines.append("")
+        th = " | ".join(f">= {t} dB" for t in SNR_THRESHOLDS)
+        lines.append(f"| model | clips | strategy | k=1: {th} | median SNR | k<=5: {th} | median SNR "
+                     "| STFT inaudible | its SNR | cells | median queries (k=1) |")
+        lines.append("|---|--:|---|" + "|".join(["--:"] * (2 * len(SNR_THRESHOLDS) + 6)) + "|")
+        lines.extend(rows)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _pct(v: Optional[float]) -> str:
+    return "–" if v is None else f"{100 * v:.0f}%"
+
+
+def _db(v: Optional[float]) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+LABELS = {"causal": "freqrex (causal ranking)", "random": "random bins", "magnitude": "largest magnitude",
+          "tone_scan": "tone scan"}
+
+
+def summary_markdown(summary: Dict[str, Any]) -> str:
+    """The results table (Markdown), laid out like the paper's, its numbers beside ours."""
+    models = summary["models"]
+    ks = sorted({int(k) for m in models.values() for s in m["strategies"].values() for k in s["k"]}) or [1, 2, 3, 4, 5]
+    lines = []
+    head = ["model", "clips", "method"] + [f"{k} freq." for k in ks] + ["STFT flip", "STFT inaudible flip"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join(["---"] * 3 + ["--:"] * (len(ks) + 2)) + "|")
+    paper = summary.get("paper", PAPER)
+    prow = ["**paper** (8 models, GTZAN + sung emotion)", "–", "ReX, causal"]
+    prow += [_pct(paper["k1"]) if k == 1 else _pct(paper["k5"]) if k == 5 else "–" for k in ks]
+    prow += ["–", _pct(paper["stft"])]
+    lines.append("| " + " | ".join(prow) + " |")
+    for model, m in models.items():
+        for s, row in m["strategies"].items():
+            name = f"**{model}**" if model == "all models" else model
+            cells = [name, str(m["clips"]), LABELS.get(s, s)]
+            cells += [_pct(row["k"].get(str(k))) for k in ks]
+            cells += [_pct(row["stft"]), _pct(row["stft_inaudible"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Flip rate: share of clips whose top-1 class changed. \"k freq.\": at most k whole-clip FFT bins "
+                 "changed (the quietest change found; fixed changes: removal or a +{g} dB gain), at any SNR. "
+                 "STFT: cells changed within the MPEG-1 masking threshold; \"inaudible\": every frame under "
+                 "the threshold.".format(g=_fmt_gain(models)))
+    lines.append("")
+    # SNR and cost
+    lines.append("| model | method | " + " | ".join(f"median SNR k={k} (dB)" for k in ks)
+                 + " | STFT median SNR (dB) | STFT median margin (dB) | removal-only k=1 | removal-only k=5 |")
+    lines.append("|---|---|" + "|".join(["--:"] * (len(ks) + 4)) + "|")
+    for model, m in models.items():
+        for s, row in m["strategies"].items():
+            cells = [model, LABELS.get(s, s)] + [_db(row["snr_db_median"].get(str(k))) for k in ks]
+            cells += [_db(row["stft_snr_db_median"]), _db(row["stft_margin_db_median"]),
+                      _pct(row.get("removal_only", {}).get("1")), _pct(row.get("removal_only", {}).get("5"))]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| model | clips | FFT bins | sufficient (median bins, share) | sufficient & necessary | complete "
+                 "| explanation queries (fft / stft) | top-1 vs runner-up gap | seconds per clip |")
+    lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for model, m in models.items():
+        def cell(name: str) -> str:
+            v = m["fft_sets"][name]
+            if v["size_median"] is None:
+                return f"absent ({m['clips']})"
+            miss = m["clips"] - v["present"]
+            extra = f", absent in {miss}" if miss else ""
+            return f"{v['size_median']:.0f} ({100 * v['fraction_median']:.1f}%{extra})"
+
+        cells = [model, str(m["clips"]), _db(m["n_bins_median"]).replace(".0", ""), cell("sufficient"),
+                 cell("sufficient_necessary"), cell("complete"),
+                 f"{_db(m['explain_queries_median'])} / "
+                 + ("fft's, projected" if m["stft_explain_queries_median"] == 0 else _db(m["stft_explain_queries_median"])),
+                 "–" if m["runner_up_gap_median"] is None else f"{m['runner_up_gap_median']:.3f}",
+                 _db(m["seconds_median"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    curves = curves_markdown(summary)
+    if curves:
+        lines.append("")
+        lines.append(curves)
+    if summary.get("errors"):
+        lines.append("")
+        lines.append("Clips that could not be evaluated: " + ", ".join(f"{k}: {v}" for k, v in summary["errors"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_gain(models: Dict[str, Any]) -> str:
+    for m in models.values():
+        o = m.get("options")
+        if isinstance(o, dict):
+            return f"{o.get('max_gain_db', 20):g}"
+    return "20"
+
+
+def write_summary(records: Iterable[Dict[str, Any]], markdown: Optional[os.PathLike] = None,
+                  json_path: Optional[os.PathLike] = None) -> Dict[str, Any]:
+    """Summarise records and write the Markdown table and/or the JSON summary (atomically)."""
+    summary = summarize(records)
+    for path, text in ((markdown, summary_markdown(summary) if markdown else None),
+                       (json_path, json.dumps(_clean(summary), indent=2) + "\n" if json_path else None)):
+        if path is None:
+            continue
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_text(p, text)
+    return summary
