@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from . import _stft
 from ._checks import call_model, check_audio, check_sample_rate
 from .errors import ParameterError
 from .explanation import SET_NAMES, Explanation
@@ -114,6 +115,9 @@ class Explainer:
             extraction_batch=opts.extraction_batch,
             tol=opts.tol,
             alternatives=opts.alternatives,
+            class_maps=opts.class_maps,
+            max_queries=opts.max_queries,
+            magnitude=_magnitude(x, opts, (n_frames, n_bins)),
         )
         done = 0
         while True:
@@ -125,11 +129,15 @@ class Explainer:
             engine.tell(scores)
             done += waves.shape[0]
             if progress is not None:
-                progress(phase, done, opts.budget)
+                progress(phase, done, opts.budget if opts.max_queries is None else opts.max_queries)
         stats = dict(engine.stats())
         resp = np.asarray(engine.responsibility())
         ranking = np.asarray(engine.ranking(), dtype=np.int64)
         found = dict(engine.sets())
+        class_maps = {int(c): np.asarray(m) for c, m in dict(engine.class_responsibility()).items()}
+        masses = {c: float(m.sum()) for c, m in class_maps.items()}
+        positive = [c for c in masses if masses[c] > 0]
+        runner_up = min(positive, key=lambda c: (-masses[c], c)) if positive else None
         masks = {}
         reasons = {}
         set_scores = {}
@@ -181,9 +189,22 @@ class Explainer:
             times=times,
             target_name=target_name,
             original_scores=original[0],
+            class_responsibility={c: shape(m) for c, m in class_maps.items()},
+            runner_up=runner_up,
             _space=space,
             _audio=x,
         )
+
+
+def _magnitude(x: np.ndarray, opts: ExplainOptions, shape) -> np.ndarray:
+    """|coefficient| of every cell, by the NumPy convention (the same for both backends, so their
+    rankings agree exactly); zeros when ``tiebreak="index"``."""
+    if opts.tiebreak == "index":
+        return np.zeros(shape)
+    x64 = x.astype(np.float64)
+    if opts.space == "fft":
+        return np.abs(np.fft.rfft(x64))[None, :]
+    return np.abs(_stft.stft(x64, opts.n_fft, opts.hop_length))
 
 
 def explain(
@@ -218,7 +239,8 @@ def explain(
         explanation, whatever the thread count or batch size.
     budget : int
         Maximum model evaluations of the responsibility search (never exceeded).
-        Extraction spends a few more (``Explanation.extraction_queries``).
+        Extraction spends a few more (``Explanation.extraction_queries``):
+        about ``3 * log2(elements)`` with the default ``extraction_batch=2``.
     iterations : int
         Independent random partition refinements, averaged.
     progress : callable, optional
@@ -234,9 +256,21 @@ def explain(
         mutant passes only with score >= threshold * original score);
         alternatives=4 (other minimal passing combinations refined later, per
         iteration, so that either-or evidence is refined too);
-        batch_size=64 (mutants per model call); extraction_batch=16
-        (candidate prefixes per step); tol=0.01 (complete set);
+        batch_size=64 (mutants per model call); extraction_batch=2
+        (candidate prefixes per bracket step, the last one already known:
+        2 is a bisection, one query per step, the fewest queries; wider
+        steps take fewer model calls); tol=0.01 (complete set);
         mask_value=0.0; n_threads (rayon threads; default all cores).
+        max_queries (a bound on the whole explanation: the original clip,
+        the search and the extraction together, never exceeded; the search
+        gets at most ``budget`` and leaves the extraction a reserve of its
+        expected cost, at most half of the rest; the extraction gets all the
+        search leaves, and when that runs out a set is the shortest prefix
+        known to satisfy it, or absent with a reason).
+        class_maps=5 (per-class maps kept, at no extra query: the classes
+        the search's mutants land on most often other than the target).
+        tiebreak="magnitude" (inside a plateau of responsibility, rank the
+        louder original coefficient first; "index": the lower index).
 
     Returns
     -------

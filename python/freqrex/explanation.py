@@ -40,8 +40,9 @@ class Explanation:
     times : ndarray or None
         Centre time in seconds of every STFT frame (``stft`` only).
     ranking : ndarray of int64
-        Searched elements (flat indices) by responsibility, descending; ties to
-        the lower index.
+        Searched elements (flat indices) by responsibility, descending; ties by
+        the magnitude of the original coefficient, descending, then the lower
+        index (option ``tiebreak``).
     sufficient, sufficient_necessary, complete : ndarray of bool or None
         Boolean masks over the space (same shape as ``responsibility``) of the
         three nested sets, or None when a set does not exist; ``reasons`` says why.
@@ -63,6 +64,16 @@ class Explanation:
         Wall-clock seconds.
     stats : dict
         Search counters (rounds, mutants, duplicates avoided, passing mutants).
+    class_responsibility : dict of int to ndarray
+        Per-class maps, same shape as ``responsibility``, for the classes the
+        search's mutants land on most often other than the target (option
+        ``class_maps``), at no extra query. The map of class ``c`` credits the
+        parts whose removal makes ``c`` the top-1 class (the same minimal
+        rule over the same tested partitions): where to look to move the
+        decision to ``c``.
+    runner_up : int or None
+        The class whose map has the most mass (ties to the lower index), or
+        None when no map has any.
     """
 
     target: int
@@ -90,6 +101,8 @@ class Explanation:
     original_scores: Optional[np.ndarray] = None
     #: Free-form facts about the run saved with it (the CLI records ``model`` and ``audio``).
     metadata: Dict[str, Any] = field(default_factory=dict)
+    class_responsibility: Dict[int, np.ndarray] = field(default_factory=dict)
+    runner_up: Optional[int] = None
     _space: Any = field(default=None, repr=False)
     _audio: Optional[np.ndarray] = field(default=None, repr=False)
 
@@ -199,6 +212,8 @@ class Explanation:
             "options": opts,
             "stats": self.stats,
             "sets": sets,
+            "runner_up": self.runner_up,
+            "class_maps": {str(c): float(np.asarray(m).sum()) for c, m in self.class_responsibility.items()},
             **{k: v for k, v in self.metadata.items() if k not in ("sets", "options")},
         }
 
@@ -224,6 +239,10 @@ class Explanation:
             m = self.get_set(name)
             if m is not None:
                 arrays[name] = m
+        if self.class_responsibility:
+            classes = list(self.class_responsibility)
+            arrays["class_responsibility_classes"] = np.asarray(classes, dtype=np.int64)
+            arrays["class_responsibility"] = np.stack([np.asarray(self.class_responsibility[c]) for c in classes])
         with atomic_writer(out / "explanation.npz") as fh:
             np.savez_compressed(fh, **arrays)
         for name in AUDIO_NAMES:
@@ -233,4 +252,42 @@ class Explanation:
                 continue
             save_wav(out / f"{name}.wav", self.audio(name), self.sample_rate)
         return out
+
+    @classmethod
+    def load(cls, directory: "os.PathLike[str] | str") -> "Explanation":
+        """Read an explanation that :meth:`save` wrote (no model needed), class maps included."""
+        from .report import load_explanation_dir
+
+        e = load_explanation_dir(directory)
+        with np.load(Path(directory) / "explanation.npz", allow_pickle=False) as z:
+            e.class_responsibility = load_class_maps({k: z[k] for k in z.files})
+        summary = json.loads((Path(directory) / "summary.json").read_text())
+        r = summary.get("runner_up")
+        e.runner_up = None if r is None else int(r)
+        return e
+
+    def share(self, name: str) -> Optional[Dict[str, float]]:
+        """A set's size as shares of the searched elements and of their energy (``|coefficient|**2``),
+        or None when the set is absent or the explanation holds no space."""
+        m = self.get_set(name)
+        if m is None:
+            return None
+        grid = m.reshape(1, -1) if m.ndim == 1 else m
+        b0, b1 = self.options.get("_band", (0, grid.shape[1]))
+        inside = grid[:, b0:b1]
+        out = {"bins": float(inside.sum() / inside.size)}
+        if self._space is not None:
+            energy = np.abs(np.asarray(self._space.coefficients()))[:, b0:b1] ** 2
+            total = float(energy.sum())
+            out["energy"] = float(energy[inside].sum() / total) if total > 0 else 0.0
+        return out
+
+
+def load_class_maps(arrays: Dict[str, np.ndarray]) -> Dict[int, np.ndarray]:
+    """The per-class maps of a saved ``explanation.npz`` (its arrays by name)."""
+    if "class_responsibility" not in arrays or "class_responsibility_classes" not in arrays:
+        return {}
+    maps = np.asarray(arrays["class_responsibility"], dtype=np.float64)
+    classes = np.asarray(arrays["class_responsibility_classes"]).astype(int).tolist()
+    return {int(c): maps[i] for i, c in enumerate(classes)}
 

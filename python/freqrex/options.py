@@ -14,6 +14,7 @@ from .errors import ParameterError
 SPACES = ("fft", "stft")
 CUTS = ("uniform", "log")
 RULES = ("minimal", "rex", "confidence")
+TIEBREAKS = ("magnitude", "index")
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,14 @@ class ExplainOptions:
     threshold: Optional[float] = None
     alternatives: int = 4
     batch_size: int = 64
-    extraction_batch: int = 16
+    extraction_batch: int = 2
     tol: float = 0.01
     mask_value: float = 0.0
     seed: int = 0
     n_threads: Optional[int] = None
+    max_queries: Optional[int] = None
+    class_maps: int = 5
+    tiebreak: str = "magnitude"
 
     def __post_init__(self) -> None:
         def integer(name: str, lo: int, hi: Optional[int] = None, *, optional: bool = False) -> None:
@@ -74,6 +78,7 @@ class ExplainOptions:
         choice("space", SPACES)
         choice("cuts", CUTS)
         choice("rule", RULES)
+        choice("tiebreak", TIEBREAKS)
         integer("n_fft", 4)
         integer("hop_length", 1)
         if self.hop_length > self.n_fft // 2:
@@ -91,6 +96,8 @@ class ExplainOptions:
         integer("extraction_batch", 2)
         integer("seed", 0, (1 << 64) - 1)
         integer("n_threads", 1, optional=True)
+        integer("max_queries", 1, optional=True)
+        integer("class_maps", 0)
         fmin = real("fmin", optional=True)
         fmax = real("fmax", optional=True)
         if fmin is not None and fmin < 0:

@@ -124,6 +124,46 @@ def cells(r: Rect) -> int:
     return (r[1] - r[0]) * (r[3] - r[2])
 
 
+def contains(outer: Rect, inner: Rect) -> bool:
+    return inner[0] >= outer[0] and inner[1] <= outer[1] and inner[2] >= outer[2] and inner[3] <= outer[3]
+
+
+def subtract(outer: Rect, inner: Rect) -> List[Rect]:
+    """``outer`` minus ``inner`` (inside it): frames before, after, then bins below, above."""
+    (a0, a1, b0, b1), (c0, c1, d0, d1) = outer, inner
+    out = []
+    if a0 < c0:
+        out.append((a0, c0, b0, b1))
+    if c1 < a1:
+        out.append((c1, a1, b0, b1))
+    if b0 < d0:
+        out.append((c0, c1, b0, d0))
+    if d1 < b1:
+        out.append((c0, c1, d1, b1))
+    return out
+
+
+def steps(n: int, batch: int) -> int:
+    """Bracket steps to narrow n prefix lengths to one: the smallest s with batch**s >= n."""
+    s, w = 0, 1
+    while w < n:
+        w *= max(batch, 2)
+        s += 1
+    return s
+
+
+def reserve(n: int, batch: int) -> int:
+    """The extraction's expected worst case (monotone predicates), reserved under max_queries."""
+    return 3 * (max(batch, 2) - 1) * (steps(n, batch) + 1) + 1
+
+
+def search_share(max_queries: int, budget: int, n: int, batch: int) -> int:
+    """The search's part of a total bound: at most budget, and what the original and the reserve leave."""
+    avail = max(max_queries - 1, 0)
+    keep = min(reserve(n, batch), avail // 2)
+    return min(budget, avail - keep)
+
+
 def canonical_key(rects: List[Rect]) -> tuple:
     """Equal for equal unions of boxes: maximal time strips of merged frequency intervals."""
     live = [r for r in rects if cells(r) > 0]
@@ -155,6 +195,7 @@ class _Iteration:
         self.splits: List[Tuple[int, List[Tuple[Rect, int]]]] = []
         self.mutants: List[Tuple[int, int, int, Optional[int]]] = []  # (split, subset, kept, id)
         self.leaves: List[Tuple[Rect, float]] = []  # finest credited parts and their shares
+        self.class_leaves: Dict[int, List[Tuple[Rect, float]]] = {}  # the same, per other class
         self.alternatives: deque = deque()  # jobs of passing combinations to refine later
         self.queued = 0
         self.active = True
@@ -172,13 +213,26 @@ class Engine:
 
     def __init__(self, space, target, target_score, *, band, n_parts=4, min_part=2, max_depth=16,
                  iterations=20, budget=2000, seed=0, cuts="uniform", rule="minimal", threshold=None,
-                 extraction_batch=16, tol=0.01, alternatives=4):
+                 extraction_batch=2, tol=0.01, alternatives=4, class_maps=5, max_queries=None,
+                 magnitude=None):
         self.space = space
         self.n_frames, self.n_bins = space.shape
         b0, b1 = band
         if not 0 <= b0 < b1 <= self.n_bins:
             raise ParameterError("the frequency band selects no bins")
         self.region: Rect = (0, self.n_frames, b0, b1)
+        if max_queries is not None:
+            if max_queries < 1:
+                raise ParameterError("max_queries must be at least 1 (the original clip is one query)")
+            budget = search_share(int(max_queries), int(budget), self.n_frames * (b1 - b0), extraction_batch)
+        self.max_queries = None if max_queries is None else int(max_queries)
+        self.n_class_maps = int(class_maps)
+        if magnitude is None:
+            magnitude = np.abs(space.coefficients())
+        magnitude = np.asarray(magnitude, dtype=np.float64)
+        if magnitude.size != self.n_frames * self.n_bins or not np.all(np.isfinite(magnitude)):
+            raise ParameterError("magnitude must be finite, one value per cell")
+        self.magnitude = magnitude.reshape(-1)
         self.target, self.target_score = int(target), float(target_score)
         self.n_parts, self.min_part, self.max_depth = n_parts, min_part, max_depth
         self.n_iterations, self.budget, self.cuts, self.rule = iterations, budget, cuts, rule
@@ -190,11 +244,13 @@ class Engine:
         self.queue: deque = deque()
         self.in_flight: list = []
         self.counters = dict(search_queries=0, extraction_queries=0, rounds=0, mutants=0,
-                             duplicates=0, passing=0, budget_exhausted=False)
+                             duplicates=0, passing=0, budget_exhausted=False, search_budget=int(budget),
+                             extraction_truncated=False)
         self.finished_search = False
         self.phase = "search"
         self._responsibility: Optional[np.ndarray] = None
         self._ranking: Optional[np.ndarray] = None
+        self._class_maps: Dict[int, np.ndarray] = {}
         self.sets_found: Dict[str, Any] = {}
         self._generate()
 
@@ -292,12 +348,48 @@ class Engine:
                     if subset >> b & 1:
                         credit[s][b] += share
             self.counters["passing"] += sum(len(v) for v in passing.values())
+            # Other classes: the removal sets (children not kept) of the mutants landing on each.
+            landed: List[Dict[int, List[int]]] = [{} for _ in it.splits]
+            for s, subset, kept, i in it.mutants:
+                outcome = None if i is None else self.outcomes[i]
+                if outcome is not None and outcome[0] != self.target:
+                    full = (1 << len(it.splits[s][2])) - 1
+                    landed[s].setdefault(outcome[0], []).append(full & ~subset)
+            class_credit: List[Dict[int, List[float]]] = [{} for _ in it.splits]
+            for s, by_class in enumerate(landed):
+                if not complete[s]:
+                    continue
+                for c in sorted(by_class):
+                    removals = by_class[c]
+                    cr = [0.0] * len(it.splits[s][2])
+                    for r in removals:
+                        minimal = not any(t != r and t & r == t for t in removals)
+                        if self.rule != "rex" and not minimal:
+                            continue
+                        share = 1.0 / bin(r).count("1")
+                        for b in range(len(cr)):
+                            if r >> b & 1:
+                                cr[b] += share
+                    class_credit[s][c] = cr
             for s, (_, (pt0, pt1, pf0, pf1), children) in enumerate(it.splits):
                 if not complete[s] or not passing[s]:
                     continue  # unfinished (budget), or every child needed: the part keeps its credit
                 it.leaves = [(r, v) for r, v in it.leaves
                              if not (r[0] >= pt0 and r[1] <= pt1 and r[2] >= pf0 and r[3] <= pf1)]
                 it.leaves += [(rect, c) for (rect, _), c in zip(children, credit[s]) if c > 0.0]
+            for s, (_, parent, children) in enumerate(it.splits):
+                for c, cr in class_credit[s].items():  # a class the split never lands on keeps its credit
+                    old = it.class_leaves.get(c, [])
+                    new: List[Tuple[Rect, float]] = []
+                    for r, v in old:
+                        if contains(parent, r):
+                            continue
+                        if contains(r, parent):
+                            new += [(q, v) for q in subtract(r, parent)]
+                        else:
+                            new.append((r, v))
+                    new += [(rect, v) for (rect, _), v in zip(children, cr) if v > 0.0]
+                    it.class_leaves[c] = new
             for mi, (s, subset, _, i) in enumerate(it.mutants):  # other minimal passing combinations
                 if it.queued >= self.max_alternatives:
                     break
@@ -324,56 +416,130 @@ class Engine:
 
     # -- extraction -----------------------------------------------------
     def _candidates(self, lo: int, hi: int) -> List[int]:
+        """Candidate prefix lengths for [lo, hi]: plateau ends inside [lo, hi) first, else a grid."""
+        b = self.batch
         m = hi - lo + 1
-        if m <= self.batch:
+        if m <= b:
             return list(range(lo, hi + 1))
-        return [lo - 1 + -(-(j + 1) * m // self.batch) for j in range(self.batch)]
+        ends = self.ends
+        inner = ends[np.searchsorted(ends, lo, "left"):np.searchsorted(ends, hi, "left")].tolist()
+        if inner:
+            k = b - 1
+            if len(inner) <= k:
+                return inner + [hi]
+            return [inner[-(-(j + 1) * len(inner) // (k + 1)) - 1] for j in range(k)] + [hi]
+        return [lo - 1 + -(-(j + 1) * m // b) for j in range(b)]
+
+    def _average(self, leaf_lists) -> np.ndarray:
+        total = np.zeros((self.n_frames, self.n_bins))
+        for leaves in leaf_lists:
+            for (t0, t1, f0, f1), v in leaves:
+                total[t0:t1, f0:f1] += v
+        return total / self.n_iterations
+
+    def class_counts(self) -> Dict[int, int]:
+        """Queried search mutants per class other than the target."""
+        counts: Dict[int, int] = {}
+        for o in self.outcomes:
+            if o is not None and o[0] != self.target:
+                counts[o[0]] = counts.get(o[0], 0) + 1
+        return dict(sorted(counts.items()))
 
     def _start_extraction(self) -> None:
-        total = np.zeros((self.n_frames, self.n_bins))
-        for it in self.iterations:
-            for (t0, t1, f0, f1), v in it.leaves:
-                total[t0:t1, f0:f1] += v
-        self._responsibility = total / self.n_iterations
+        self._responsibility = self._average(it.leaves for it in self.iterations)
+        chosen = sorted(self.class_counts().items(), key=lambda kv: (-kv[1], kv[0]))[: self.n_class_maps]
+        self._class_maps = {c: self._average(it.class_leaves.get(c, []) for it in self.iterations) for c, _ in chosen}
         t0, t1, f0, f1 = self.region
         flat = (np.arange(t0, t1)[:, None] * self.n_bins + np.arange(f0, f1)[None, :]).ravel()
         values = self._responsibility.ravel()[flat]
-        order = np.lexsort((flat, -values))
+        tie = np.where(values > 0, -self.magnitude[flat], 0.0)  # magnitude among credited cells only
+        order = np.lexsort((flat, tie, -values))  # responsibility, magnitude, index
         self._ranking = flat[order].astype(np.int64)
         self.n = self._ranking.size
+        ranked = self._responsibility.ravel()[self._ranking]
+        self.ends = (np.flatnonzero(ranked[1:] != ranked[:-1]) + 1).astype(np.int64)
         self.known = {("keep", self.n): (self.target, self.target_score)}
-        self.stage = "sufficient"
-        self.lo, self.hi = 1, self.n
-        self.cands = self._candidates(1, self.n)
+        empty = self.ids.get(canonical_key([]))  # removing every ranked cell: the search's first mutant
+        if empty is not None and self.outcomes[empty] is not None:
+            self.known[("remove", self.n)] = self.outcomes[empty]
+        self.allowance = None
+        if self.max_queries is not None:
+            self.allowance = max(self.max_queries - 1 - self.counters["search_queries"], 0)
+        self._begin("sufficient", 1)
 
     def _probes(self, c: int) -> List[tuple]:
-        return [("keep", c), ("remove", c)] if self.stage == "sufficient_necessary" else [("keep", c)]
+        if self.stage == "necessary_remove":
+            return [("remove", c)]
+        if self.stage == "necessary_both":
+            return [("keep", c), ("remove", c)]
+        return [("keep", c)]
+
+    def _keeps(self, outcome) -> bool:
+        return self._passes(*outcome)
 
     def _holds(self, c: int) -> bool:
+        if self.stage in ("sufficient", "necessary_verify"):
+            return self._keeps(self.known[("keep", c)])
+        if self.stage == "necessary_remove":
+            return self.known[("remove", c)][0] != self.target
+        if self.stage == "necessary_both":
+            return self._keeps(self.known[("keep", c)]) and self.known[("remove", c)][0] != self.target
         top, score = self.known[("keep", c)]
-        if self.stage == "sufficient":
-            return self._passes(top, score)
-        if self.stage == "sufficient_necessary":
-            return self._passes(top, score) and self.known[("remove", c)][0] != self.target
         return top == self.target and abs(score - self.target_score) <= self.tol
 
     def _step(self) -> None:
+        if self.stage == "necessary_verify":
+            c = self.lo
+            if self._holds(c):
+                return self._settle(c)
+            return self._begin("necessary_both", c + 1)  # not monotone: both probes from here on
         first = next((j for j, c in enumerate(self.cands) if self._holds(c)), None)
-        m = self.hi - self.lo + 1
         if first is None:
             return self._settle(None)
-        if m <= self.batch:
-            return self._settle(self.cands[first])
+        c = self.cands[first]
         lo = self.lo if first == 0 else self.cands[first - 1] + 1
-        hi = self.cands[first]
-        if lo == hi:
-            return self._settle(hi)
-        self.lo, self.hi = lo, hi
-        self.cands = self._candidates(lo, hi)
+        if lo == c:
+            return self._settle(c)
+        self.lo, self.hi, self.hi_holds = lo, c, True
+        self.cands = self._candidates(lo, c)
 
     def _begin(self, stage: str, lo: int) -> None:
-        self.stage, self.lo, self.hi = stage, lo, self.n
+        self.stage, self.lo, self.hi, self.hi_holds = stage, lo, self.n, False
         self.cands = self._candidates(lo, self.n)
+
+    def _exhaust(self) -> None:
+        """The allowance is spent: keep what is known to hold, give up the rest."""
+        self.counters["extraction_truncated"] = True
+        why = "the query budget ran out before this set was found"
+        s = self.sets_found
+        best = self.hi if self.hi_holds and self.hi < self.n else None
+        if self.stage == "sufficient":
+            s["sufficient"] = best
+            if best is None:
+                s["sufficient_reason"] = why
+            else:
+                s["sufficient_score"] = self.known[("keep", best)][1]
+            s["sufficient_necessary_reason"] = why
+            s["complete_reason"] = why
+        elif self.stage.startswith("necessary"):
+            ok = best
+            if ok is not None:
+                keep, rem = self.known.get(("keep", ok)), self.known.get(("remove", ok))
+                if keep is None or rem is None or not self._keeps(keep) or rem[0] == self.target:
+                    ok = None
+            s["sufficient_necessary"] = ok
+            if ok is None:
+                s["sufficient_necessary_reason"] = why
+            else:
+                s["sufficient_necessary_score"] = self.known[("keep", ok)][1]
+            s["complete_reason"] = why
+        elif self.stage == "complete":
+            s["complete"] = best
+            if best is None:
+                s["complete_reason"] = why
+            else:
+                s["complete_score"] = self.known[("keep", best)][1]
+        self.stage = "done"
 
     def _settle(self, result: Optional[int]) -> None:
         found = result if result is not None and result < self.n else None
@@ -387,8 +553,11 @@ class Engine:
                 self.stage = "done"
             else:
                 s["sufficient_score"] = self.known[("keep", found)][1]
-                self._begin("sufficient_necessary", found)
-        elif self.stage == "sufficient_necessary":
+                self._begin("necessary_remove", found)
+        elif self.stage == "necessary_remove" and found is not None:
+            self.stage, self.lo, self.hi, self.hi_holds = "necessary_verify", found, found, False
+            self.cands = [found]
+        elif self.stage.startswith("necessary"):
             s["sufficient_necessary"] = found
             if found is None:
                 s["sufficient_necessary_reason"] = (
@@ -450,7 +619,13 @@ class Engine:
                 if not want:
                     self._step()
                     continue
-                want = want[:batch_size]
+                room = batch_size
+                if self.allowance is not None:
+                    room = min(room, self.allowance - self.counters["extraction_queries"])
+                if room <= 0:
+                    self._exhaust()
+                    continue
+                want = want[:room]
                 self.in_flight = want
                 return self.space.synthesize(np.stack([self._probe_mask(k, c) for k, c in want]))
             else:
@@ -485,6 +660,10 @@ class Engine:
 
     def ranking(self) -> np.ndarray:
         return self._ranking
+
+    def class_responsibility(self) -> Dict[int, np.ndarray]:
+        """Per-class maps of the classes most often landed on (other than the target)."""
+        return dict(self._class_maps)
 
     def sets(self) -> Dict[str, Any]:
         return dict(self.sets_found)

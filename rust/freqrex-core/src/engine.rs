@@ -3,7 +3,7 @@
 //! model; the engine never calls the model itself.
 
 use crate::error::{param, CoreError, Result};
-use crate::extract::{ExtractOptions, Extraction, Probe, Sets};
+use crate::extract::{reserve, ExtractOptions, Extraction, Probe, Sets};
 use crate::geometry::Rect;
 use crate::search::{Outcome, Search, SearchOptions, SearchStats};
 
@@ -27,6 +27,12 @@ pub struct Engine {
     extraction: Option<Extraction>,
     responsibility: Vec<f64>,
     ranking: Vec<u32>,
+    /// Tie-break of the ranking inside a plateau of responsibility: larger first.
+    magnitude: Option<Vec<f64>>,
+    /// The whole explanation's query bound (the original included), if any.
+    max_queries: Option<u64>,
+    search_budget: u64,
+    class_maps: Vec<(usize, Vec<f64>)>,
     phase: Phase,
 }
 
@@ -43,13 +49,54 @@ fn region_cells(region: &Rect, n_bins: usize) -> Vec<u32> {
 
 /// Cells of `region` by responsibility, descending; ties go to the lower index.
 pub fn rank(responsibility: &[f64], region: &Rect, n_bins: usize) -> Vec<u32> {
+    rank_by(responsibility, None, region, n_bins)
+}
+
+/// Cells of `region` by responsibility, descending; ties between credited
+/// cells (responsibility > 0) by `magnitude` (the original coefficient's),
+/// descending; then by the lower index. Uncredited cells stay in index order:
+/// ordering them by loudness would make "all but the quietest uncredited
+/// bins" a sufficient set of any model that needs the whole clip.
+pub fn rank_by(
+    responsibility: &[f64],
+    magnitude: Option<&[f64]>,
+    region: &Rect,
+    n_bins: usize,
+) -> Vec<u32> {
     let mut cells = region_cells(region, n_bins);
     cells.sort_by(|&a, &b| {
-        responsibility[b as usize]
-            .total_cmp(&responsibility[a as usize])
+        let (a_, b_) = (a as usize, b as usize);
+        responsibility[b_]
+            .total_cmp(&responsibility[a_])
+            .then_with(|| match magnitude {
+                // Credited cells only: uncredited ones keep the index order.
+                Some(m) if responsibility[a_] > 0.0 => m[b_].total_cmp(&m[a_]),
+                _ => std::cmp::Ordering::Equal,
+            })
             .then(a.cmp(&b))
     });
     cells
+}
+
+/// Prefix lengths of `ranking` after which the responsibility changes (the
+/// ends of its plateaus), ascending, below `ranking.len()`.
+pub fn plateau_ends(responsibility: &[f64], ranking: &[u32]) -> Vec<usize> {
+    (1..ranking.len())
+        .filter(|&i| {
+            responsibility[ranking[i - 1] as usize] != responsibility[ranking[i] as usize]
+        })
+        .collect()
+}
+
+/// How a total bound of `max_queries` model queries (the original clip
+/// included) is split: the search gets at most `budget` and at most what is
+/// left after the original and a reserve for the extraction (its expected
+/// cost for `n` ranked cells, [`reserve`], but never more than half of what is
+/// left); the extraction gets everything the search leaves.
+pub fn search_share(max_queries: u64, budget: u64, n: usize, batch: usize) -> u64 {
+    let avail = max_queries.saturating_sub(1);
+    let keep = reserve(n, batch).min(avail / 2);
+    budget.min(avail - keep)
 }
 
 impl Engine {
@@ -75,8 +122,53 @@ impl Engine {
                 "the frequency band selects no bins (bins {b0}..{b1} of {n_bins}); check fmin/fmax"
             ));
         }
+        Self::with_limits(
+            search_opts,
+            extract_opts,
+            n_frames,
+            n_bins,
+            band,
+            target,
+            target_score,
+            None,
+        )
+    }
+
+    /// As [`Engine::new`], with a bound on the whole explanation's model
+    /// queries, the original clip's included (see [`search_share`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_limits(
+        mut search_opts: SearchOptions,
+        extract_opts: ExtractOptions,
+        n_frames: usize,
+        n_bins: usize,
+        band: (usize, usize),
+        target: usize,
+        target_score: f64,
+        max_queries: Option<u64>,
+    ) -> Result<Self> {
+        if n_frames == 0 || n_bins == 0 {
+            return param("the frequency space is empty");
+        }
+        if n_frames * n_bins > u32::MAX as usize {
+            return param("the frequency space has more than 2^32 cells");
+        }
+        let (b0, b1) = band;
+        if b0 >= b1 || b1 > n_bins {
+            return param(format!(
+                "the frequency band selects no bins (bins {b0}..{b1} of {n_bins}); check fmin/fmax"
+            ));
+        }
         extract_opts.validate()?;
+        if max_queries == Some(0) {
+            return param("max_queries must be at least 1 (the original clip is one query)");
+        }
         let region = Rect::new(0, n_frames as u32, b0 as u32, b1 as u32);
+        if let Some(m) = max_queries {
+            search_opts.budget =
+                search_share(m, search_opts.budget, region.cells() as usize, extract_opts.batch);
+        }
+        let search_budget = search_opts.budget;
         let search = Search::new(search_opts, n_frames, n_bins, region, target, target_score)?;
         Ok(Self {
             n_frames,
@@ -89,8 +181,46 @@ impl Engine {
             extraction: None,
             responsibility: Vec::new(),
             ranking: Vec::new(),
+            magnitude: None,
+            max_queries,
+            search_budget,
+            class_maps: Vec::new(),
             phase: Phase::Search,
         })
+    }
+
+    /// Break ties of the ranking by these magnitudes (one per cell,
+    /// frame-major; larger first). Call before the search ends.
+    pub fn set_magnitude(&mut self, magnitude: Vec<f64>) -> Result<()> {
+        if magnitude.len() != self.n_frames * self.n_bins {
+            return param(format!(
+                "magnitude has {} values for {} cells",
+                magnitude.len(),
+                self.n_frames * self.n_bins
+            ));
+        }
+        if magnitude.iter().any(|v| !v.is_finite()) {
+            return param("magnitude must be finite");
+        }
+        self.magnitude = Some(magnitude);
+        Ok(())
+    }
+
+    /// The search's query budget after the split of `max_queries`.
+    pub fn search_budget(&self) -> u64 {
+        self.search_budget
+    }
+    /// Whether the extraction ran out of queries before settling every set.
+    pub fn extraction_truncated(&self) -> bool {
+        self.extraction.as_ref().is_some_and(|e| e.truncated())
+    }
+    /// Per-class maps (see `Search::class_responsibility`), valid after the search.
+    pub fn class_responsibility(&self) -> &[(usize, Vec<f64>)] {
+        &self.class_maps
+    }
+    /// Queried search mutants per class other than the target.
+    pub fn class_counts(&self) -> Vec<(usize, u64)> {
+        self.search.class_counts()
     }
 
     pub fn phase(&self) -> Phase {
@@ -179,13 +309,30 @@ impl Engine {
                             .collect());
                     }
                     self.responsibility = self.search.responsibility();
-                    self.ranking = rank(&self.responsibility, &self.region, self.n_bins);
-                    self.extraction = Some(Extraction::new(
-                        self.extract_opts.clone(),
+                    self.class_maps = self.search.class_responsibility();
+                    self.ranking = rank_by(
+                        &self.responsibility,
+                        self.magnitude.as_deref(),
+                        &self.region,
+                        self.n_bins,
+                    );
+                    let mut opts = self.extract_opts.clone();
+                    if let Some(m) = self.max_queries {
+                        let left = m.saturating_sub(1 + self.search.stats().queries);
+                        opts.max_queries = Some(opts.max_queries.map_or(left, |q| q.min(left)));
+                    }
+                    let mut ex = Extraction::with_plateaus(
+                        opts,
                         self.ranking.len(),
                         self.target,
                         self.target_score,
-                    )?);
+                        plateau_ends(&self.responsibility, &self.ranking),
+                    )?;
+                    // Removing every ranked cell is the search's first mutant.
+                    if let Some(o) = self.search.known_outcome(&[]) {
+                        ex.know(Probe::Remove(self.ranking.len()), o);
+                    }
+                    self.extraction = Some(ex);
                     self.phase = Phase::Extract;
                 }
                 Phase::Extract => {

@@ -8,6 +8,13 @@
 //! This finds the shortest prefix exactly whenever the predicate is monotone
 //! in the prefix length, and otherwise the first that the coarse-to-fine grid
 //! meets.
+//!
+//! The sets are nested prefixes, so each search starts where the previous one
+//! ended (sufficient-and-necessary at the sufficient prefix, by the removal
+//! probe alone and one keep probe to confirm; complete at the
+//! sufficient-and-necessary prefix). Where the ranking has plateaus (whole
+//! parts share one responsibility) their ends are the first candidates. An
+//! optional allowance bounds the queries.
 
 use std::collections::HashMap;
 
@@ -41,7 +48,14 @@ pub struct Sets {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     Sufficient,
-    SufficientNecessary,
+    /// Sufficient and necessary, first by the removal probe alone (from the
+    /// sufficient prefix on, where keeping already passes when the predicate
+    /// is monotone)...
+    NecessaryRemove,
+    /// ...then one keep probe at the prefix found...
+    NecessaryVerify,
+    /// ...and only if that fails, both probes for every candidate.
+    NecessaryBoth,
     Complete,
     Done,
 }
@@ -49,12 +63,17 @@ enum Stage {
 /// Options of the extraction.
 #[derive(Clone, Debug)]
 pub struct ExtractOptions {
-    /// Candidate prefix lengths evaluated per bracket step.
+    /// Candidate prefix lengths per bracket step (the last one is the
+    /// bracket's end, already known: `batch - 1` new probes per step).
     pub batch: usize,
     /// Complete set: the target score must be within `tol` of the original.
     pub tol: f64,
     /// As in the search: a kept mutant passes with at least `threshold * score`.
     pub threshold: Option<f64>,
+    /// Model queries the extraction may spend; when they run out the current
+    /// set is the shortest prefix known to satisfy it (if any) and the later
+    /// sets are absent.
+    pub max_queries: Option<u64>,
 }
 
 impl ExtractOptions {
@@ -75,9 +94,10 @@ impl ExtractOptions {
 impl Default for ExtractOptions {
     fn default() -> Self {
         Self {
-            batch: 16,
+            batch: 2,
             tol: 0.01,
             threshold: None,
+            max_queries: None,
         }
     }
 }
@@ -93,6 +113,52 @@ pub fn candidates(lo: usize, hi: usize, batch: usize) -> Vec<usize> {
         .collect()
 }
 
+/// Candidates for `[lo, hi]` that put the ends of the ranking's plateaus
+/// (prefix lengths after which the responsibility changes; sorted) first:
+/// when some lie inside `[lo, hi)`, up to `batch - 1` of them spread evenly,
+/// then `hi`; otherwise [`candidates`].
+pub fn plateau_candidates(lo: usize, hi: usize, batch: usize, ends: &[usize]) -> Vec<usize> {
+    if hi - lo + 1 <= batch {
+        return (lo..=hi).collect();
+    }
+    let a = ends.partition_point(|&e| e < lo);
+    let b = ends.partition_point(|&e| e < hi);
+    let inner = &ends[a..b];
+    if inner.is_empty() {
+        return candidates(lo, hi, batch);
+    }
+    let k = batch - 1;
+    let mut out: Vec<usize> = if inner.len() <= k {
+        inner.to_vec()
+    } else {
+        (0..k)
+            .map(|j| inner[((j + 1) * inner.len()).div_ceil(k + 1) - 1])
+            .collect()
+    };
+    out.push(hi);
+    out
+}
+
+/// Bracket steps needed to narrow `n` prefix lengths to one with `batch`
+/// candidates per step: the smallest `s` with `batch^s >= n`.
+pub fn steps(n: usize, batch: usize) -> u64 {
+    let (mut s, mut w) = (0u64, 1usize);
+    while w < n {
+        w = w.saturating_mul(batch.max(2));
+        s += 1;
+    }
+    s
+}
+
+/// The queries an extraction over `n` cells is expected to need at most when
+/// its predicates are monotone (three bracket searches, plateau ends first,
+/// and one verification): the reserve the search leaves under a total budget.
+pub fn reserve(n: usize, batch: usize) -> u64 {
+    3 * (batch.max(2) as u64 - 1) * (steps(n, batch) + 1) + 1
+}
+
+const OUT_OF_BUDGET: &str = "the query budget ran out before this set was found";
+
 /// The extraction state machine over a ranking of `n` cells.
 pub struct Extraction {
     opts: ExtractOptions,
@@ -102,24 +168,32 @@ pub struct Extraction {
     stage: Stage,
     lo: usize,
     hi: usize,
+    /// Whether `hi` is a candidate known to satisfy the stage's predicate.
+    hi_holds: bool,
     cands: Vec<usize>,
+    ends: Vec<usize>,
     known: HashMap<Probe, Outcome>,
     in_flight: Vec<Probe>,
     queries: u64,
+    truncated: bool,
     sets: Sets,
 }
 
 impl Extraction {
     pub fn new(opts: ExtractOptions, n: usize, target: usize, target_score: f64) -> Result<Self> {
-        if opts.batch < 2 {
-            return param("the extraction batch must be at least 2");
-        }
-        if !(opts.tol.is_finite() && opts.tol >= 0.0) {
-            return param(format!(
-                "tol must be a finite non-negative number, got {}",
-                opts.tol
-            ));
-        }
+        Self::with_plateaus(opts, n, target, target_score, Vec::new())
+    }
+
+    /// As [`Extraction::new`], with the ranking's plateau ends (sorted prefix
+    /// lengths in `1..n`) tried first as candidates.
+    pub fn with_plateaus(
+        opts: ExtractOptions,
+        n: usize,
+        target: usize,
+        target_score: f64,
+        ends: Vec<usize>,
+    ) -> Result<Self> {
+        opts.validate()?;
         if n == 0 {
             return param("nothing to extract from: the search region is empty");
         }
@@ -140,18 +214,32 @@ impl Extraction {
             stage: Stage::Sufficient,
             lo: 1,
             hi: n,
+            hi_holds: false,
             cands: Vec::new(),
+            ends: ends.into_iter().filter(|&e| e >= 1 && e < n).collect(),
             known,
             in_flight: Vec::new(),
             queries: 0,
+            truncated: false,
             sets: Sets::default(),
         };
-        e.cands = candidates(1, n, e.opts.batch);
+        e.ends.sort_unstable();
+        e.ends.dedup();
+        e.cands = e.make(1, n);
         Ok(e)
+    }
+
+    /// Record an outcome already known (from the search), at no query.
+    pub fn know(&mut self, p: Probe, o: Outcome) {
+        self.known.entry(p).or_insert(o);
     }
 
     pub fn queries(&self) -> u64 {
         self.queries
+    }
+    /// Whether the query allowance ran out before every set was settled.
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
     pub fn sets(&self) -> &Sets {
         &self.sets
@@ -160,9 +248,14 @@ impl Extraction {
         self.stage == Stage::Done
     }
 
+    fn make(&self, lo: usize, hi: usize) -> Vec<usize> {
+        plateau_candidates(lo, hi, self.opts.batch, &self.ends)
+    }
+
     fn probes_of(&self, c: usize) -> Vec<Probe> {
         match self.stage {
-            Stage::SufficientNecessary => vec![Probe::Keep(c), Probe::Remove(c)],
+            Stage::NecessaryRemove => vec![Probe::Remove(c)],
+            Stage::NecessaryBoth => vec![Probe::Keep(c), Probe::Remove(c)],
             _ => vec![Probe::Keep(c)],
         }
     }
@@ -175,18 +268,27 @@ impl Extraction {
                 .is_none_or(|t| o.score >= t * self.target_score)
     }
 
+    fn removes(&self, c: usize) -> bool {
+        self.known[&Probe::Remove(c)].top != self.target
+    }
+
     fn holds(&self, c: usize) -> bool {
-        let keep = self.known[&Probe::Keep(c)];
         match self.stage {
-            Stage::Sufficient => self.keeps(&keep),
-            Stage::SufficientNecessary => {
-                self.keeps(&keep) && self.known[&Probe::Remove(c)].top != self.target
-            }
+            Stage::Sufficient | Stage::NecessaryVerify => self.keeps(&self.known[&Probe::Keep(c)]),
+            Stage::NecessaryRemove => self.removes(c),
+            Stage::NecessaryBoth => self.keeps(&self.known[&Probe::Keep(c)]) && self.removes(c),
             Stage::Complete => {
+                let keep = self.known[&Probe::Keep(c)];
                 keep.top == self.target && (keep.score - self.target_score).abs() <= self.opts.tol
             }
             Stage::Done => false,
         }
+    }
+
+    fn remaining(&self) -> Option<u64> {
+        self.opts
+            .max_queries
+            .map(|m| m.saturating_sub(self.queries))
     }
 
     /// The probes still unknown for the current candidates, at most `max`.
@@ -213,7 +315,12 @@ impl Extraction {
                 self.step();
                 continue;
             }
-            want.truncate(max);
+            let room = self.remaining().map_or(max, |r| max.min(r as usize));
+            if room == 0 {
+                self.exhaust();
+                continue;
+            }
+            want.truncate(room);
             self.in_flight = want.clone();
             return Ok(want);
         }
@@ -236,31 +343,77 @@ impl Extraction {
 
     /// All candidates known: shrink the bracket or settle the stage.
     fn step(&mut self) {
-        let first = self.cands.iter().position(|&c| self.holds(c));
-        let m = self.hi - self.lo + 1;
-        let found = match first {
-            None => Some(None),
-            Some(j) if m <= self.opts.batch => Some(Some(self.cands[j])),
-            Some(j) => {
-                let lo = if j == 0 {
-                    self.lo
-                } else {
-                    self.cands[j - 1] + 1
-                };
-                let hi = self.cands[j];
-                if lo == hi {
-                    Some(Some(hi))
-                } else {
-                    self.lo = lo;
-                    self.hi = hi;
-                    self.cands = candidates(lo, hi, self.opts.batch);
-                    None
+        if self.stage == Stage::NecessaryVerify {
+            let c = self.lo;
+            if self.holds(c) {
+                self.settle(Some(c));
+            } else {
+                // Not monotone: look further, with both probes.
+                self.begin(Stage::NecessaryBoth, c + 1);
+            }
+            return;
+        }
+        let Some(j) = self.cands.iter().position(|&c| self.holds(c)) else {
+            return self.settle(None);
+        };
+        let c = self.cands[j];
+        let lo = if j == 0 { self.lo } else { self.cands[j - 1] + 1 };
+        if lo == c {
+            return self.settle(Some(c));
+        }
+        self.lo = lo;
+        self.hi = c;
+        self.hi_holds = true;
+        self.cands = self.make(lo, c);
+    }
+
+    /// The allowance is spent: keep what is known to hold, give up the rest.
+    fn exhaust(&mut self) {
+        self.truncated = true;
+        let best = (self.hi_holds && self.hi < self.n).then_some(self.hi);
+        let why = || Some(OUT_OF_BUDGET.to_string());
+        let s = &mut self.sets;
+        match self.stage {
+            Stage::Sufficient => {
+                s.sufficient = best;
+                s.sufficient_score = best.map(|c| self.known[&Probe::Keep(c)].score);
+                if best.is_none() {
+                    s.sufficient_reason = why();
+                }
+                s.sufficient_necessary_reason = why();
+                s.complete_reason = why();
+            }
+            Stage::NecessaryRemove | Stage::NecessaryVerify | Stage::NecessaryBoth => {
+                // Only a prefix known to pass both ways counts.
+                let ok = best.filter(|&c| {
+                    self.known.get(&Probe::Keep(c)).is_some_and(|o| {
+                        o.top == self.target
+                            && self
+                                .opts
+                                .threshold
+                                .is_none_or(|t| o.score >= t * self.target_score)
+                    }) && self
+                        .known
+                        .get(&Probe::Remove(c))
+                        .is_some_and(|o| o.top != self.target)
+                });
+                s.sufficient_necessary = ok;
+                s.sufficient_necessary_score = ok.map(|c| self.known[&Probe::Keep(c)].score);
+                if ok.is_none() {
+                    s.sufficient_necessary_reason = why();
+                }
+                s.complete_reason = why();
+            }
+            Stage::Complete => {
+                s.complete = best;
+                s.complete_score = best.map(|c| self.known[&Probe::Keep(c)].score);
+                if best.is_none() {
+                    s.complete_reason = why();
                 }
             }
-        };
-        if let Some(result) = found {
-            self.settle(result);
+            Stage::Done => {}
         }
+        self.stage = Stage::Done;
     }
 
     fn settle(&mut self, result: Option<usize>) {
@@ -272,7 +425,7 @@ impl Extraction {
                 match self.sets.sufficient {
                     Some(c) => {
                         self.sets.sufficient_score = Some(self.known[&Probe::Keep(c)].score);
-                        self.begin(Stage::SufficientNecessary, c);
+                        self.begin(Stage::NecessaryRemove, c);
                     }
                     None => {
                         let why = "no proper subset of the ranked cells keeps the class: the whole clip is needed";
@@ -283,7 +436,15 @@ impl Extraction {
                     }
                 }
             }
-            Stage::SufficientNecessary => {
+            Stage::NecessaryRemove if whole(result).is_some() => {
+                let c = result.expect("checked");
+                self.stage = Stage::NecessaryVerify;
+                self.lo = c;
+                self.hi = c;
+                self.hi_holds = false;
+                self.cands = vec![c];
+            }
+            Stage::NecessaryRemove | Stage::NecessaryVerify | Stage::NecessaryBoth => {
                 self.sets.sufficient_necessary = whole(result);
                 match self.sets.sufficient_necessary {
                     Some(c) => {
@@ -326,7 +487,8 @@ impl Extraction {
         self.stage = stage;
         self.lo = lo;
         self.hi = self.n;
-        self.cands = candidates(lo, self.n, self.opts.batch);
+        self.hi_holds = false;
+        self.cands = self.make(lo, self.n);
     }
 }
 

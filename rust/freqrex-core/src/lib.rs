@@ -15,7 +15,7 @@ pub mod rng;
 pub mod search;
 pub mod space;
 
-pub use engine::{outcome, rank, Engine, Phase};
+pub use engine::{outcome, plateau_ends, rank, rank_by, search_share, Engine, Phase};
 pub use error::{CoreError, Result};
 pub use extract::{ExtractOptions, Probe, Sets};
 pub use partition::CutScale;

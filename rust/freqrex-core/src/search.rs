@@ -7,7 +7,7 @@
 //! (round, iteration, mutant, child), so the result does not depend on the
 //! batch size or the number of threads.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::error::{param, Result};
 use crate::geometry::{canonical_key, Rect};
@@ -49,6 +49,10 @@ pub struct SearchOptions {
     /// exhausted, so that disjunctive evidence (either of two bands) is
     /// refined too instead of keeping a coarse credit.
     pub alternatives: u32,
+    /// Per-class maps kept: at most this many classes other than the target,
+    /// the ones the search's mutants land on most often (ties to the lower
+    /// class index). They cost no query.
+    pub class_maps: u32,
 }
 
 impl Default for SearchOptions {
@@ -64,6 +68,7 @@ impl Default for SearchOptions {
             rule: Rule::Minimal,
             threshold: None,
             alternatives: 4,
+            class_maps: 5,
         }
     }
 }
@@ -130,6 +135,10 @@ struct Iteration {
     /// Credited parts of this iteration: the finest tested part of each
     /// credited cell and its share. Disjoint boxes, in insertion order.
     leaves: Vec<(Rect, f64)>,
+    /// The same for every other class the mutants land on: finest tested
+    /// parts whose removal (with the rest of the job kept) makes that class
+    /// the top-1, credited by the same rule over removal sets.
+    class_leaves: BTreeMap<usize, Vec<(Rect, f64)>>,
     /// Jobs of passing combinations to refine later, and how many were queued.
     alternatives: VecDeque<Vec<Part>>,
     queued: u32,
@@ -156,6 +165,30 @@ impl Iteration {
         }
         job
     }
+}
+
+/// Whether box `outer` contains box `inner`.
+fn contains(outer: &Rect, inner: &Rect) -> bool {
+    inner.t0 >= outer.t0 && inner.t1 <= outer.t1 && inner.f0 >= outer.f0 && inner.f1 <= outer.f1
+}
+
+/// `outer` minus `inner` (inside it) as at most four boxes: the frames before
+/// and after, then the bins below and above within the inner frames.
+fn subtract(outer: &Rect, inner: &Rect) -> Vec<Rect> {
+    let mut out = Vec::with_capacity(4);
+    if outer.t0 < inner.t0 {
+        out.push(Rect::new(outer.t0, inner.t0, outer.f0, outer.f1));
+    }
+    if inner.t1 < outer.t1 {
+        out.push(Rect::new(inner.t1, outer.t1, outer.f0, outer.f1));
+    }
+    if outer.f0 < inner.f0 {
+        out.push(Rect::new(inner.t0, inner.t1, outer.f0, inner.f0));
+    }
+    if inner.f1 < outer.f1 {
+        out.push(Rect::new(inner.t0, inner.t1, inner.f1, outer.f1));
+    }
+    out
 }
 
 /// A mask waiting for the model: its id and the kept boxes of the search region.
@@ -220,6 +253,7 @@ impl Search {
                 splits: Vec::new(),
                 mutants: Vec::new(),
                 leaves: Vec::new(),
+                class_leaves: BTreeMap::new(),
                 alternatives: VecDeque::new(),
                 queued: 0,
                 active: true,
@@ -260,9 +294,13 @@ impl Search {
     /// replaces its credit by its children's, so cells that only shared a
     /// coarse part with a cause end at zero. Iterations are summed in order.
     pub fn responsibility(&self) -> Vec<f64> {
+        self.average(self.iterations.iter().map(|it| it.leaves.as_slice()))
+    }
+
+    fn average<'a>(&self, leaves: impl Iterator<Item = &'a [(Rect, f64)]>) -> Vec<f64> {
         let mut total = vec![0.0f64; self.n_frames * self.n_bins];
-        for it in &self.iterations {
-            for (r, v) in &it.leaves {
+        for list in leaves {
+            for (r, v) in list {
                 for t in r.t0..r.t1 {
                     let row = t as usize * self.n_bins;
                     for x in &mut total[row + r.f0 as usize..row + r.f1 as usize] {
@@ -273,6 +311,57 @@ impl Search {
         }
         let n = self.opts.iterations as f64;
         total.iter().map(|v| v / n).collect()
+    }
+
+    /// How many of the queried mutants landed on each class other than the
+    /// target (ascending class), so far.
+    pub fn class_counts(&self) -> Vec<(usize, u64)> {
+        let mut counts: BTreeMap<usize, u64> = BTreeMap::new();
+        for o in self.outcomes.iter().flatten() {
+            if o.top != self.target {
+                *counts.entry(o.top).or_insert(0) += 1;
+            }
+        }
+        counts.into_iter().collect()
+    }
+
+    /// The classes whose maps are kept: the `class_maps` most often landed
+    /// on (ties to the lower class index), in that order.
+    pub fn map_classes(&self) -> Vec<usize> {
+        let mut counts = self.class_counts();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        counts
+            .into_iter()
+            .take(self.opts.class_maps as usize)
+            .map(|(c, _)| c)
+            .collect()
+    }
+
+    /// Per-class responsibility maps (frame-major, averaged over iterations)
+    /// of [`Search::map_classes`], in that order. A class's map credits the
+    /// parts whose removal makes it the top-1 class: each part of a minimal
+    /// set of `k` removed parts (no proper subset of it does) gets `1 / k`
+    /// (every such set with rule `Rex`), finest tested part first, exactly as
+    /// the target's map.
+    pub fn class_responsibility(&self) -> Vec<(usize, Vec<f64>)> {
+        self.map_classes()
+            .into_iter()
+            .map(|c| {
+                let map = self.average(
+                    self.iterations
+                        .iter()
+                        .map(|it| it.class_leaves.get(&c).map_or(&[][..], |v| v.as_slice())),
+                );
+                (c, map)
+            })
+            .collect()
+    }
+
+    /// The outcome of an already evaluated mask of kept boxes, if any.
+    pub fn known_outcome(&self, rects: &[Rect]) -> Option<Outcome> {
+        self.ids
+            .get(&canonical_key(rects))
+            .and_then(|&id| self.outcomes[id])
     }
 
     fn passes(&self, o: &Outcome) -> bool {
@@ -450,6 +539,45 @@ impl Search {
                 }
             }
             self.stats.passing += passing.iter().map(|p| p.len() as u64).sum::<u64>();
+            // Per class other than the target: the removal sets (children not
+            // kept) of the mutants landing on it, per split, in mutant order.
+            let mut landed: Vec<BTreeMap<usize, Vec<u32>>> = vec![BTreeMap::new(); n_splits];
+            for m in &it.mutants {
+                let Some(o) = m.id.and_then(|id| self.outcomes[id]) else {
+                    continue;
+                };
+                if o.top != self.target {
+                    let full = (1u32 << it.splits[m.split].children.len()) - 1;
+                    landed[m.split]
+                        .entry(o.top)
+                        .or_default()
+                        .push(full & !m.subset);
+                }
+            }
+            let rex = self.opts.rule == Rule::Rex;
+            // (split, class) -> credit of every child.
+            let mut class_credit: Vec<BTreeMap<usize, Vec<f64>>> = vec![BTreeMap::new(); n_splits];
+            for (s, by_class) in landed.iter().enumerate() {
+                if !complete[s] {
+                    continue;
+                }
+                for (&c, removals) in by_class {
+                    let mut cr = vec![0.0; it.splits[s].children.len()];
+                    for &r in removals {
+                        let minimal = !removals.iter().any(|&t| t != r && t & r == t);
+                        if !(rex || minimal) {
+                            continue;
+                        }
+                        let share = 1.0 / r.count_ones() as f64;
+                        for (b, x) in cr.iter_mut().enumerate() {
+                            if r >> b & 1 == 1 {
+                                *x += share;
+                            }
+                        }
+                    }
+                    class_credit[s].insert(c, cr);
+                }
+            }
             // The other minimal passing combinations, to refine later.
             let alternatives: Vec<usize> = it
                 .mutants
@@ -481,6 +609,31 @@ impl Search {
                 for (ch, &c) in sp.children.iter().zip(&credit[s]) {
                     if c > 0.0 {
                         it.leaves.push((ch.rect, c));
+                    }
+                }
+            }
+            for (s, sp) in it.splits.iter().enumerate() {
+                // A class no mutant of the split lands on keeps the parent's credit.
+                let p = sp.parent;
+                for (&c, cr) in &class_credit[s] {
+                    let leaves = it.class_leaves.entry(c).or_default();
+                    // Parts inside the parent give way to its children; a coarser
+                    // credited part around it keeps its credit outside the parent only.
+                    let old = std::mem::take(leaves);
+                    for (r, v) in old {
+                        if contains(&p, &r) {
+                            continue;
+                        }
+                        if contains(&r, &p) {
+                            leaves.extend(subtract(&r, &p).into_iter().map(|q| (q, v)));
+                        } else {
+                            leaves.push((r, v));
+                        }
+                    }
+                    for (ch, &v) in sp.children.iter().zip(cr) {
+                        if v > 0.0 {
+                            leaves.push((ch.rect, v));
+                        }
                     }
                 }
             }

@@ -202,7 +202,8 @@ impl Engine {
     #[new]
     #[pyo3(signature = (space, target, target_score, *, band, n_parts = 4, min_part = 2, max_depth = 16,
         iterations = 20, budget = 2000, seed = 0, cuts = "uniform", rule = "minimal", threshold = None,
-        extraction_batch = 16, tol = 0.01, alternatives = 4))]
+        extraction_batch = 2, tol = 0.01, alternatives = 4, class_maps = 5, max_queries = None,
+        magnitude = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -222,7 +223,14 @@ impl Engine {
         extraction_batch: usize,
         tol: f64,
         alternatives: u32,
+        class_maps: u32,
+        max_queries: Option<u64>,
+        magnitude: Option<PyReadonlyArray2<'_, f64>>,
     ) -> PyResult<Self> {
+        let magnitude: Vec<f64> = match magnitude {
+            Some(m) => m.as_array().iter().copied().collect(),
+            None => space.inner.coefficients().iter().map(|c| c.norm()).collect(),
+        };
         let build = || -> core::Result<core::Engine> {
             let search = core::SearchOptions {
                 n_parts,
@@ -235,13 +243,15 @@ impl Engine {
                 rule: parse_rule(rule)?,
                 threshold,
                 alternatives,
+                class_maps,
             };
             let extract = core::ExtractOptions {
                 batch: extraction_batch,
                 tol,
                 threshold,
+                max_queries: None,
             };
-            core::Engine::new(
+            let mut engine = core::Engine::with_limits(
                 search,
                 extract,
                 space.inner.n_frames(),
@@ -249,7 +259,10 @@ impl Engine {
                 band,
                 target,
                 target_score,
-            )
+                max_queries,
+            )?;
+            engine.set_magnitude(magnitude)?;
+            Ok(engine)
         };
         let inner = build().map_err(|e| to_py(py, e))?;
         Ok(Self {
@@ -320,6 +333,30 @@ impl Engine {
         d.set_item("duplicates", s.duplicates)?;
         d.set_item("passing", s.passing)?;
         d.set_item("budget_exhausted", s.budget_exhausted)?;
+        d.set_item("search_budget", self.inner.search_budget())?;
+        d.set_item("extraction_truncated", self.inner.extraction_truncated())?;
+        Ok(d)
+    }
+
+    /// Per-class responsibility maps {class: (n_frames, n_bins)} of the
+    /// classes most often landed on other than the target; valid after the search.
+    fn class_responsibility<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let shape = (self.space.n_frames(), self.space.n_bins());
+        for (c, map) in self.inner.class_responsibility() {
+            let a = Array2::from_shape_vec(shape, map.clone())
+                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+            d.set_item(*c, a.into_pyarray(py))?;
+        }
+        Ok(d)
+    }
+
+    /// Queried search mutants per class other than the target {class: count}.
+    fn class_counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (c, n) in self.inner.class_counts() {
+            d.set_item(c, n)?;
+        }
         Ok(d)
     }
 
