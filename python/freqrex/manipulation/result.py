@@ -26,7 +26,7 @@ def _num(v: Any) -> Any:
 
 
 def _unnum(v: Any) -> Any:
-    if isinstance(v, str):
+    if v in ("inf", "-inf"):
         return float(v)
     return v
 

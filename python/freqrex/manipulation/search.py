@@ -227,32 +227,36 @@ def quietest_flip(
                     best = q
             return
 
-    while oracle.remaining > reserve:
-        room = oracle.remaining - reserve
-        # before the first flip, a round takes at most half of what is left: room for a loud retry
-        take = min(ROUND, room if best is not None else max(1, room // 2))
-        batch = pending[:take]
-        pending = pending[take:]
-        if len(batch) < take and not exhausted:
-            more = list(islice(candidates, take - len(batch)))
-            exhausted = len(more) < take - len(batch)
-            batch += more
-        if not batch:
-            break
-        level = probe_db if best is None else min(best.level_db + tol_db, max_db)
-        if best is not None and best.level_db >= max_db:
-            break
-        results = _attempt_round(clip, oracle, batch, level)
-        for a in results:
-            consider(a)
-            if not a.flipped:
-                tried.append(a)
-        flips = sorted((a for a in results if a.flipped), key=lambda a: a.gap)
-        if flips:
-            improve(flips[0])
-            pending = [a.change for a in flips[1:]] + pending  # retried at the new level
-        elif best is None and oracle.remaining > reserve:
-            loud_retry()
+    def scan_singles(reserve: int) -> None:
+        nonlocal pending, exhausted
+        while oracle.remaining > reserve:
+            room = oracle.remaining - reserve
+            # before the first flip, a round takes at most half of what is left: room for a loud retry
+            take = min(ROUND, room if best is not None else max(1, room // 2))
+            batch = pending[:take]
+            pending = pending[take:]
+            if len(batch) < take and not exhausted:
+                more = list(islice(candidates, take - len(batch)))
+                exhausted = len(more) < take - len(batch)
+                batch += more
+            if not batch:
+                break
+            level = probe_db if best is None else min(best.level_db + tol_db, max_db)
+            if best is not None and best.level_db >= max_db:
+                break
+            results = _attempt_round(clip, oracle, batch, level)
+            for a in results:
+                consider(a)
+                if not a.flipped:
+                    tried.append(a)
+            flips = sorted((a for a in results if a.flipped), key=lambda a: a.gap)
+            if flips:
+                improve(flips[0])
+                pending = [a.change for a in flips[1:]] + pending  # retried at the new level
+            elif best is None and oracle.remaining > reserve:
+                loud_retry()
+
+    scan_singles(reserve)
     # nothing flipped yet: the closest singles, as loud as allowed
     for _ in range(4):
         if best is not None or oracle.remaining < 1:
@@ -285,6 +289,7 @@ def quietest_flip(
                 q = quietest_level(clip, oracle, a, max_db=max_db, tol_db=tol_db)
                 if best is None or q.level_db > best.level_db:
                     best = q
+        scan_singles(0)  # what the combinations left goes to further single candidates
     return best, closest
 
 
