@@ -126,3 +126,19 @@ def test_stft_time_frequency_region():
     decoy_bin = int(round(2500 / (SR / 256)))
     assert e.responsibility[:, decoy_bin].max() == 0
     check_definitions(e, model, x)
+
+
+@pytest.mark.parametrize("mode, queries", [("one", 104), ("and", 113), ("or", 113)])
+def test_planted_bands_within_a_total_budget_of_120(mode, queries):
+    """The whole explanation (original, search, extraction) in at most 120 queries."""
+    x = make_clip()
+    model = BandClassifier(mode)
+    e = freqrex.explain(x, SR, model, iterations=4, max_queries=120, cuts="log")
+    assert e.queries == model.evaluated == queries <= 120
+    assert e.extraction_queries <= 0.3 * e.queries
+    expected = {"one": [(1000.0, 1000.0)], "and": [(1000.0, 1000.0), (1700.0, 1700.0)], "or": [(1700.0, 1700.0)]}
+    assert e.bands("sufficient") == expected[mode]
+    assert inside(e, "sufficient_necessary", [A, B])
+    r = e.responsibility
+    assert r[slice(*DECOY)].max() < max(r[slice(*A)].max(), r[slice(*B)].max())  # coarse at this budget
+    check_definitions(e, model, x)

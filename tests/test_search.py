@@ -117,3 +117,69 @@ def test_max_depth_limits_refinement():
     assert e.stats["rounds"] <= 3
     # At depth 2 the finest credited parts are much wider than one bin.
     assert (e.responsibility > 0).sum() > 10
+
+
+def _grid():
+    rng = np.random.default_rng(13)
+    spaces, totals, batches = ["fft", "stft"], [1, 2, 3, 7, 20, 45, 90, 250], [2, 3, 16]
+    for i in range(36):
+        yield dict(
+            space=spaces[i % 2],
+            max_queries=totals[i % len(totals)],
+            extraction_batch=batches[i % 3],
+            budget=int(rng.choice([0, 5, 60, 5000])),
+            iterations=int(rng.choice([1, 3, 8])),
+            n_parts=int(rng.choice([2, 4, 5])),
+            rule=["minimal", "rex", "confidence"][i % 3],
+            fmin=[None, 500.0][i % 2 * (i % 5 == 1)],
+            batch_size=int(rng.choice([1, 7, 64])),
+            seed=i,
+        )
+
+
+@pytest.mark.parametrize("options", list(_grid()), ids=lambda o: f"{o['space']}-q{o['max_queries']}-b{o['extraction_batch']}")
+def test_max_queries_bounds_the_whole_explanation(options):
+    x = make_clip()
+    model = RecordingModel(BandClassifier("and"))
+    e = freqrex.explain(x, SR, model, n_fft=256, hop_length=128, **options)
+    total = options["max_queries"]
+    assert len(model.seen) == e.queries == 1 + e.search_queries + e.extraction_queries <= total
+    assert e.search_queries <= min(options["budget"], e.stats["search_budget"])
+    for name in ("sufficient", "sufficient_necessary", "complete"):
+        assert (e.get_set(name) is None) == (name in e.reasons)
+    if e.sufficient is not None:  # a set reported under a truncated extraction still holds
+        assert np.argmax(model.model(e.audio("sufficient")[None])[0]) == e.target
+
+
+def test_max_queries_split_and_reference_agree():
+    x = make_clip()
+    model = BandClassifier("or")
+    kw = dict(max_queries=120, budget=2000, iterations=6, seed=4)
+    a, b = freqrex.explain(x, SR, model, **kw), reference.explain(x, SR, model, **kw)
+    same(a, b)
+    assert a.stats == b.stats
+    # 4001 bins: the extraction reserve is 3 * (12 + 1) + 1 = 40 queries; the search gets the rest.
+    assert a.stats["search_budget"] == 120 - 1 - 40 == a.search_queries
+    assert a.queries <= 120 and not a.stats["extraction_truncated"]
+    # Without max_queries, budget bounds the search alone, as before.
+    c = freqrex.explain(x, SR, model, budget=79, iterations=6, seed=4)
+    assert c.search_queries == 79 and c.stats["search_budget"] == 79
+
+
+def test_tiny_total_budget_truncates_extraction_with_reasons():
+    x = make_clip()
+    model = RecordingModel(BandClassifier("one"))
+    e = freqrex.explain(x, SR, model, max_queries=4, budget=2000, iterations=2)
+    assert len(model.seen) == e.queries <= 4
+    assert e.stats["extraction_truncated"]
+    assert any("query budget ran out" in (r or "") for r in e.reasons.values())
+    with pytest.raises(freqrex.ParameterError):
+        freqrex.explain(x, SR, model, max_queries=0)
+
+
+def test_extraction_is_cheap_and_starts_from_the_previous_set():
+    x = make_clip()
+    e = freqrex.explain(x, SR, BandClassifier("and"), iterations=6, budget=800, seed=3)
+    # Three nested sets over 4001 bins in a handful of bisection steps.
+    assert e.extraction_queries <= 3 * 12 + 2
+    assert e.extraction_queries <= 0.25 * e.queries
