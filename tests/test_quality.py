@@ -85,3 +85,31 @@ def test_explanation_curves_use_the_explanation_band_and_target():
     assert q.target == e.target
     assert q.deletion_auc < 0.05 and q.insertion_auc > 0.7
     assert explanation_curves(e, None, model, fractions=(0.1,)).deletion[0] == pytest.approx(q.deletion[3], abs=1e-9)
+
+
+def _cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "freqrex", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_explain_prints_quality_and_shares(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import json
+
+    r = _cli("explain", "--budget", "10", "--iterations", "1", "--duration", "3", "--out", str(tmp_path / "a"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "deletion AUC" in r.stdout and "insertion AUC" in r.stdout and "14 more queries" in r.stdout
+    assert "% of bins" in r.stdout and "% of energy" in r.stdout
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["quality"]["queries"] == 14 and len(summary["quality"]["deletion"]) == 7
+    assert summary["queries"] == 1 + summary["search_queries"] + summary["extraction_queries"]  # quality apart
+    r = _cli("explain", "--budget", "10", "--iterations", "1", "--duration", "3", "--out", str(tmp_path / "b"),
+             "--quiet", "--json", "--no-quality", "--max-queries", "30")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert "quality" not in data and data["queries"] <= 30
+    assert 0 < data["shares"]["sufficient"]["bins"] <= 1 if data["shares"]["sufficient"] else True

@@ -23,6 +23,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", default="freqrex-out", help="output directory (default ./freqrex-out)")
     p.add_argument("--space", choices=("fft", "stft"), default="fft")
     p.add_argument("--budget", type=int, default=400, help="model queries for the search (default 400)")
+    p.add_argument("--max-queries", type=int, default=None,
+                   help="bound on the whole explanation's queries (original + search + extraction); "
+                   "the search gets at most --budget of it and leaves the extraction a reserve")
     p.add_argument("--iterations", type=int, default=4, help="random partition refinements (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cuts", choices=("uniform", "log"), default="log", help="cut spacing (default log-frequency)")
@@ -32,6 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--hop-length", type=int, default=512, help="STFT hop (stft space)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of audio analysed from the start (default 30)")
     p.add_argument("--report", action="store_true", help="also write report.html in the output directory")
+    p.add_argument("--no-quality", action="store_true",
+                   help="skip the deletion/insertion curves of the ranking (14 more queries, reported apart)")
     add_common(p)
     return p
 
@@ -58,11 +63,20 @@ def run(args: argparse.Namespace) -> int:
             fmax=args.fmax,
             n_fft=args.n_fft,
             hop_length=args.hop_length,
+            max_queries=args.max_queries,
             progress=bar,
         )
     finally:
         bar.close()
     e.metadata.update(model=args.model, audio=source)
+    quality = None
+    if not args.no_quality:
+        from ..quality import explanation_curves
+
+        quality = explanation_curves(e, audio, model)
+        e.metadata["quality"] = quality.to_dict()
+    shares = {name: e.share(name) for name in ("sufficient", "sufficient_necessary", "complete")}
+    e.metadata["shares"] = shares
     out = e.save(Path(args.out))
     if args.report:
         from ..report import write_explanation_report
@@ -85,8 +99,17 @@ def run(args: argparse.Namespace) -> int:
             continue
         bands = e.bands(set_name)
         shown = ", ".join(_hz(lo, hi) for lo, hi in bands[:6]) + (f", ... ({len(bands)} bands)" if len(bands) > 6 else "")
-        print(f"  {label:<22} {e.size(set_name):>7} elements, score {e.set_scores[set_name]:.3f}: {shown}")
+        sh = shares[set_name] or {}
+        share = f"{100 * sh.get('bins', 0):.1f}% of bins" + (f", {100 * sh['energy']:.1f}% of energy" if "energy" in sh else "")
+        print(f"  {label:<22} {e.size(set_name):>7} elements ({share}), score {e.set_scores[set_name]:.3f}: {shown}")
     print(f"queries {e.queries} (search {e.search_queries}, extraction {e.extraction_queries}), {seconds:.1f} s")
+    if quality is not None:
+        print(f"ranking quality: deletion AUC {quality.deletion_auc:.3f} (lower is better), insertion AUC "
+              f"{quality.insertion_auc:.3f} (higher is better), {quality.queries} more queries")
+    if e.runner_up is not None:
+        names = getattr(model, "class_names", None)
+        ru = str(names[e.runner_up]) if names is not None and e.runner_up < len(names) else str(e.runner_up)
+        print(f"runner-up class '{ru}' (its map: explanation.npz, class_responsibility)")
     print(f"wrote {out}/ (summary.json, explanation.npz, original/sufficient/... .wav{', report.html' if args.report else ''})")
     return 0
 
