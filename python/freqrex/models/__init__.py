@@ -2,7 +2,9 @@
 
 Importing this package imports neither torch nor onnxruntime: each adapter
 imports its runtime when it is created, and the built-in ``musicnn`` taggers
-are loaded on first use.
+are loaded on first use.  ``load_model("silero_vad")`` loads Silero VAD
+(:mod:`freqrex.models.silero`) from the separately installed ``silero-vad``
+package.
 """
 
 from __future__ import annotations
@@ -25,13 +27,27 @@ __all__ = [
     "load_model",
     "musicnn",
     "BUILTIN_MODELS",
+    "OTHER_MODELS",
 ]
 
-#: Names :func:`load_model` accepts for the built-in musicnn taggers
-#: (case-insensitive); ``"musicnn"`` is ``"MSD_musicnn"``.
-BUILTIN_MODELS = ("MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg", "musicnn")
+#: Names :func:`load_model` accepts (case-insensitive): the built-in musicnn
+#: taggers (``"musicnn"`` is ``"MSD_musicnn"``) and ``"silero_vad"`` (Silero
+#: VAD, weights from the ``silero-vad`` package).
+BUILTIN_MODELS = ("MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg", "musicnn", "silero_vad")
 _BUILTIN = {name.lower(): name for name in BUILTIN_MODELS}
 _BUILTIN["musicnn"] = "MSD_musicnn"
+
+#: What ``freqrex models`` lists besides the musicnn taggers: name -> description
+#: (sample rate 16 kHz, output probabilities, classes).
+OTHER_MODELS = {
+    "silero_vad": {
+        "description": "Silero VAD speech detector (MIT; weights from pip install --no-deps silero-vad), "
+                       "clip score = mean chunk speech probability",
+        "sample_rate": 16000,
+        "output": "probabilities",
+        "classes": ["non-speech", "speech"],
+    },
+}
 
 _TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".jit", ".ts", ".torchscript")
 
@@ -67,7 +83,8 @@ def load_model(spec, **kwargs) -> Model:
         - a :class:`Model`: returned as it is (no options allowed);
         - a built-in name, case-insensitive: ``"MSD_musicnn"`` (also
           ``"musicnn"``), ``"MTT_musicnn"``, ``"MSD_vgg"``, ``"MTT_vgg"``:
-          ``musicnn(name, **kwargs)``;
+          ``musicnn(name, **kwargs)``; ``"silero_vad"``:
+          :class:`~freqrex.models.silero.SileroVAD` ``(**kwargs)``;
         - a path ending in ``.onnx``, or ONNX bytes: :class:`OnnxModel`;
         - a path ending in ``.pt``, ``.pth``, ``.jit``, ``.ts`` or
           ``.torchscript`` (a TorchScript archive): :class:`TorchModel`;
@@ -99,6 +116,10 @@ def load_model(spec, **kwargs) -> Model:
         return OnnxModel(spec, **kwargs)
     if isinstance(spec, (str, os.PathLike)):
         text = os.fspath(spec)
+        if isinstance(spec, str) and _BUILTIN.get(text.lower()) == "silero_vad":
+            from .silero import silero_vad
+
+            return silero_vad(**kwargs)
         if isinstance(spec, str) and text.lower() in _BUILTIN:
             try:
                 factory = _musicnn()
