@@ -128,14 +128,14 @@ def test_stft_time_frequency_region():
     check_definitions(e, model, x)
 
 
-@pytest.mark.parametrize("mode, queries", [("one", 104), ("and", 113), ("or", 113)])
+@pytest.mark.parametrize("mode, queries", [("one", 100), ("and", 111), ("or", 109)])
 def test_planted_bands_within_a_total_budget_of_120(mode, queries):
     """The whole explanation (original, search, extraction) in at most 120 queries."""
     x = make_clip()
     model = BandClassifier(mode)
     e = freqrex.explain(x, SR, model, iterations=4, max_queries=120, cuts="log")
     assert e.queries == model.evaluated == queries <= 120
-    assert e.extraction_queries <= 0.3 * e.queries
+    assert e.search_queries == 73 and e.extraction_queries <= 40  # the split of 120: 1 + 73 + at most 46
     expected = {"one": [(1000.0, 1000.0)], "and": [(1000.0, 1000.0), (1700.0, 1700.0)], "or": [(1700.0, 1700.0)]}
     assert e.bands("sufficient") == expected[mode]
     assert inside(e, "sufficient_necessary", [A, B])

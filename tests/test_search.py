@@ -158,8 +158,8 @@ def test_max_queries_split_and_reference_agree():
     a, b = freqrex.explain(x, SR, model, **kw), reference.explain(x, SR, model, **kw)
     same(a, b)
     assert a.stats == b.stats
-    # 4001 bins: the extraction reserve is 3 * (12 + 1) + 1 = 40 queries; the search gets the rest.
-    assert a.stats["search_budget"] == 120 - 1 - 40 == a.search_queries
+    # 4001 bins: the extraction reserve is 3 * (12 + 1) + (8 - 2) + 1 = 46 queries; the search gets the rest.
+    assert a.stats["search_budget"] == 120 - 1 - 46 == a.search_queries
     assert a.queries <= 120 and not a.stats["extraction_truncated"]
     # Without max_queries, budget bounds the search alone, as before.
     c = freqrex.explain(x, SR, model, budget=79, iterations=6, seed=4)

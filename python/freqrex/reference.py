@@ -152,9 +152,13 @@ def steps(n: int, batch: int) -> int:
     return s
 
 
+FIRST_STEP = 8  # candidates of the complete set's first step (at least): a coarse scan, its score can overshoot
+
+
 def reserve(n: int, batch: int) -> int:
     """The extraction's expected worst case (monotone predicates), reserved under max_queries."""
-    return 3 * (max(batch, 2) - 1) * (steps(n, batch) + 1) + 1
+    b = max(batch, 2)
+    return 3 * (b - 1) * (steps(n, b) + 1) + max(FIRST_STEP - b, 0) + 1
 
 
 def search_share(max_queries: int, budget: int, n: int, batch: int) -> int:
@@ -415,9 +419,9 @@ class Engine:
             self._generate()
 
     # -- extraction -----------------------------------------------------
-    def _candidates(self, lo: int, hi: int) -> List[int]:
+    def _candidates(self, lo: int, hi: int, first: bool = False) -> List[int]:
         """Candidate prefix lengths for [lo, hi]: plateau ends inside [lo, hi) first, else a grid."""
-        b = self.batch
+        b = max(self.batch, FIRST_STEP) if first else self.batch
         m = hi - lo + 1
         if m <= b:
             return list(range(lo, hi + 1))
@@ -505,7 +509,7 @@ class Engine:
 
     def _begin(self, stage: str, lo: int) -> None:
         self.stage, self.lo, self.hi, self.hi_holds = stage, lo, self.n, False
-        self.cands = self._candidates(lo, self.n)
+        self.cands = self._candidates(lo, self.n, first=stage == "complete")
 
     def _exhaust(self) -> None:
         """The allowance is spent: keep what is known to hold, give up the rest."""

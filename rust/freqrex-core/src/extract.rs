@@ -139,6 +139,12 @@ pub fn plateau_candidates(lo: usize, hi: usize, batch: usize, ends: &[usize]) ->
     out
 }
 
+/// Candidates of the first step of the complete set's search (at least): a
+/// coarse scan before the bisection, since its predicate (the score back
+/// within `tol` of the original) is not monotone in the prefix length: the
+/// score can overshoot.
+pub const FIRST_STEP: usize = 8;
+
 /// Bracket steps needed to narrow `n` prefix lengths to one with `batch`
 /// candidates per step: the smallest `s` with `batch^s >= n`.
 pub fn steps(n: usize, batch: usize) -> u64 {
@@ -154,7 +160,8 @@ pub fn steps(n: usize, batch: usize) -> u64 {
 /// its predicates are monotone (three bracket searches, plateau ends first,
 /// and one verification): the reserve the search leaves under a total budget.
 pub fn reserve(n: usize, batch: usize) -> u64 {
-    3 * (batch.max(2) as u64 - 1) * (steps(n, batch) + 1) + 1
+    let b = batch.max(2);
+    3 * (b as u64 - 1) * (steps(n, b) + 1) + FIRST_STEP.saturating_sub(b) as u64 + 1
 }
 
 const OUT_OF_BUDGET: &str = "the query budget ran out before this set was found";
@@ -225,7 +232,7 @@ impl Extraction {
         };
         e.ends.sort_unstable();
         e.ends.dedup();
-        e.cands = e.make(1, n);
+        e.cands = e.first(1, n);
         Ok(e)
     }
 
@@ -250,6 +257,15 @@ impl Extraction {
 
     fn make(&self, lo: usize, hi: usize) -> Vec<usize> {
         plateau_candidates(lo, hi, self.opts.batch, &self.ends)
+    }
+
+    fn first(&self, lo: usize, hi: usize) -> Vec<usize> {
+        let wide = if self.stage == Stage::Complete {
+            self.opts.batch.max(FIRST_STEP)
+        } else {
+            self.opts.batch
+        };
+        plateau_candidates(lo, hi, wide, &self.ends)
     }
 
     fn probes_of(&self, c: usize) -> Vec<Probe> {
@@ -488,7 +504,7 @@ impl Extraction {
         self.lo = lo;
         self.hi = self.n;
         self.hi_holds = false;
-        self.cands = self.make(lo, self.n);
+        self.cands = self.first(lo, self.n);
     }
 }
 
