@@ -82,9 +82,7 @@ pub fn rank_by(
 /// ends of its plateaus), ascending, below `ranking.len()`.
 pub fn plateau_ends(responsibility: &[f64], ranking: &[u32]) -> Vec<usize> {
     (1..ranking.len())
-        .filter(|&i| {
-            responsibility[ranking[i - 1] as usize] != responsibility[ranking[i] as usize]
-        })
+        .filter(|&i| responsibility[ranking[i - 1] as usize] != responsibility[ranking[i] as usize])
         .collect()
 }
 
@@ -165,8 +163,12 @@ impl Engine {
         }
         let region = Rect::new(0, n_frames as u32, b0 as u32, b1 as u32);
         if let Some(m) = max_queries {
-            search_opts.budget =
-                search_share(m, search_opts.budget, region.cells() as usize, extract_opts.batch);
+            search_opts.budget = search_share(
+                m,
+                search_opts.budget,
+                region.cells() as usize,
+                extract_opts.batch,
+            );
         }
         let search_budget = search_opts.budget;
         let search = Search::new(search_opts, n_frames, n_bins, region, target, target_score)?;

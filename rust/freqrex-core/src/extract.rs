@@ -118,7 +118,7 @@ pub fn candidates(lo: usize, hi: usize, batch: usize) -> Vec<usize> {
 /// when some lie inside `[lo, hi)`, up to `batch - 1` of them spread evenly,
 /// then `hi`; otherwise [`candidates`].
 pub fn plateau_candidates(lo: usize, hi: usize, batch: usize, ends: &[usize]) -> Vec<usize> {
-    if hi - lo + 1 <= batch {
+    if hi - lo < batch {
         return (lo..=hi).collect();
     }
     let a = ends.partition_point(|&e| e < lo);
@@ -373,7 +373,11 @@ impl Extraction {
             return self.settle(None);
         };
         let c = self.cands[j];
-        let lo = if j == 0 { self.lo } else { self.cands[j - 1] + 1 };
+        let lo = if j == 0 {
+            self.lo
+        } else {
+            self.cands[j - 1] + 1
+        };
         if lo == c {
             return self.settle(Some(c));
         }
@@ -551,5 +555,52 @@ mod tests {
         assert_eq!(s.sufficient, Some(need));
         assert_eq!(s.sufficient_necessary, Some(crit));
         assert_eq!(s.complete, Some(full));
+    }
+
+    #[test]
+    fn plateau_ends_come_first() {
+        let ends = [10usize, 20, 30, 40, 50];
+        assert_eq!(plateau_candidates(1, 100, 2, &ends), vec![30, 100]);
+        assert_eq!(plateau_candidates(1, 100, 4, &ends), vec![20, 30, 40, 100]);
+        assert_eq!(plateau_candidates(31, 40, 2, &ends), candidates(31, 40, 2));
+        assert_eq!(plateau_candidates(1, 2, 4, &ends), vec![1, 2]);
+    }
+
+    #[test]
+    fn an_allowance_is_never_exceeded_and_keeps_what_is_known() {
+        let (n, need) = (10_000usize, 137usize);
+        let mut full = None;
+        for allowance in [u64::MAX, 0, 1, 5, 13, 20, 40, 1000] {
+            let opts = ExtractOptions {
+                max_queries: Some(allowance),
+                ..Default::default()
+            };
+            let mut e = Extraction::new(opts, n, 0, 0.9).unwrap();
+            while let Ok(batch) = e.ask(3) {
+                if batch.is_empty() {
+                    break;
+                }
+                let outs: Vec<Outcome> = batch
+                    .iter()
+                    .map(|p| match *p {
+                        Probe::Keep(c) => Outcome {
+                            top: if c >= need { 0 } else { 1 },
+                            score: 0.5,
+                        },
+                        Probe::Remove(c) => Outcome {
+                            top: if c >= 900 { 1 } else { 0 },
+                            score: 0.0,
+                        },
+                    })
+                    .collect();
+                e.tell(&outs).unwrap();
+            }
+            assert!(e.queries() <= allowance);
+            if let Some(c) = e.sets().sufficient {
+                assert!(c >= need);
+            }
+            let full = *full.get_or_insert(e.queries());
+            assert_eq!(e.truncated(), allowance < full, "{allowance} of {full}");
+        }
     }
 }

@@ -139,3 +139,125 @@ fn protocol_errors_are_values() {
     assert!(outcome(&[0.1, f64::NAN], 0).is_err());
     assert!(outcome(&[0.1], 3).is_err());
 }
+
+/// Three classes: 1 while the 500 Hz bin keeps a quarter of its amplitude;
+/// without it class 2 wins when the 1200 Hz decoy is there, else class 0.
+fn three_classes(wave: &[f32]) -> Vec<f64> {
+    let amp = |f: f64, a: f64| {
+        let (mut re, mut im) = (0.0f64, 0.0f64);
+        for (i, &v) in wave.iter().enumerate() {
+            let ph = 2.0 * std::f64::consts::PI * f * i as f64 / N as f64;
+            re += v as f64 * ph.cos();
+            im -= v as f64 * ph.sin();
+        }
+        (re * re + im * im).sqrt() / (N as f64 / 2.0) / a
+    };
+    if amp(500.0, 0.3) > 0.25 {
+        vec![0.1, 0.8, 0.1]
+    } else if amp(1200.0, 1.0) > 0.25 {
+        vec![0.2, 0.1, 0.7]
+    } else {
+        vec![0.7, 0.2, 0.1]
+    }
+}
+
+fn drive(
+    engine: &mut Engine,
+    space: &FrequencySpace,
+    f: fn(&[f32]) -> Vec<f64>,
+    target: usize,
+) -> u64 {
+    let mut calls = 0;
+    loop {
+        let masks = engine.ask(16).unwrap();
+        if masks.is_empty() {
+            return calls;
+        }
+        let waves = space.synthesize_batch(&masks).unwrap();
+        let outs: Vec<_> = waves
+            .outer_iter()
+            .map(|w| outcome(&f(w.as_slice().unwrap()), target).unwrap())
+            .collect();
+        calls += outs.len() as u64;
+        engine.tell(&outs).unwrap();
+    }
+}
+
+#[test]
+fn class_maps_point_at_the_evidence_whose_removal_gives_the_class() {
+    let x = clip();
+    let space = FrequencySpace::fft(x.view(), 0.0).unwrap();
+    let opts = SearchOptions {
+        iterations: 4,
+        budget: 1500,
+        ..Default::default()
+    };
+    let mut e = Engine::new(
+        opts,
+        ExtractOptions::default(),
+        1,
+        space.n_bins(),
+        (0, space.n_bins()),
+        1,
+        0.8,
+    )
+    .unwrap();
+    drive(&mut e, &space, three_classes, 1);
+    let maps = e.class_responsibility();
+    let classes: Vec<usize> = maps.iter().map(|(c, _)| *c).collect();
+    assert_eq!(classes.len(), 2);
+    assert!(classes.contains(&0) && classes.contains(&2));
+    let m = &maps.iter().find(|(c, _)| *c == 2).unwrap().1;
+    let peak = m.iter().cloned().fold(0.0f64, f64::max);
+    assert!(
+        peak > 0.0 && m[500] == peak,
+        "the 500 Hz bin is in the peak of class 2's map"
+    );
+    assert!(m[1200] < peak);
+    assert!(e.class_counts().iter().all(|&(c, n)| c != 1 && n > 0));
+}
+
+#[test]
+fn max_queries_bounds_original_search_and_extraction() {
+    let x = clip();
+    let space = FrequencySpace::fft(x.view(), 0.0).unwrap();
+    for total in [1u64, 2, 5, 30, 90, 400] {
+        for batch in [2usize, 16] {
+            let opts = SearchOptions {
+                iterations: 3,
+                budget: 2000,
+                ..Default::default()
+            };
+            let ex = ExtractOptions {
+                batch,
+                ..Default::default()
+            };
+            let mut e = Engine::with_limits(
+                opts,
+                ex,
+                1,
+                space.n_bins(),
+                (0, space.n_bins()),
+                1,
+                0.9,
+                Some(total),
+            )
+            .unwrap();
+            let calls = drive(&mut e, &space, model, 1);
+            assert!(calls < total, "{total} {batch}: {calls}");
+            assert_eq!(calls, e.search_stats().queries + e.extraction_queries());
+            assert!(e.search_budget() <= total.saturating_sub(1));
+        }
+    }
+    assert!(Engine::with_limits(
+        SearchOptions::default(),
+        ExtractOptions::default(),
+        1,
+        10,
+        (0, 10),
+        0,
+        0.5,
+        Some(0)
+    )
+    .is_err());
+}
