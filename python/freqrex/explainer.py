@@ -270,7 +270,9 @@ def explain(
         class_maps=5 (per-class maps kept, at no extra query: the classes
         the search's mutants land on most often other than the target).
         tiebreak="magnitude" (inside a plateau of responsibility, rank the
-        louder original coefficient first; "index": the lower index).
+        louder original coefficient first among credited cells; uncredited
+        cells, responsibility 0, stay in index order; "index": the lower
+        index everywhere, as before).
 
     Returns
     -------

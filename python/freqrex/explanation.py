@@ -40,9 +40,9 @@ class Explanation:
     times : ndarray or None
         Centre time in seconds of every STFT frame (``stft`` only).
     ranking : ndarray of int64
-        Searched elements (flat indices) by responsibility, descending; ties by
-        the magnitude of the original coefficient, descending, then the lower
-        index (option ``tiebreak``).
+        Searched elements (flat indices) by responsibility, descending; ties
+        between credited elements by the magnitude of the original
+        coefficient, descending; then the lower index (option ``tiebreak``).
     sufficient, sufficient_necessary, complete : ndarray of bool or None
         Boolean masks over the space (same shape as ``responsibility``) of the
         three nested sets, or None when a set does not exist; ``reasons`` says why.
