@@ -183,3 +183,26 @@ def test_extraction_is_cheap_and_starts_from_the_previous_set():
     # Three nested sets over 4001 bins in a handful of bisection steps.
     assert e.extraction_queries <= 3 * 12 + 2
     assert e.extraction_queries <= 0.25 * e.queries
+
+
+@pytest.mark.parametrize("space", ["fft", "stft"])
+def test_ties_are_broken_by_magnitude_among_credited_cells(space):
+    x = make_clip()
+    model = BandClassifier("and")
+    kw = dict(space=space, n_fft=256, hop_length=128, iterations=2, budget=60, seed=1)
+    e = freqrex.explain(x, SR, model, **kw)
+    old = freqrex.explain(x, SR, model, tiebreak="index", **kw)
+    assert np.array_equal(e.responsibility, old.responsibility)
+    r = e.responsibility.ravel()[e.ranking]
+    mag = np.abs(e._space.coefficients()).ravel()[e.ranking]
+    same_part = (r[1:] == r[:-1]) & (r[1:] > 0)
+    assert same_part.any()
+    assert np.all(mag[1:][same_part] <= mag[:-1][same_part] * (1 + 1e-6))  # louder first inside a plateau
+    zero = (r[1:] == 0) & (r[:-1] == 0)
+    assert np.all(np.diff(e.ranking)[zero] > 0)  # uncredited cells stay in index order
+    r_old = old.responsibility.ravel()[old.ranking]
+    assert np.all(np.diff(old.ranking)[r_old[1:] == r_old[:-1]] > 0)  # tiebreak="index": as before
+    with pytest.raises(freqrex.ParameterError):
+        freqrex.explain(x, SR, model, tiebreak="loudest")
+    with pytest.raises(freqrex.ParameterError):
+        freqrex.explain(x, SR, model, class_maps=-1)
