@@ -77,3 +77,20 @@ def test_rejects_bad_input():
         freqrise.freqrise_saliency(make_clip(0), 16000, model, n_masks=4)
     with pytest.raises(ValueError):
         freqrise.freqrise_saliency(make_clip(0), SR, model, n_masks=4, p=1.0)
+
+
+def test_shap_bands_exact_queries_and_planted_band():
+    """The SHAP-over-bands peer spends exactly its queries and credits the band holding 1000 Hz."""
+    pytest.importorskip("shap")
+    path = os.path.join(os.path.dirname(__file__), "..", "benches", "peers", "shap_bands.py")
+    spec = importlib.util.spec_from_file_location("shap_bands_peer", path)
+    shap_bands = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shap_bands)
+    model = Counting(BandClassifier("one"))
+    x = make_clip(0)
+    sal, info = shap_bands.shap_band_saliency(x, SR, model, queries=150, return_info=True)
+    assert model.rows == 150 == info["queries"]
+    edges = np.asarray(info["edges"])
+    best = int(np.argmax(info["band_values"]))
+    assert edges[best] <= 1000 < edges[best + 1]
+    assert np.argmax(sal) >= edges[best] and np.argmax(sal) < edges[best + 1]
