@@ -78,7 +78,7 @@ def _commit() -> str:
 
 
 def load_rex(out: str) -> Optional[dict]:
-    path = os.path.splitext(out)[0] + "-rex.json"
+    path = os.path.splitext(out)[0] + ".rex.json"
     if not os.path.exists(path):
         return None
     with open(path) as fh:
@@ -177,7 +177,8 @@ def rex_section(records: List[dict], rex: Optional[dict]) -> List[str]:
            f"Clip `{os.path.basename(rex['clip'])}`; rex-xai `--mode spectral`, {rex['iters']} iterations "
            f"({rex.get('iterations_done', '?')} done), extraction chunk {rex['chunk_size']} bins, batch "
            f"{rex['batch_size']}" + (f"; **stopped at its time limit** ({rex.get('stopped')})" if rex.get("stopped") else "")
-           + ". Command: `python benches/peers/rex_xai_peer.py CLIP --iters N`.", "",
+           + ". Command: `python benches/peers/rex_xai_peer.py CLIP --iters N`."
+           + (f" {rex['note']}" if rex.get("note") else ""), "",
            "| tool | wall s | model queries (calls) | s per query in the model | peak memory MB | sufficient set (share of bins) | deletion AUC | insertion AUC |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
 
@@ -192,6 +193,13 @@ def rex_section(records: List[dict], rex: Optional[dict]) -> List[str]:
                f"{fmt(rows, 'd')} ({fmt(rex.get('model_calls'), 'd')}) | {fmt(spq, '.3f')} | "
                f"{fmt(rex.get('peak_rss_mb'), '.0f')} | {rex_suff} | "
                f"{fmt(rex.get('deletion_auc'), '.4f')} | {fmt(rex.get('insertion_auc'), '.4f')} |")
+    cli = rex.get("freqrex_cli") or {}
+    summ = cli.get("summary") or {}
+    if summ:
+        suff = (summ.get("sets") or {}).get("sufficient") or {}
+        cli_suff = "-" if suff.get("size") is None else "%d (%.1f%%)" % (suff["size"], 100 * suff["fraction"])
+        out.append(f"| freqrex CLI (`freqrex explain`, timed) | {fmt(cli.get('wall_seconds'), '.0f')} | "
+                   f"{summ['queries']} | - | {fmt(cli.get('peak_rss_mb'), '.0f')} | {cli_suff} | - | - |")
     if fr:
         m = fr["methods"]["freqrex"]
         suff = m.get("sufficient")
@@ -199,6 +207,17 @@ def rex_section(records: List[dict], rex: Optional[dict]) -> List[str]:
         out.append(f"| freqrex | {m['seconds']:.0f} | {m['queries']} | {m['model_seconds'] / max(m['queries'], 1):.3f} | "
                    f"{fmt(fr.get('freqrex_peak_rss_mb'), '.0f')} | {fr_suff} | "
                    f"{m['deletion_auc']:.4f} | {m['insertion_auc']:.4f} |")
+    if rows and rex.get("iterations_done"):
+        per = rex.get("search_rows", rows) / rex["iterations_done"]
+        out += ["", f"rex-xai spent about {per:.0f} search queries per iteration ({rex.get('search_rows', rows)} "
+                f"over {rex['iterations_done']}): 20 iterations would cost about {20 * per:.0f} queries. "
+                f"{100 * rex['model_seconds'] / rex['wall_seconds']:.0f}% of its wall time was inside the model."
+                if rex.get("wall_seconds") else ""]
+    if cli.get("command"):
+        out += ["", f"freqrex CLI timing: `{cli['command']}`."]
+    if fr:
+        out += ["", "The `freqrex` row is the equal-query comparison's run (the Python API, its model calls "
+                "counted); its peak memory is not measured there (same process as the peers)."]
     return out
 
 
@@ -254,6 +273,11 @@ def summary_markdown(records: List[dict], methods, rex: Optional[dict] = None) -
                   f"{100 * np.median([x['model_seconds'] / x['seconds'] for x in fr]):.0f}% inside the model; "
                   + (f"median sufficient set {100 * np.median(suff):.1f}% of the bins ({len(suff)} clips with one)."
                      if suff else "no sufficient set found.")]
+    spq = [x["model_seconds"] / x["queries"] for r in records for x in r["methods"].values() if x.get("queries")]
+    if spq:
+        lines += ["", f"Seconds per model query over these runs: median {np.median(spq):.2f} (min {min(spq):.2f}, "
+                  f"max {max(spq):.2f}); MSD_musicnn alone on an idle 2-core machine takes about 0.12 s a clip, so "
+                  "wall times above that reflect the machine's load: compare queries, not seconds."]
     lines += rex_section(records, rex)
     lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
               "Command: `python benches/peers/compare_explanations.py CLIP... --model MSD_musicnn --budget 400 "

@@ -5,7 +5,7 @@ Run from freqrex's environment; rex-xai runs in its own virtual environment
 
     python -m venv /work/rexvenv && /work/rexvenv/bin/pip install rex-xai==0.4.1 onnxruntime soundfile
     python benches/peers/rex_xai_peer.py python/freqrex/data/demo.flac --iters 20 \\
-        --out docs/results/explanation-peers-rex.json
+        --out docs/results/explanation-peers.rex.json
 
 It runs ``ReX CLIP --script benches/peers/rex_xai_script.py --mode spectral
 --iters N -c rex.toml --database rex.db`` under ``/usr/bin/time -v`` (peak
@@ -72,6 +72,31 @@ def parse_time_v(text: str) -> dict:
     return out
 
 
+def freqrex_command(clip: str, model: str, budget: int, seed: int, out: str) -> list:
+    return ["/usr/bin/time", "-v", "freqrex", "explain", os.path.abspath(clip), "--model", model,
+            "--budget", str(budget), "--cuts", "log", "--seed", str(seed), "--no-quality", "--json", "--quiet",
+            "--out", out]
+
+
+def measure_freqrex(clip: str, model: str, budget: int, seed: int, work: str) -> dict:
+    """``freqrex explain`` on the same clip under ``/usr/bin/time -v``: wall time, peak memory, queries, sets."""
+    cmd = freqrex_command(clip, model, budget, seed, os.path.join(work, "freqrex-out"))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return freqrex_record(cmd, proc.stdout, proc.stderr)
+
+
+def freqrex_record(cmd: list, stdout: str, stderr: str) -> dict:
+    rec = {"command": " ".join(cmd)}
+    rec.update(parse_time_v(stderr))
+    try:
+        summary = json.loads(stdout)
+    except ValueError:
+        rec["error"] = stderr[-2000:]
+        return rec
+    rec["summary"] = summary
+    return rec
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("clip")
@@ -84,8 +109,11 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=1800,
                     help="seconds; past them the next model call ends ReX's run (counts kept)")
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one)")
-    ap.add_argument("--out", default="docs/results/explanation-peers-rex.json")
+    ap.add_argument("--out", default="docs/results/explanation-peers.rex.json")
     ap.add_argument("--no-curves", action="store_true", help="skip the deletion/insertion curves")
+    ap.add_argument("--with-freqrex", action="store_true",
+                    help="also time `freqrex explain` on the clip (peak memory, wall time) for the table")
+    ap.add_argument("--freqrex-budget", type=int, default=400)
     args = ap.parse_args(argv)
 
     work = args.work or tempfile.mkdtemp(prefix="rexpeer-")
@@ -153,7 +181,12 @@ def main(argv=None) -> int:
             rec["sufficient_share"] = float(np.count_nonzero(suff) / resp.size)
             rec["responsibility_nonzero"] = int(np.count_nonzero(resp))
             rec["responsibility_distinct"] = int(np.unique(resp).size)
-            rec["npz"] = npz
+            import shutil
+
+            kept = os.path.splitext(args.out)[0] + ".npz"
+            os.makedirs(os.path.dirname(os.path.abspath(kept)), exist_ok=True)
+            shutil.copyfile(npz, kept)  # ReX's responsibility map and sufficient mask, beside the record
+            rec["npz"] = kept
             if not args.no_curves:
                 from freqrex import quality
                 from freqrex.io import load_audio
@@ -170,6 +203,8 @@ def main(argv=None) -> int:
             rec["db_error"] = (r.stderr or "")[-2000:]
     else:
         rec["error"] = (stderr or "")[-3000:]
+    if args.with_freqrex:
+        rec["freqrex_cli"] = measure_freqrex(args.clip, args.model, args.freqrex_budget, args.seed, work)
     from freqrex._atomic import write_text
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
