@@ -150,6 +150,8 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         art_flip(clip(), SR, BandEnergyModel(), attack="simba", budget=0)
     with pytest.raises(ValueError):
+        art_flip(clip(), SR, BandEnergyModel(), attack="simba", budget=10, refine_tol=0)
+    with pytest.raises(ValueError):
         art_flip(np.zeros((2, 10), np.float32), SR, BandEnergyModel(), attack="simba", budget=10)
 
 

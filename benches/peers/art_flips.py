@@ -379,6 +379,8 @@ def art_flip(audio, sample_rate, model, *, attack: str, budget: int, seed: int =
         raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
     if int(budget) < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
+    if not 0 < float(refine_tol) < 1:
+        raise ValueError(f"refine_tol must be in (0, 1), got {refine_tol}")
     _import_art()
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)):
@@ -406,7 +408,7 @@ def art_flip(audio, sample_rate, model, *, attack: str, budget: int, seed: int =
         if escalate_db and level_key and not stopped and not params.get(_FIXED[attack]):
             level = float(params.get(level_key, _LEVEL_DEFAULTS[attack]))
             # keep what the refinement needs: the last, failing run would otherwise take it all
-            reserve = min(counter.left, int(math.ceil(math.log2(1 / refine_tol))) if refine else 0)
+            reserve = min(counter.left, max(0, int(math.ceil(math.log2(1 / refine_tol)))) if refine else 0)
             counter.budget -= reserve
             try:
                 while counter.left > 0 and counter.best is not None:
