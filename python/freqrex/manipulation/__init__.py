@@ -17,8 +17,10 @@ The method (``change="quietest"``, the default)
 -----------------------------------------------
 ``fft``: candidates (one element and a direction: add in phase, or subtract)
 come from the strategy (:mod:`freqrex.manipulation.candidates`; ``causal``
-reads the explanation's per-class responsibility maps: strengthen where
-another class's evidence lies, weaken where the original's lies).  Each is
+changes where the explanation puts the decision's evidence: the target's
+responsible parts and, from ReX's per-class maps, the parts whose removal
+lets another class win; their loudest bins are attenuated and tones are
+added inside them).  Each is
 tried at the SNR level that would beat the quietest flip so far, and every
 flip is pushed to its quietest level by a 1-D search on the model's score
 gap; with ``k > 1`` the candidates that came closest are combined

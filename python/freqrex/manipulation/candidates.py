@@ -9,18 +9,19 @@ the quietest size that flips (:mod:`freqrex.manipulation.search`).
 Strategies
 ----------
 ``"causal"`` (freqrex)
-    From the explanation of the clip.  ReX keeps one responsibility map per
-    class the mutants land on (``Explanation.class_responsibility``): the
-    parts whose presence alone makes another class win hold that class's
-    evidence, so *adding* energy there pushes the decision towards it; the
-    parts responsible for the original class (its map, the
-    sufficient-and-necessary set) hold the evidence to *weaken*.  Candidates
-    alternate between the two, most responsible part first: for a part of
-    another class's map, a tone at its log-frequency centre and its loudest
-    bin amplified; for a part of the original class's map, its loudest bin
-    attenuated.  After them comes the tone grid of ``"tone_scan"``, ordered by
-    the other classes' responsibility minus the original's at each grid
-    point, so the causal strategy never has fewer places to look than the scan.
+    From the explanation of the clip.  The target's responsibility map says
+    where the evidence for the decision lies; ReX's per-class maps
+    (``Explanation.class_responsibility``) say which parts, removed, let
+    another class win: the evidence that stands between the decision and its
+    runner-up.  A flip changes exactly there: for each responsible part, most
+    responsible first (the runner-up's parts, the original class's parts and
+    the sufficient-and-necessary set, interleaved), its loudest bin
+    attenuated (weaken the evidence) and a tone added inside it, at its
+    log-frequency centre and, for wide parts, at log-spaced points across it
+    (corrupt the evidence's pattern: a model reading a band's shape is
+    thrown by a foreign partial in it).  After them comes the tone grid of
+    ``"tone_scan"``, most responsible grid points first, so the causal
+    strategy never has fewer places to look than the scan.
 ``"tone_scan"``
     One added tone at log-spaced frequencies (64, then the midpoints, ...).
 ``"magnitude"``
@@ -102,6 +103,17 @@ def _tone_scan(band: Tuple[int, int], n_bins: int) -> Iterator[Change]:
                 yield Change.of([(int(b), 1)], "tone-scan")
 
 
+def _part_changes(s: int, e: int, mag: np.ndarray, origin: str, points: int) -> List[Change]:
+    """Changes inside one responsible part: its loudest bin attenuated, tones across it."""
+    out = [Change.of([(s + int(np.argmax(mag[s:e])), -1)], origin + "-attenuate")]
+    lo, hi = max(s, 1), max(e - 1, 1)
+    n = 1 if hi <= lo * 1.05 else points
+    pos = [np.sqrt(lo * hi)] if n == 1 else np.geomspace(lo, hi, n + 2)[1:-1]
+    for f in pos:
+        out.append(Change.of([(int(round(f)), 1)], origin + "-tone"))
+    return out
+
+
 def _causal(explanation: Any, mag: np.ndarray, band: Tuple[int, int], n_bins: int) -> Iterator[Change]:
     b0, b1 = band
     resp = np.asarray(explanation.responsibility, dtype=np.float64).reshape(-1)
@@ -109,27 +121,20 @@ def _causal(explanation: Any, mag: np.ndarray, band: Tuple[int, int], n_bins: in
         int(c): np.asarray(m, dtype=np.float64).reshape(-1)
         for c, m in (getattr(explanation, "class_responsibility", None) or {}).items()
     }
-    # other classes, the one with most responsibility mass first
-    others = sorted(maps, key=lambda c: (-float(maps[c][b0:b1].sum()), c))
-    other_total = sum((maps[c] for c in others), np.zeros_like(resp))
-    add: List[Change] = []
+    runner = getattr(explanation, "runner_up", None)
+    # the runner-up first, then the other classes by responsibility mass
+    others = sorted(maps, key=lambda c: (c != runner, -float(maps[c][b0:b1].sum()), c))
+    streams: List[List[Change]] = []
     for c in others:
-        for s, e, _ in parts_of(maps[c], b0, b1)[:16]:
-            centre = int(round(np.sqrt(max(s, 1) * max(e - 1, 1))))
-            loud = s + int(np.argmax(mag[s:e]))
-            add.append(Change.of([(centre, 1)], f"class-{c}-tone"))
-            if loud != centre:
-                add.append(Change.of([(loud, 1)], f"class-{c}-amplify"))
-    sub: List[Change] = []
+        streams.append([ch for s, e, _ in parts_of(maps[c], b0, b1)[:16]
+                        for ch in _part_changes(s, e, mag, f"class-{c}", 3)])
+    streams.append([ch for s, e, _ in parts_of(resp, b0, b1)[:16] for ch in _part_changes(s, e, mag, "target", 3)])
     first = getattr(explanation, "sufficient_necessary", None)
     if first is None:
         first = getattr(explanation, "sufficient", None)
     if first is not None:
         idx = np.flatnonzero(np.asarray(first, dtype=bool).reshape(-1)[b0:b1]) + b0
-        for b in idx[np.lexsort((idx, -mag[idx]))][:8]:
-            sub.append(Change.of([(int(b), -1)], "necessary-attenuate"))
-    for s, e, _ in parts_of(resp, b0, b1)[:16]:
-        sub.append(Change.of([(s + int(np.argmax(mag[s:e])), -1)], "target-attenuate"))
+        streams.append([Change.of([(int(b), -1)], "necessary-attenuate") for b in idx[np.lexsort((idx, -mag[idx]))][:8]])
     seen = set()
 
     def fresh(ch: Change) -> bool:
@@ -139,12 +144,12 @@ def _causal(explanation: Any, mag: np.ndarray, band: Tuple[int, int], n_bins: in
         seen.add(key)
         return True
 
-    for i in range(max(len(add), len(sub))):
-        for lst in (add, sub):
-            if i < len(lst) and fresh(lst[i]):
-                yield lst[i]
-    # then the tone grid, level by level, where the other classes' evidence outweighs the target's
-    score = other_total - resp
+    for i in range(max((len(st) for st in streams), default=0)):
+        for st in streams:
+            if i < len(st) and fresh(st[i]):
+                yield st[i]
+    # then the tone grid, level by level, most responsible points first (any class's map)
+    score = resp + sum((maps[c] for c in others), np.zeros_like(resp))
     for level in range(0, 12):
         g = _grid(band, n_bins, level)
         for b in g[np.lexsort((g, -score[g]))]:

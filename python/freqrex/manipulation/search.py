@@ -29,9 +29,9 @@ the threshold (:meth:`SpectralClip.envelope`), in phase (+) or in anti-phase
 bands, then bands over 8 and 32 time segments): a tile's cells are set to
 their bound in one direction, kept if the score gap shrinks, else the other
 direction is tried.  Tiles are visited in the order of the ``stft``
-explanation (``causal``: the original class's responsibility and the other
-classes' maps summed over the tile), by energy (``magnitude``), on the log
-grid (``tone_scan``), or at random.  Resynthesis spreads a cell's change into
+explanation (``causal``: the original class's responsibility plus the other
+classes' maps, i.e. the parts whose removal lets another class win, summed
+over the tile; weakened first), by energy (``magnitude``), or at random.  Resynthesis spreads a cell's change into
 its neighbours, so before a candidate is scored its difference is re-analysed
 and every frame over the threshold has its cells scaled down until every
 frame is under it: every scored clip, the flip included, is inaudible by the
@@ -343,10 +343,9 @@ def _order_tiles(tiles, strategy: str, clip: SpectralClip, explanation: Any, see
     items = []
     for t in tiles:
         a, b, c, d = t
-        own = float(resp[a:b, c:d].sum())
-        oth = float(other[a:b, c:d].sum())
-        # the other classes' evidence is strengthened, the original's weakened
-        items.append((-(own + oth), t, 1 if oth > own else -1))
+        # the evidence of the decision (the target's map, and the parts whose removal lets another class
+        # win) is weakened first (anti-phase); the other direction is tried next
+        items.append((-float(resp[a:b, c:d].sum() + other[a:b, c:d].sum()), t, -1))
     items.sort(key=lambda v: v[0])
     return [(t, s) for _, t, s in items]
 
