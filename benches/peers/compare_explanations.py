@@ -214,14 +214,20 @@ def rex_section(records: List[dict], rex: Optional[dict]) -> List[str]:
                 f"{100 * rex['model_seconds'] / rex['wall_seconds']:.0f}% of its wall time was inside the model."
                 if rex.get("wall_seconds") else ""]
     if cli.get("command"):
-        out += ["", f"freqrex CLI timing: `{cli['command']}`."]
+        out += ["", f"freqrex CLI timing: `{cli['command']}`" + (f" ({cli['note']})." if cli.get("note") else ".")]
     if fr:
         out += ["", "The `freqrex` row is the equal-query comparison's run (the Python API, its model calls "
                 "counted); its peak memory is not measured there (same process as the peers)."]
     return out
 
 
-def summary_markdown(records: List[dict], methods, rex: Optional[dict] = None) -> str:
+def load_notes(out: str) -> str:
+    """Hand-written notes on the runs (``<out>.notes.md``), appended to the summary."""
+    path = os.path.splitext(out)[0] + ".notes.md"
+    return open(path).read().strip() if os.path.exists(path) else ""
+
+
+def summary_markdown(records: List[dict], methods, rex: Optional[dict] = None, notes: str = "") -> str:
     if not records:
         return "# Explanation rankings at equal queries\n\nNo clips yet.\n"
     model = sorted({r["model"] for r in records})
@@ -279,6 +285,8 @@ def summary_markdown(records: List[dict], methods, rex: Optional[dict] = None) -
                   f"max {max(spq):.2f}); MSD_musicnn alone on an idle 2-core machine takes about 0.12 s a clip, so "
                   "wall times above that reflect the machine's load: compare queries, not seconds."]
     lines += rex_section(records, rex)
+    if notes:
+        lines += ["", "## Notes", "", notes]
     lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
               "Command: `python benches/peers/compare_explanations.py CLIP... --model MSD_musicnn --budget 400 "
               "--out docs/results/explanation-peers.jsonl`.", ""]
@@ -325,8 +333,8 @@ def main(argv=None) -> int:
         records.append(rec)
         done.add(key)
         write_records(args.out, records)
-        write_text(summary, summary_markdown(records, methods, load_rex(args.out)))
-    write_text(summary, summary_markdown(records, methods, load_rex(args.out)))
+        write_text(summary, summary_markdown(records, methods, load_rex(args.out), load_notes(args.out)))
+    write_text(summary, summary_markdown(records, methods, load_rex(args.out), load_notes(args.out)))
     return 0
 
 
