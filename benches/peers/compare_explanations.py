@@ -210,9 +210,12 @@ def rex_section(records: List[dict], rex: Optional[dict]) -> List[str]:
     if rows and rex.get("iterations_done"):
         per = rex.get("search_rows", rows) / rex["iterations_done"]
         out += ["", f"rex-xai spent about {per:.0f} search queries per iteration ({rex.get('search_rows', rows)} "
-                f"over {rex['iterations_done']}): 20 iterations would cost about {20 * per:.0f} queries. "
+                f"over {rex['iterations_done']}; extraction {rex.get('extraction_rows', '?')}): 20 iterations "
+                f"would cost about {20 * per:.0f} search queries. "
                 f"{100 * rex['model_seconds'] / rex['wall_seconds']:.0f}% of its wall time was inside the model."
                 if rex.get("wall_seconds") else ""]
+        if rex.get("rows_split_note"):
+            out += ["", f"Split of rex-xai's queries: {rex['rows_split_note']}."]
     if cli.get("command"):
         out += ["", f"freqrex CLI timing: `{cli['command']}`" + (f" ({cli['note']})." if cli.get("note") else ".")]
     if fr:

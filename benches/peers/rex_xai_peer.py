@@ -11,7 +11,8 @@ It runs ``ReX CLIP --script benches/peers/rex_xai_script.py --mode spectral
 --iters N -c rex.toml --database rex.db`` under ``/usr/bin/time -v`` (peak
 resident memory, wall time), with the config ``[rex] gpu = false,
 batch_size = 16`` (extraction mutants per model call; the spectral search
-scores one mutant per call whatever it is) and ``[explanation] chunk_size``
+scores one mutant per call whatever it is; in the runs recorded the extraction
+also sent one mutant per call) and ``[explanation] chunk_size``
 (bins added per extraction step: ReX's default of 10 bins would take up to
 24,000 steps over 240,001 bins). The script counts every model call and
 every waveform scored. The driver then reads ReX's responsibility map and
@@ -154,8 +155,11 @@ def main(argv=None) -> int:
             st = json.load(fh)
         rec.update(model_calls=st["calls"], model_rows=st["rows"], model_seconds=st["model_seconds"],
                    target=st["target"], target_score=st["target_score"], stopped=st.get("stopped"),
-                   search_rows=st.get("search_rows", st["rows"]),
-                   extraction_started_seconds=st.get("extraction_started"))
+                   rows_by_caller=st.get("rows_by_caller"))
+        by = st.get("rows_by_caller") or {}
+        if by:
+            rec["search_rows"] = by.get("causal_explanation", 0)
+            rec["extraction_rows"] = sum(v for k, v in by.items() if k not in ("causal_explanation", "predict_target"))
     # ReX's progress bars: iterations of the search ("k/N"), then extraction steps
     lines = (stdout + "\n" + stderr).replace("\r", "\n").splitlines()
     its = [re.search(r"\| *(\d+)/(\d+) \[", ln) for ln in lines if "Extracting" not in ln]

@@ -12,8 +12,9 @@ mutant removes it. ReX decides on the top-1 class and its score.
 The model is freqrex's own musicnn port (ONNX on onnxruntime), imported from
 the checkout's ``python/`` directory without importing the Rust core (it
 imports under numpy 1.26). Every call is counted (calls = ``prediction_function``
-invocations, rows = waveforms scored; the search scores one waveform a call,
-the extraction batches) and written as JSON to ``$REX_PEER_STATS`` at exit.
+invocations, rows = waveforms scored, and rows by the ReX function that asked:
+``causal_explanation`` is the search, ``predict_target`` the original, the
+others the extraction) and written as JSON to ``$REX_PEER_STATS`` at exit.
 Past ``$REX_PEER_DEADLINE`` (epoch seconds) the next model call ends the run
 (``SystemExit``), so a run that is too long still reports its counts.
 
@@ -100,14 +101,19 @@ def _scores(mutants) -> np.ndarray:
     STATE["model_seconds"] += time.perf_counter() - t
     STATE["calls"] += 1
     STATE["rows"] += waves.shape[0]
-    # the spectral search scores one mutant per call; the extraction batches (batch_size > 1)
-    if waves.shape[0] > 1 and STATE.get("extraction_started") is None:
-        STATE["extraction_started"] = time.time() - STATE["start"]
-        STATE["search_rows"] = STATE["rows"] - waves.shape[0]
     return s
 
 
 def prediction_function(mutants, target=None, raw=False, binary_threshold=None):
+    # which part of ReX asks: causal_explanation (the search), predict_target (the original),
+    # the Explanation methods (extraction), Evaluation (analysis)
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_name.startswith("<"):  # list comprehensions
+        frame = frame.f_back
+    caller = frame.f_code.co_name if frame is not None else "?"
+    by = STATE.setdefault("rows_by_caller", {})
+    rows = int(np.prod(mutants.shape[:-1])) if hasattr(mutants, "shape") else 1
+    by[caller] = by.get(caller, 0) + rows
     s = _scores(mutants)
     if raw:
         return tt.from_numpy(s)
