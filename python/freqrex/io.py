@@ -286,9 +286,9 @@ def save_wav(
 def demo_clip(*, sample_rate: Optional[int] = None) -> Tuple[np.ndarray, int]:
     """Load the demo clip shipped with freqrex.
 
-    A 30 s excerpt of "happy_acoustic_1" from the MIT-licensed PyPI package
-    ``immich-memories-music`` 0.1.0 (generated music: acoustic, 110 bpm,
-    E major), mixed to mono and resampled to 16 kHz; see
+    A 30 s excerpt of "nostalgic_electronic_s411" from the MIT-licensed PyPI
+    package ``immich-memories-music`` 0.1.0 (generated music: electronic,
+    84 bpm, G minor), mixed to mono and resampled to 16 kHz; see
     ``freqrex/data/DEMO-ATTRIBUTION.txt``.
 
     Parameters
