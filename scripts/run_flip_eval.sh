@@ -6,5 +6,5 @@ out=$1; shift
 models=()
 for m in "$@"; do models+=(--model "$m"); done
 exec freqrex evaluate $(cat /tmp/freqrex-corpus/order.txt) "${models[@]}" --out "$out" \
-  --budget 400 --iterations 4 --flip-budget 100 --ks 1,5 --stft-budget 400 --stft-flip-budget 100 \
+  --budget 400 --iterations 8 --flip-budget 100 --ks 1,5 --stft-budget 400 --stft-flip-budget 100 \
   --cuts log --seed 0 --quiet

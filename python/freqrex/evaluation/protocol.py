@@ -90,7 +90,7 @@ class EvalOptions:
     min_snr_db: float = 0.0
     max_snr_db: float = 60.0
     tol_db: float = 0.5
-    masking_safety_db: float = 1.0
+    masking_safety_db: float = 3.0
     stft: bool = True
     stft_explain_budget: int = 400
     stft_explain_iterations: int = 4

@@ -98,7 +98,7 @@ def flip(
     min_snr_db: float = 0.0,
     max_snr_db: float = 60.0,
     tol_db: float = 0.5,
-    masking_safety_db: float = 1.0,
+    masking_safety_db: float = 3.0,
     max_gain_db: float = 20.0,
     max_phase: float = math.pi,
     candidates: Optional[int] = None,
@@ -147,7 +147,7 @@ def flip(
         The loudest change allowed, and the quietest worth finding (``fft``).
     tol_db : float, default 0.5
         Resolution of the amplitude search.
-    masking_safety_db : float, default 1
+    masking_safety_db : float, default 3
         ``stft``: cells are bounded this many dB under the masking threshold.
     max_gain_db, max_phase, candidates, minimize, margin_safety_db
         Fixed changes only: gain (dB), rotation (rad), candidates considered,

@@ -118,9 +118,21 @@ class SpectralClip:
 
     def envelope(self, safety_db: float) -> np.ndarray:
         """``stft``: the largest difference magnitude per cell whose PSD stays
-        ``safety_db`` under the original's masking threshold."""
+        ``safety_db`` under the original's masking threshold.
+
+        Overlap-add spreads a cell's change over the frames its window
+        overlaps and, through the window's main lobe, over neighbouring bins;
+        a change at a loud cell would leak above the threshold of a quiet
+        neighbour (pre-echo before an onset).  So each cell's bound is the
+        smallest bound over those neighbours (a minimum filter over
+        ``2 n_fft / hop - 1`` frames and 5 bins).
+        """
+        from scipy.ndimage import minimum_filter
+
         m = self.mask
-        return self.n_fft * 10.0 ** ((m.threshold_db - m.offset_db - safety_db) / 20.0)
+        bound = self.n_fft * 10.0 ** ((m.threshold_db - m.offset_db - safety_db) / 20.0)
+        frames = 2 * max(self.n_fft // self.hop, 1) - 1
+        return minimum_filter(bound, size=(frames, 5), mode="nearest")
 
     # ------------------------------------------------------------------ differences
     def fixed_delta(self, flat: np.ndarray, kind: str, gain_db: float, phase: float) -> np.ndarray:

@@ -374,7 +374,7 @@ def masked_flip(
         spec = state.spec.copy()
         spec[a:b, c:d] = sign * env[a:b, c:d] * unit[a:b, c:d]
         lo, hi = max(a - reach, 0), min(b + reach, clip.n_frames)
-        for _ in range(4):
+        for _ in range(6):
             sub = spec[lo:hi] - state.spec[lo:hi]
             padded = state.padded + clip.synthesize_frames(sub, lo)
             delta = clip.finish_overlap_add(padded)
@@ -385,7 +385,7 @@ def masked_flip(
             # scale the cells of every frame near a frame over the threshold
             factor = np.ones(clip.n_frames)
             for t in bad:
-                f = 10.0 ** ((m[t] - 0.5) / 20.0)
+                f = 10.0 ** ((m[t] - 1.0) / 20.0)
                 s0, s1 = max(t - reach, 0), min(t + reach + 1, clip.n_frames)
                 factor[s0:s1] = np.minimum(factor[s0:s1], f)
             spec = spec * factor[:, None]
