@@ -17,6 +17,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models import OTHER_MODELS
     from ..models.musicnn import DATA_DIR, NAMES, SAMPLE_RATE
 
     with open(os.path.join(DATA_DIR, "musicnn_tags.json")) as fh:
@@ -35,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
         }
         for name in NAMES
     ]
+    rows += [{"name": name, **info} for name, info in OTHER_MODELS.items()]
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     for r in rows:
         default = " (default)" if r["name"] == "MSD_musicnn" else ""
-        print(f"{r['name']}{default}: {r['description']}; {len(r['classes'])} tags at {r['sample_rate']} Hz")
+        print(f"{r['name']}{default}: {r['description']}; {len(r['classes'])} classes at {r['sample_rate']} Hz")
         print("    " + ", ".join(r["classes"]))
     return 0
