@@ -62,7 +62,7 @@ class ToneTrigger:
         self.thr = e * N / 2 + band_energy(x[None], *band)[0]  # |X_b|^2 of a tone of that energy, plus what is there
 
     def __call__(self, waves):
-        z = np.clip(8 * np.log(band_energy(waves, *self.band) / self.thr), -30, 30)
+        z = np.clip(8 * np.log(band_energy(waves, *self.band) / self.thr + 1e-300), -30, 30)
         p = 1 / (1 + np.exp(-z))
         return np.stack([1 - p, p], 1)
 
@@ -78,7 +78,7 @@ class BandKeeper:
 
     def __call__(self, waves):
         m = np.abs(np.fft.rfft(np.asarray(waves, dtype=np.float64), axis=1)[:, 1000])
-        z = np.clip(40 * np.log(m / self.thr), -30, 30)
+        z = np.clip(40 * np.log(m / self.thr + 1e-300), -30, 30)
         p = 1 / (1 + np.exp(-z))
         return np.stack([1 - p, p], 1)
 
