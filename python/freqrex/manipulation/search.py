@@ -66,6 +66,7 @@ class Attempt:
     wave: np.ndarray
     delta: np.ndarray
     amplitude: float
+    search: "LevelSearch"
 
     @property
     def flipped(self) -> bool:
@@ -90,36 +91,27 @@ class LevelSearch:
             return 0.0
         return math.sqrt(self.clip.energy / (10.0 ** (level_db / 10.0) * self.unit_energy))
 
+    def perturbed(self, level_db: float) -> Tuple[np.ndarray, np.ndarray, float]:
+        """The perturbed clip (float32), its difference and the element amplitude at a level."""
+        a = self.amplitude(level_db)
+        d = a * self.unit
+        return (self.clip.x + d).astype(np.float32), d, a
+
     def attempts(self, levels: Sequence[float]) -> List[Attempt]:
-        waves, deltas, amps, keys = [], [], [], []
-        for level in levels:
-            a = self.amplitude(level)
-            d = a * self.unit
-            w = (self.clip.x + d).astype(np.float32)
-            waves.append(w)
-            deltas.append(d)
-            amps.append(a)
-            keys.append(wave_key(("flip-wave",), w))
-        rows = self.oracle.scores(waves, keys)
-        return [Attempt(self.change, float(lv), r, self.oracle.gap(r), w, d, a)
-                for lv, r, w, d, a in zip(levels, rows, waves, deltas, amps)]
+        return _score(self.oracle, [(self, float(level)) for level in levels])
+
+
+def _score(oracle: Oracle, items: Sequence[Tuple["LevelSearch", float]]) -> List[Attempt]:
+    """Score (change, level) pairs in one batch: one query each."""
+    made = [s.perturbed(level) for s, level in items]
+    rows = oracle.scores([w for w, _, _ in made], [wave_key(("flip-wave",), w) for w, _, _ in made])
+    return [Attempt(s.change, level, r, oracle.gap(r), w, d, a, s)
+            for (s, level), r, (w, d, a) in zip(items, rows, made)]
 
 
 def _attempt_round(clip: SpectralClip, oracle: Oracle, changes: Sequence[Change], level: float) -> List[Attempt]:
-    """Score several changes at one level: one query each."""
-    searches = [LevelSearch(clip, oracle, ch) for ch in changes]
-    waves, deltas, amps, keys = [], [], [], []
-    for s in searches:
-        a = s.amplitude(level)
-        d = a * s.unit
-        w = (clip.x + d).astype(np.float32)
-        waves.append(w)
-        deltas.append(d)
-        amps.append(a)
-        keys.append(wave_key(("flip-wave",), w))
-    rows = oracle.scores(waves, keys)
-    return [Attempt(s.change, level, r, oracle.gap(r), w, d, a)
-            for s, r, w, d, a in zip(searches, rows, waves, deltas, amps)]
+    """Score several changes at one level: one query each, one batch."""
+    return _score(oracle, [(LevelSearch(clip, oracle, ch), level) for ch in changes])
 
 
 def quietest_level(
@@ -138,7 +130,7 @@ def quietest_level(
     level to ``tol_db``; otherwise a level that flips, never a louder one than
     ``flip``.
     """
-    search = LevelSearch(clip, oracle, flip.change)
+    search = flip.search
     lo = flip  # flips (louder)
     hi = quiet
     if hi is None:
@@ -219,7 +211,7 @@ def quietest_flip(
             loud_tested.add(key)
             if oracle.remaining < 1 or min_db >= a.level_db:
                 return
-            loud = LevelSearch(clip, oracle, a.change).attempts([min_db])[0]
+            loud = a.search.attempts([min_db])[0]
             consider(loud)
             if loud.flipped:
                 q = quietest_level(clip, oracle, loud, max_db=max_db, tol_db=tol_db, quiet=a)
@@ -279,7 +271,7 @@ def quietest_flip(
             a = LevelSearch(clip, oracle, combo).attempts([level])[0]
             consider(a)
             if not a.flipped and best is None and oracle.remaining > 0 and min_db < level:
-                loud = LevelSearch(clip, oracle, combo).attempts([min_db])[0]
+                loud = a.search.attempts([min_db])[0]
                 consider(loud)
                 if loud.flipped:
                     q = quietest_level(clip, oracle, loud, max_db=max_db, tol_db=tol_db, quiet=a)
