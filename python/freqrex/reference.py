@@ -218,7 +218,7 @@ class Engine:
     def __init__(self, space, target, target_score, *, band, n_parts=4, min_part=2, max_depth=16,
                  iterations=20, budget=2000, seed=0, cuts="uniform", rule="minimal", threshold=None,
                  extraction_batch=2, tol=0.01, alternatives=4, class_maps=5, max_queries=None,
-                 magnitude=None):
+                 magnitude=None, responsibility=None):
         self.space = space
         self.n_frames, self.n_bins = space.shape
         b0, b1 = band
@@ -242,6 +242,13 @@ class Engine:
         self.n_iterations, self.budget, self.cuts, self.rule = iterations, budget, cuts, rule
         self.threshold, self.batch, self.tol = threshold, extraction_batch, tol
         self.max_alternatives = alternatives
+        self._given: Optional[np.ndarray] = None
+        if responsibility is not None:  # ranked by a map computed elsewhere: no search
+            given = np.asarray(responsibility, dtype=np.float64)
+            if given.size != self.n_frames * self.n_bins or not np.all(np.isfinite(given)):
+                raise ParameterError("responsibility must be finite, one value per cell")
+            self._given = given.reshape(self.n_frames, self.n_bins)
+            iterations = 0
         self.iterations = [_Iteration(SplitMix64.for_iteration(seed, i), self.region) for i in range(iterations)]
         self.ids: Dict[tuple, int] = {}
         self.outcomes: List[Optional[Tuple[int, float]]] = []
@@ -450,7 +457,10 @@ class Engine:
         return dict(sorted(counts.items()))
 
     def _start_extraction(self) -> None:
-        self._responsibility = self._average(it.leaves for it in self.iterations)
+        if self._given is not None:
+            self._responsibility = self._given.copy()
+        else:
+            self._responsibility = self._average(it.leaves for it in self.iterations)
         chosen = sorted(self.class_counts().items(), key=lambda kv: (-kv[1], kv[0]))[: self.n_class_maps]
         self._class_maps = {c: self._average(it.class_leaves.get(c, []) for it in self.iterations) for c, _ in chosen}
         t0, t1, f0, f1 = self.region

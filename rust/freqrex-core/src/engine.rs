@@ -33,6 +33,9 @@ pub struct Engine {
     max_queries: Option<u64>,
     search_budget: u64,
     class_maps: Vec<(usize, Vec<f64>)>,
+    /// A responsibility map computed elsewhere: the search is skipped and
+    /// the extraction ranks by it.
+    given: Option<Vec<f64>>,
     phase: Phase,
 }
 
@@ -187,6 +190,7 @@ impl Engine {
             max_queries,
             search_budget,
             class_maps: Vec::new(),
+            given: None,
             phase: Phase::Search,
         })
     }
@@ -205,6 +209,29 @@ impl Engine {
             return param("magnitude must be finite");
         }
         self.magnitude = Some(magnitude);
+        Ok(())
+    }
+
+    /// Rank by this responsibility map (one finite value per cell,
+    /// frame-major) instead of running the search: the engine goes straight
+    /// to the extraction. Call before the first `ask`.
+    pub fn set_responsibility(&mut self, responsibility: Vec<f64>) -> Result<()> {
+        if responsibility.len() != self.n_frames * self.n_bins {
+            return param(format!(
+                "responsibility has {} values for {} cells",
+                responsibility.len(),
+                self.n_frames * self.n_bins
+            ));
+        }
+        if responsibility.iter().any(|v| !v.is_finite()) {
+            return param("responsibility must be finite");
+        }
+        if self.phase != Phase::Search || self.search.stats().queries > 0 {
+            return Err(CoreError::Protocol(
+                "a responsibility map must be given before the search starts".into(),
+            ));
+        }
+        self.given = Some(responsibility);
         Ok(())
     }
 
@@ -293,7 +320,11 @@ impl Engine {
         loop {
             match self.phase {
                 Phase::Search => {
-                    let batch = self.search.ask(max)?;
+                    let batch = if self.given.is_some() {
+                        Vec::new()
+                    } else {
+                        self.search.ask(max)?
+                    };
                     if !batch.is_empty() {
                         return Ok(batch
                             .into_iter()
@@ -310,8 +341,12 @@ impl Engine {
                             })
                             .collect());
                     }
-                    self.responsibility = self.search.responsibility();
-                    self.class_maps = self.search.class_responsibility();
+                    if let Some(given) = self.given.take() {
+                        self.responsibility = given;
+                    } else {
+                        self.responsibility = self.search.responsibility();
+                        self.class_maps = self.search.class_responsibility();
+                    }
                     self.ranking = rank_by(
                         &self.responsibility,
                         self.magnitude.as_deref(),

@@ -261,3 +261,51 @@ fn max_queries_bounds_original_search_and_extraction() {
     )
     .is_err());
 }
+
+#[test]
+fn a_given_responsibility_map_skips_the_search_and_ranks_the_extraction() {
+    let x = clip();
+    let space = FrequencySpace::fft(x.view(), 0.0).unwrap();
+    let orig = model(x.as_slice().unwrap());
+    let target = outcome(&orig, 1).unwrap();
+    let n = space.n_bins();
+    let opts = SearchOptions {
+        budget: 0,
+        ..Default::default()
+    };
+    let mut engine = Engine::new(
+        opts,
+        ExtractOptions::default(),
+        1,
+        n,
+        (0, n),
+        1,
+        target.score,
+    )
+    .unwrap();
+    let mut given = vec![0.0; n];
+    given[500] = 1.0;
+    given[1200] = 0.5;
+    assert!(engine.set_responsibility(vec![0.0; 3]).is_err());
+    engine.set_responsibility(given.clone()).unwrap();
+    let mut calls = 0;
+    loop {
+        let masks = engine.ask(8).unwrap();
+        if masks.is_empty() {
+            break;
+        }
+        let waves = space.synthesize_batch(&masks).unwrap();
+        let outs: Vec<_> = waves
+            .outer_iter()
+            .map(|w| outcome(&model(w.as_slice().unwrap()), 1).unwrap())
+            .collect();
+        calls += outs.len();
+        engine.tell(&outs).unwrap();
+    }
+    assert_eq!(engine.search_stats().queries, 0);
+    assert!(calls > 0);
+    assert_eq!(engine.responsibility(), &given[..]);
+    assert_eq!(&engine.ranking()[..2], &[500, 1200]);
+    assert_eq!(engine.sets().unwrap().sufficient, Some(1));
+    assert!(engine.set_responsibility(given).is_err());
+}

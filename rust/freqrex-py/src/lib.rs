@@ -203,7 +203,7 @@ impl Engine {
     #[pyo3(signature = (space, target, target_score, *, band, n_parts = 4, min_part = 2, max_depth = 16,
         iterations = 20, budget = 2000, seed = 0, cuts = "uniform", rule = "minimal", threshold = None,
         extraction_batch = 2, tol = 0.01, alternatives = 4, class_maps = 5, max_queries = None,
-        magnitude = None))]
+        magnitude = None, responsibility = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -226,10 +226,18 @@ impl Engine {
         class_maps: u32,
         max_queries: Option<u64>,
         magnitude: Option<PyReadonlyArray2<'_, f64>>,
+        responsibility: Option<PyReadonlyArray2<'_, f64>>,
     ) -> PyResult<Self> {
+        let responsibility: Option<Vec<f64>> =
+            responsibility.map(|r| r.as_array().iter().copied().collect());
         let magnitude: Vec<f64> = match magnitude {
             Some(m) => m.as_array().iter().copied().collect(),
-            None => space.inner.coefficients().iter().map(|c| c.norm()).collect(),
+            None => space
+                .inner
+                .coefficients()
+                .iter()
+                .map(|c| c.norm())
+                .collect(),
         };
         let build = || -> core::Result<core::Engine> {
             let search = core::SearchOptions {
@@ -262,6 +270,9 @@ impl Engine {
                 max_queries,
             )?;
             engine.set_magnitude(magnitude)?;
+            if let Some(r) = responsibility {
+                engine.set_responsibility(r)?;
+            }
             Ok(engine)
         };
         let inner = build().map_err(|e| to_py(py, e))?;
