@@ -10,8 +10,11 @@ the report or the CLI.
 rFFT bins (``space="fft"``), or STFT cells under the masking threshold
 (``space="stft"``), that moves the model's top-1 class away from the original
 (or onto ``target``), and makes it as quiet as it can within an exact query
-budget.  Audibility is the objective: every result reports ``snr_db``,
-``db_x`` and the psychoacoustic margin (``margin_db``, ``inaudible``).
+budget.  Audibility is the objective: every result reports ``snr_db``, the
+quietest frame's SNR, ``db_x``, and the share of cells over (and the largest
+excess above) freqrex's masking threshold and ART 1.20.1's, the independent
+check (:mod:`freqrex.signal.audibility`); ``inaudible`` means under both in
+every cell.
 
 The method (``change="quietest"``, the default)
 -----------------------------------------------
@@ -43,6 +46,7 @@ import numpy as np
 from .. import psychoacoustic as pa
 from .._checks import call_model, check_audio, check_sample_rate
 from ..errors import ParameterError
+from ..models import as_model
 from ..options import make_options
 from .candidates import STRATEGIES, Change, fft_candidates
 from .fixed import fixed_flip, ranked_elements
@@ -220,6 +224,7 @@ def flip(
     if space == "stft":
         opts = make_options(space="stft", n_fft=n_fft, hop_length=hop_length)
         n_fft, hop_length = opts.n_fft, opts.hop_length
+    model = as_model(model)  # HF models, pipelines, torch modules, paths -> a freqrex Model
     x = check_audio(audio)
     sr = check_sample_rate(sample_rate)
     model_rate = getattr(model, "sample_rate", None)
@@ -345,11 +350,9 @@ def flip(
 
     frames, bins = np.divmod(flat, clip.n_bins)
     freqs = bins * (sr / clip.n_fft)
-    if np.any(delta):
-        margins, inaudible = pa.perturbation_margin_db(x, y, sr, n_fft=n_fft, hop_length=hop_length)
-        margin: Optional[float] = float(np.min(margins)) if margins.size else math.inf
-    else:
-        inaudible, margin = True, math.inf
+    heard = pa.audibility(x, y, sr, n_fft=n_fft, hop_length=hop_length)
+    excesses = [v for v in (heard["max_excess_db"], heard["art_max_excess_db"]) if v is not None]
+    margin: Optional[float] = -max(excesses)
     names = getattr(model, "class_names", None)
 
     def name(i: int) -> Optional[str]:
@@ -357,6 +360,14 @@ def flip(
 
     new_class = int(np.argmax(scores))
     actual = y.astype(np.float64) - clip.x
+    scores = np.asarray(scores, dtype=np.float64)
+    if target is not None:
+        closest_class = target
+        closest_margin = float(scores[target] - np.max(np.delete(scores, target)))
+    else:
+        others = np.delete(np.arange(n_classes), orig_class)
+        closest_class = int(others[np.argmax(scores[others])])
+        closest_margin = float(scores[closest_class] - scores[orig_class])
     return FlipResult(
         success=bool(success),
         strategy=strategy,
@@ -381,8 +392,17 @@ def flip(
         audio=y,
         snr_db=pa.snr_db(x, y),
         db_x=db_x(clip.x, actual),
-        inaudible=bool(inaudible),
+        inaudible=bool(heard["inaudible"]),
         margin_db=margin,
+        quietest_frame_snr_db=heard["quietest_frame_snr_db"],
+        over_threshold_share=heard["over_threshold_share"],
+        max_excess_db=heard["max_excess_db"],
+        art_over_threshold_share=heard["art_over_threshold_share"],
+        art_max_excess_db=heard["art_max_excess_db"],
+        louder_than_clip_share=heard["louder_than_clip_share"],
+        closest_margin=closest_margin,
+        closest_class=closest_class,
+        closest_name=name(closest_class),
         queries=explanation_queries + original_queries + oracle.used,
         flip_queries=oracle.used,
         explanation_queries=explanation_queries,

@@ -10,10 +10,10 @@ Audibility is measured three ways for every flip, in either space:
 
 * ``snr_db`` = ``10 log10(sum x^2 / sum d^2)``;
 * ``db_x`` (Carlini & Wagner 2018) = ``dB(max |d|) - dB(max |x|)``;
-* the psychoacoustic margin: the smallest, over frames, of the original's
-  masking threshold minus the PSD of the difference
-  (:func:`freqrex.psychoacoustic.perturbation_margin_db`); inaudible means a
-  margin >= 0 dB in every frame.
+* the psychoacoustic margin: the smallest, over cells, of the original's
+  masking threshold minus the PSD of the difference, under freqrex's model
+  and under ART's (:mod:`freqrex.signal.audibility`); inaudible means a
+  margin >= 0 dB in every cell under both.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import numpy as np
 
 from .. import _stft
 from .. import psychoacoustic as pa
+from ..signal.audibility import art_excess_db
+from ..signal.qin import ART_GAIN, ArtThreshold, art_masking_threshold
 
 __all__ = ["SpectralClip", "db_x", "snr_db", "unit_phase"]
 
@@ -105,20 +107,53 @@ class SpectralClip:
             self.half = n_fft // 2
         self.n_frames, self.n_bins = self.coef.shape
 
-    # ------------------------------------------------------------------ masking threshold
+    # ------------------------------------------------------------------ masking thresholds
+    def _geometry(self):
+        return (self.n_fft, self.hop) if self.space == "stft" else (2048, 512)
+
     @property
     def mask(self) -> "pa.MaskingThreshold":
-        """The original's masking threshold on this STFT geometry (computed once)."""
-        n_fft = self.n_fft if self.space == "stft" else 2048
-        hop = self.hop if self.space == "stft" else 512
+        """The original's masking threshold (freqrex's model) on this STFT geometry (computed once)."""
+        n_fft, hop = self._geometry()
         key = ("masking", n_fft, hop)
         if key not in self._cache:
             self._cache[key] = pa.masking_threshold(self.x, self.sr, n_fft=n_fft, hop_length=hop)
         return self._cache[key]
 
+    @property
+    def art_mask(self) -> "ArtThreshold":
+        """The original's threshold by ART's model on ART's framing (2048 / 512, not centred)."""
+        key = ("art-masking",)
+        if key not in self._cache:
+            self._cache[key] = art_masking_threshold(self.x, self.sr)
+        return self._cache[key]
+
+    def limit_db(self) -> np.ndarray:
+        """The threshold a change must stay under, on this geometry's cells and freqrex's PSD scale:
+        the lower of freqrex's threshold and ART's (ART's frame nearest in time, its bin nearest in
+        frequency).  Cached."""
+        n_fft, hop = self._geometry()
+        key = ("masking-limit", n_fft, hop)
+        if key in self._cache:
+            return self._cache[key]
+        m = self.mask
+        limit = m.threshold_db.copy()
+        art = self.art_mask
+        n_art = art.threshold_db.shape[0]
+        if n_art:
+            # ART's check of a change: 96 - psd_max + 20 log10(|g D| / 2048) <= its threshold
+            art_offset = 96.0 - art.psd_max_db + 20.0 * math.log10(ART_GAIN)
+            on_ours = art.threshold_db - art_offset + m.offset_db
+            centres = np.arange(limit.shape[0]) * hop
+            j = np.clip(np.rint((centres - 1024) / 512.0).astype(np.int64), 0, n_art - 1)
+            b = np.clip(np.rint(m.frequencies / (self.sr / 2048.0)).astype(np.int64), 0, 1024)
+            limit = np.minimum(limit, on_ours[j][:, b])
+        self._cache[key] = limit
+        return limit
+
     def envelope(self, safety_db: float) -> np.ndarray:
         """``stft``: the largest difference magnitude per cell whose PSD stays
-        ``safety_db`` under the original's masking threshold.
+        ``safety_db`` under :meth:`limit_db` (the lower of freqrex's and ART's thresholds).
 
         Overlap-add spreads a cell's change over the frames its window
         overlaps and, through the window's main lobe, over neighbouring bins;
@@ -129,8 +164,7 @@ class SpectralClip:
         """
         from scipy.ndimage import minimum_filter
 
-        m = self.mask
-        bound = self.n_fft * 10.0 ** ((m.threshold_db - m.offset_db - safety_db) / 20.0)
+        bound = self.n_fft * 10.0 ** ((self.limit_db() - self.mask.offset_db - safety_db) / 20.0)
         frames = 2 * max(self.n_fft // self.hop, 1) - 1
         return minimum_filter(bound, size=(frames, 5), mode="nearest")
 
@@ -188,17 +222,25 @@ class SpectralClip:
 
     # ------------------------------------------------------------------ audibility
     def frame_margins(self, delta: np.ndarray) -> np.ndarray:
-        """Margin (dB) of a difference under the masking threshold, frame by frame
-        (``+inf`` where the difference is silent)."""
+        """Margin (dB) of a difference under both masking thresholds, per frame of this geometry
+        (``+inf`` where the difference is silent).  freqrex's threshold is checked on these frames;
+        ART's on its own frames, each ART frame's margin charged to the frame of this geometry
+        nearest its centre."""
         mask = self.mask
-        n_fft = self.n_fft if self.space == "stft" else 2048
-        hop = self.hop if self.space == "stft" else 512
+        n_fft, hop = self._geometry()
         spec = _stft.stft(np.asarray(delta, dtype=np.float64), n_fft, hop)
         psd, _ = pa.power_spectrum_db(spec, n_fft, reference=mask.offset_db)
-        return np.where(np.abs(spec) > 0, mask.threshold_db - psd, np.inf).min(axis=1)
+        margins = np.where(np.abs(spec) > 0, mask.threshold_db - psd, np.inf).min(axis=1)
+        art = self.art_mask
+        if art.threshold_db.shape[0]:
+            art_margin = -np.max(art_excess_db(self.x, delta, self.sr, threshold=art), axis=1)
+            t = np.clip(np.rint((np.arange(art_margin.size) * 512 + 1024) / hop).astype(np.int64),
+                        0, margins.size - 1)
+            np.minimum.at(margins, t, art_margin)
+        return margins
 
     def margin(self, delta: np.ndarray) -> float:
-        """Smallest margin (dB) of a difference under the masking threshold, over frames."""
+        """Smallest margin (dB) of a difference under both masking thresholds, over frames."""
         if not np.any(delta):
             return math.inf
         return float(np.min(self.frame_margins(delta)))

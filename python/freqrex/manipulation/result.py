@@ -11,11 +11,17 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .._atomic import write_text
+from .. import notebook as _notebook
+from .._atomic import begin_save, check_saved, finish_save, read_json, reading_saved, write_text
 
 __all__ = ["FlipResult"]
 
 _ARRAYS = ("bins", "frequencies_hz", "frames", "times_s", "directions")
+
+#: File of a flip's perturbed clip (written only when the flip succeeded).
+PERTURBED_WAV = "perturbed.wav"
+#: File of a failed flip's closest attempt (written only when asked).
+CLOSEST_WAV = "closest_attempt.wav"
 
 
 def _num(v: Any) -> Any:
@@ -50,8 +56,10 @@ class FlipResult:
         The model's top-1 class on the original clip, its name and score.
     new_class, new_name, new_score
         Top-1 class of the perturbed clip, its name and score.  When the flip
-        failed these describe the best attempt (the smallest gap between the
-        original class and the runner-up), and ``audio`` is that attempt.
+        failed these describe the closest attempt (the smallest gap between the
+        original class and the runner-up; see ``closest_margin``), and
+        ``audio`` is that attempt: it is not a result, and :meth:`save` writes
+        it only when asked, as ``closest_attempt.wav``.
     original_class_score : float
         Score of the original class on the perturbed clip.
     target : int or None
@@ -78,10 +86,32 @@ class FlipResult:
         +1 (add) or -1 (subtract) per element, for searched changes.
     audio : ndarray of float32
         The perturbed clip.
-    snr_db, db_x, margin_db : float
-        Audibility of the change (see :mod:`freqrex.manipulation.perturbation`).
+    snr_db, db_x : float
+        SNR of the change over the whole clip, and Carlini & Wagner's dB_x.
+    margin_db : float or None
+        The smallest margin (dB) of the change under the two masking
+        thresholds (freqrex's and ART's), over all cells: ``-max(max_excess_db,
+        art_max_excess_db)``.
     inaudible : bool or None
-        Every frame's margin under the masking threshold is >= 0 dB.
+        The change is under both thresholds in every cell.
+    quietest_frame_snr_db : float or None
+        The smallest per-frame SNR (2048-sample frames, hop 512).
+    over_threshold_share, max_excess_db : float or None
+        Share of STFT cells where the change is over freqrex's masking
+        threshold, and its largest excess (dB; negative: the margin under it).
+    art_over_threshold_share, art_max_excess_db : float or None
+        The same under ART 1.20.1's threshold on ART's framing
+        (:mod:`freqrex.signal.qin`); None for clips shorter than 2048 samples.
+    louder_than_clip_share : float or None
+        Share of STFT cells where the change is louder than the clip.
+    closest_margin : float or None
+        Score margin of the returned change: the target's score minus the best
+        other class's (untargeted: the best other class's score minus the
+        original class's).  Positive for a flip; for a failed flip, how close
+        the best attempt came (0 or negative).
+    closest_class, closest_name : int / str or None
+        The class that margin is measured against: the class the change
+        came closest to making the top-1 (untargeted), or the target.
     queries : int
         All model evaluations of this flip: the explanation's (causal), the
         original clip's when it was evaluated here, and ``flip_queries``.
@@ -135,6 +165,21 @@ class FlipResult:
     amplitude: Optional[float] = None
     directions: Optional[np.ndarray] = None
     method: str = "fixed"
+    quietest_frame_snr_db: Optional[float] = None
+    over_threshold_share: Optional[float] = None
+    max_excess_db: Optional[float] = None
+    art_over_threshold_share: Optional[float] = None
+    art_max_excess_db: Optional[float] = None
+    louder_than_clip_share: Optional[float] = None
+    closest_margin: Optional[float] = None
+    closest_class: Optional[int] = None
+    closest_name: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return _notebook.flip_repr(self)
+
+    def _repr_html_(self) -> str:  # Jupyter: summary, plot and audio player (freqrex.notebook)
+        return _notebook.flip_html(self)
 
     @property
     def n_changed(self) -> int:
@@ -162,27 +207,60 @@ class FlipResult:
         out["n_changed"] = self.n_changed
         return out
 
-    def save(self, directory: "os.PathLike[str] | str") -> Path:
-        """Write ``flip.json`` and ``perturbed.wav`` (float32, lossless) atomically."""
+    def to_dict(self) -> Dict[str, Any]:
+        """The summary as an evaluation record needs it (same as :meth:`summary`)."""
+        return self.summary()
+
+    def save(self, directory: "os.PathLike[str] | str", *, closest_attempt: bool = False) -> Path:
+        """Write ``flip.json`` and, for a flip, ``perturbed.wav`` (float32, lossless), atomically.
+
+        A failed flip writes no ``perturbed.wav`` (one left in `directory` by an
+        earlier flip is removed, so the directory never shows a result that is
+        not there); with ``closest_attempt=True`` its closest attempt is written
+        as ``closest_attempt.wav``.
+        """
         from ..io import save_wav
 
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        save_wav(out / "perturbed.wav", self.audio, self.sample_rate, subtype="FLOAT")
+        out = begin_save(directory, "flip")  # manifest.json: incomplete now, written last
+        for name in (PERTURBED_WAV, CLOSEST_WAV):
+            (out / name).unlink(missing_ok=True)
+        written = ["flip.json"]
+        if self.success:
+            save_wav(out / PERTURBED_WAV, self.audio, self.sample_rate, subtype="FLOAT")
+            written.append(PERTURBED_WAV)
+        elif closest_attempt and self.audio is not None and self.audio.size:
+            save_wav(out / CLOSEST_WAV, self.audio, self.sample_rate, subtype="FLOAT")
+            written.append(CLOSEST_WAV)
         write_text(out / "flip.json", json.dumps(self.summary(), indent=2))
+        finish_save(out, "flip", written)
         return out
 
     @classmethod
     def load(cls, directory: "os.PathLike[str] | str") -> "FlipResult":
-        """Read a flip written by :meth:`save` (the audio included)."""
+        """Read a flip written by :meth:`save`: the audio is ``perturbed.wav`` for a flip,
+        ``closest_attempt.wav`` for a failed one when it was written, else empty.
+
+        Raises :class:`~freqrex.errors.ResultFileError` (an AudioFileError) for a folder that
+        is not a complete save: interrupted, changed since, or malformed.
+        """
+        with reading_saved(directory, "flip"):
+            check_saved(directory, "flip")
+            return cls._load(directory)
+
+    @classmethod
+    def _load(cls, directory: "os.PathLike[str] | str") -> "FlipResult":
         import soundfile as sf
 
         from ..errors import AudioFileError
 
         d = Path(directory)
         try:
-            s = json.loads((d / "flip.json").read_text())
-            audio, _ = sf.read(str(d / "perturbed.wav"), dtype="float32")
+            s = read_json(d / "flip.json")
+            wav = d / (PERTURBED_WAV if s.get("success") else CLOSEST_WAV)
+            if s.get("success") or wav.exists():
+                audio, _ = sf.read(str(wav), dtype="float32")
+            else:
+                audio = np.zeros(0, dtype=np.float32)
         except (OSError, ValueError, RuntimeError) as exc:
             raise AudioFileError(f"cannot read a saved flip from {d}: {exc}") from exc
         kwargs: Dict[str, Any] = {}

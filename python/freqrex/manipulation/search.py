@@ -14,16 +14,24 @@ quietest level by a safeguarded 1-D search (:func:`quietest_level`:
 bisection in dB with a regula-falsi step on the model's score gap,
 to ``tol_db``).  With ``k > 1`` a reserve of the budget then combines the
 candidates that came closest (smallest gap) into sets of 2..k elements, each
-searched the same way.  If nothing flipped at the probe level, the closest
+searched the same way; they start from the k = 1 result: the search first runs
+exactly the k = 1 search (same candidates, same order, same levels) on all but
+that reserve, then joins its flip with the closest other singles (to find a
+quieter flip with more elements) or, when no single flipped, combines the
+closest singles at the loudest level allowed; what the reserve leaves goes
+back to single candidates.  The result is never a louder flip than the k = 1
+search found in its first ``budget - reserve`` queries.  If nothing flipped at the probe level, the closest
 candidates are tried at the loudest level allowed (``min_db``) and searched
 from there.  Rounds have a fixed size and the order of candidates is fixed,
 so the result depends on the inputs and the seed only, not on the batch size.
 
 Masked change (``stft``)
 ------------------------
-The change is bounded cell by cell by the original's masking threshold: a
-cell may change by at most the magnitude whose PSD lies ``safety_db`` under
-the threshold (:meth:`SpectralClip.envelope`), in phase (+) or in anti-phase
+The change is bounded cell by cell by the lower of two masking thresholds of
+the original, freqrex's and ART 1.20.1's (the independent check, on ART's own
+framing, :mod:`freqrex.signal.qin`): a cell may change by at most the
+magnitude whose PSD lies ``safety_db`` (3 dB by default) under it
+(:meth:`SpectralClip.envelope`), in phase (+) or in anti-phase
 (-) with the cell.  The direction is found by a SimBA-style random search
 (Guo et al. 2019) over time-frequency tiles, coarse to fine (whole-clip
 bands, then bands over 8 and 32 time segments): a tile's cells are set to
@@ -33,9 +41,10 @@ explanation (``causal``: the original class's responsibility plus the other
 classes' maps, i.e. the parts whose removal lets another class win, summed
 over the tile; weakened first), by energy (``magnitude``), or at random.  Resynthesis spreads a cell's change into
 its neighbours, so before a candidate is scored its difference is re-analysed
-and every frame over the threshold has its cells scaled down until every
-frame is under it: every scored clip, the flip included, is inaudible by the
-definition (margin >= 0 dB in every frame).
+(on freqrex's frames and on ART's) and every frame over either threshold has
+its cells scaled down until every frame is :data:`MARGIN_GUARD_DB` under both:
+every scored clip, the flip included, is inaudible by both models in every
+cell.
 """
 
 from __future__ import annotations
@@ -53,6 +62,10 @@ from .perturbation import SpectralClip, unit_phase
 
 #: Candidates tried per round (one model call when batch_size >= ROUND).
 ROUND = 8
+
+#: Masked search: every scored change stays this far (dB) under both thresholds in every cell
+#: (float32 rounding of the perturbed clip and ART's float32 STFT move cells by far less).
+MARGIN_GUARD_DB = 0.1
 
 
 @dataclass
@@ -254,17 +267,18 @@ def quietest_flip(
         if best is not None or oracle.remaining < 1:
             break
         loud_retry()
-    # combinations of the closest singles
+    # combinations, starting from the k = 1 result: its flip joined by the closest other singles
+    # (to go quieter), or, without a flip, the closest singles together (loud)
     if k > 1:
         ranked = sorted(tried, key=lambda a: (a.gap, -a.level_db))
-        singles: List[Change] = []
+        singles: List[Change] = [best.change] if best is not None else []
         for a in ranked:
+            if len(singles) >= k:
+                break
             if all(set(a.change.elements).isdisjoint(s.elements) for s in singles):
                 singles.append(a.change)
-            if len(singles) == k:
-                break
         for m in range(2, len(singles) + 1):
-            if oracle.remaining < 1:
+            if oracle.remaining < 1 or (best is not None and best.level_db >= max_db):
                 break
             combo = Change.of([p for s in singles[:m] for p in zip(s.elements, s.directions)], f"combo-{m}")
             level = probe_db if best is None else min(best.level_db + tol_db, max_db)
@@ -371,7 +385,7 @@ def masked_flip(
             padded = state.padded + clip.synthesize_frames(sub, lo)
             delta = clip.finish_overlap_add(padded)
             m = clip.frame_margins(delta)
-            bad = np.flatnonzero(m < 0)
+            bad = np.flatnonzero(m < MARGIN_GUARD_DB)
             if bad.size == 0:
                 return spec, padded, delta
             # scale the cells of every frame near a frame over the threshold
