@@ -47,22 +47,22 @@ def _results_in(directory: Path):
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ParameterError
-    from ..report import load_explanation_dir, write_evaluation_report, write_explanation_report
+    from ..viz.saved import load_explanation_dir, load_flip_beside, load_flip_dir
 
     src = Path(args.input)
     if not src.exists():
         raise ParameterError(f"no such file or directory: {src}")
     if src.is_dir() and (src / "summary.json").is_file() and (src / "explanation.npz").is_file():
-        e = load_explanation_dir(src)
-        from ..report import _load_flip_dir
+        from ..viz.report import write_explanation_report
 
+        e = load_explanation_dir(src)
         out = Path(args.out) if args.out else src / "report.html"
         write_explanation_report(e, out, model_name=args.model, source=args.source, title=args.title,
-                                 flip=_load_flip_dir(src, e))
+                                 flip=load_flip_beside(src, e))
         kind = "explanation"
         pages = 0
     elif src.is_dir() and (src / "flip.json").is_file():
-        from ..report import load_flip_dir, write_flip_report
+        from ..viz.report import write_flip_report
 
         f = load_flip_dir(src)
         out = Path(args.out) if args.out else src / "report.html"
@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         kind = "flip"
         pages = 0
     else:
+        from ..report import evaluation_results_markdown
+        from ..viz.evaluation_report import read_records, write_evaluation_report
+
         results = _results_in(src) if src.is_dir() else src
         if results is None or results.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
             raise ParameterError(
@@ -80,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
                 "(flip.json, perturbed.wav) or an evaluation results .jsonl file"
             )
         out = Path(args.out) if args.out else results.with_suffix(".html")
+        records, _ = read_records(results)
         write_evaluation_report(results, out, title=args.title, pages=not args.no_pages,
-                                embed_audio=args.embed_audio)
+                                embed_audio=args.embed_audio, results_markdown=evaluation_results_markdown(records))
         kind = "evaluation"
         pages_dir = out.parent / f"{out.stem}_clips"
         pages = len(list(pages_dir.glob("*.html"))) if pages_dir.is_dir() else 0

@@ -1,0 +1,176 @@
+"""Saved runs read back without the model: explanations (``Explanation.save``) and flips (``freqrex flip --out``).
+
+These are what ``freqrex report DIR`` renders. :func:`load_explanation_dir`
+rebuilds a :class:`SavedExplanation` from ``summary.json`` and
+``explanation.npz`` (its ``audio(name)`` reads the saved WAV files);
+:func:`load_flip_dir` reads ``flip.json`` and the WAV files beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Optional, Union
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..explanation import SET_NAMES, Explanation
+
+__all__ = ["SavedExplanation", "load_explanation_dir", "load_flip_beside", "load_flip_dir"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass
+class SavedExplanation(Explanation):
+    """An :class:`~freqrex.Explanation` read back from a saved directory.
+
+    It has no frequency space, so ``audio(name)`` returns the WAV files the
+    explanation saved (16-bit PCM, as a listener hears them) rather than
+    resynthesising.
+    """
+
+    directory: Optional[Path] = None
+    model_name: Optional[str] = None
+    source: Optional[str] = None
+
+    def audio(self, name: str) -> np.ndarray:
+        if name == "original" and self._audio is not None:
+            return self._audio
+        if name != "original" and self.get_set(name) is None:
+            raise ParameterError(f"the {name} set does not exist: {self.reasons.get(name, 'absent')}")
+        path = None if self.directory is None else self.directory / f"{name}.wav"
+        if path is None or not path.is_file():
+            raise ParameterError(f"no {name}.wav in {self.directory}")
+        from ..io import load_audio
+
+        x, _ = load_audio(path)
+        return x
+
+
+def load_explanation_dir(path: PathLike) -> SavedExplanation:
+    """Rebuild an explanation from the files :meth:`Explanation.save` wrote.
+
+    Reads ``summary.json`` and ``explanation.npz``; the waveforms come from
+    ``original.wav`` and the sets' WAV files when present. No model is needed.
+
+    Raises
+    ------
+    ParameterError
+        When the directory lacks ``summary.json`` or ``explanation.npz`` or
+        they cannot be read.
+    """
+    d = Path(path)
+    if not d.is_dir():
+        raise ParameterError(f"not a directory: {d}")
+    spath, npath = d / "summary.json", d / "explanation.npz"
+    if not spath.is_file() or not npath.is_file():
+        raise ParameterError(f"{d} is not a saved explanation (it needs summary.json and explanation.npz)")
+    try:
+        s = json.loads(spath.read_text())
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"cannot read {spath}: {exc}") from exc
+    try:
+        with np.load(npath, allow_pickle=False) as z:
+            arrays = {k: np.asarray(z[k]) for k in z.files}
+    except Exception as exc:  # zipfile / format errors
+        raise ParameterError(f"cannot read {npath}: {exc}") from exc
+    for key in ("responsibility", "frequencies"):
+        if key not in arrays:
+            raise ParameterError(f"{npath} lacks the array {key!r}")
+    try:
+        sets = s.get("sets", {})
+        space = str(s["space"])
+        resp = arrays["responsibility"]
+        masks = {}
+        for name in SET_NAMES:
+            m = arrays.get(name)
+            masks[name] = None if m is None else m.astype(bool).reshape(resp.shape)
+        times = arrays.get("times")
+        options = dict(s.get("options") or {})
+        sr = int(s["sample_rate"])
+        if times is None and space == "stft" and resp.ndim == 2:
+            times = np.arange(resp.shape[0]) * (float(options.get("hop_length", 512)) / sr)
+        original = None
+        opath = d / "original.wav"
+        if opath.is_file():
+            from ..io import load_audio
+
+            original, _ = load_audio(opath)
+        stats = dict(s.get("stats") or {})
+        e = SavedExplanation(
+            target=int(s["target"]),
+            score=float(s["score"]),
+            space=space,
+            responsibility=resp.astype(np.float64, copy=False),
+            frequencies=arrays["frequencies"].astype(np.float64, copy=False),
+            ranking=arrays.get("ranking", np.zeros(0, dtype=np.int64)),
+            sufficient=masks["sufficient"],
+            sufficient_necessary=masks["sufficient_necessary"],
+            complete=masks["complete"],
+            set_scores={n: (sets.get(n) or {}).get("score") for n in SET_NAMES},
+            reasons={n: (sets.get(n) or {}).get("reason") for n in SET_NAMES if masks[n] is None},
+            queries=int(s.get("queries", 0)),
+            search_queries=int(s.get("search_queries", 0)),
+            extraction_queries=int(s.get("extraction_queries", 0)),
+            seed=int(s.get("seed", options.get("seed", 0))),
+            options=options,
+            sample_rate=sr,
+            n_samples=int(s.get("n_samples", 0 if original is None else original.size)),
+            elapsed=float(s.get("elapsed_s", s.get("elapsed", 0.0)) or 0.0),
+            stats=stats,
+            times=times,
+            target_name=s.get("target_name"),
+            _audio=original,
+            directory=d,
+            model_name=s.get("model"),
+            source=s.get("audio", s.get("source")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParameterError(f"{spath} is not a freqrex summary: {exc}") from exc
+    return e
+
+
+def load_flip_beside(d: Path, e: Optional[Explanation] = None):
+    """A saved flip next to an explanation (``flip.json`` + a perturbed WAV), or None."""
+    d = Path(d)
+    fpath = d / "flip.json"
+    if not fpath.is_file():
+        return None
+    try:
+        data = json.loads(fpath.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    ns = SimpleNamespace(**{k: v for k, v in data.items() if isinstance(k, str) and k.isidentifier()})
+    from ..io import load_audio
+
+    for name in ("perturbed.wav", "flipped.wav", "flip.wav"):
+        if (d / name).is_file():
+            ns.perturbed, rate = load_audio(d / name)
+            break
+    else:
+        return None
+    if (d / "original.wav").is_file():
+        ns.original_audio, _ = load_audio(d / "original.wav")
+    ns.sample_rate = getattr(ns, "sample_rate", None) or (e.sample_rate if e is not None else rate)
+    return ns
+
+
+def load_flip_dir(path: PathLike):
+    """A flip saved by ``freqrex flip --out DIR`` (``flip.json``, ``perturbed.wav``, ``original.wav``).
+
+    Returns a namespace with the fields of ``flip.json``, ``perturbed`` and
+    ``original_audio`` (waveforms), or raises ParameterError.
+    """
+    d = Path(path)
+    ns = load_flip_beside(d, None) if d.is_dir() else None
+    if ns is None:
+        raise ParameterError(f"{d} is not a saved flip (it needs flip.json and perturbed.wav)")
+    return ns
+
