@@ -1,51 +1,146 @@
-"""A dependency-free progress bar on stderr."""
+"""Progress of explanations, flips and evaluations on stderr, with tqdm.
+
+:class:`ProgressBar` is the ``progress`` callback of :func:`freqrex.explain`,
+:func:`freqrex.flip` and the evaluation (``bar(phase, done, total)``). On a
+terminal it is a tqdm bar; elsewhere (a log file, a pipe, CI) it writes a
+plain line every `interval` seconds and one at the end, so a long run in a
+log shows where it is. Both count every model query of every phase, with the
+rate and an ETA.
+
+How queries are counted: a caller reports ``done``, the queries of its
+current run so far. There are two kinds of counter: a flip's search (phase
+``"flip"``) counts its own queries; the explainer counts on across all its
+phases (``original``, ``search``, ``extract``, ``check``, ...). A report
+with ``done == 0``, or with a lower ``done`` than the last one of its kind,
+starts a new run, whose queries are added to those before. The total (for the ETA) is `total` when
+given, else the sum of the budgets the runs report, so it grows as a flip
+moves from its explanation to its search.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Optional, TextIO
+from typing import Dict, Optional, TextIO
+
+__all__ = ["ProgressBar"]
+
+#: Phases with a counter of their own; every other phase is the explainer's (one counter across its phases).
+_OWN_COUNTER_PHASES = ("flip",)
 
 
 class ProgressBar:
-    """Draws ``label [#####.....] done/total`` on a terminal; quiet elsewhere.
+    """A progress callback: a tqdm bar on a terminal, periodic plain lines elsewhere.
 
-    Usable as the ``progress`` callback of :func:`freqrex.explain`
-    (``bar(phase, done, total)``). When the stream is not a terminal it
-    prints nothing until :meth:`close` (one final line), so logs stay clean.
+    Parameters
+    ----------
+    label : str
+        Shown before the bar (e.g. the command and the clip).
+    stream : file, optional
+        Where to write (default: stderr).
+    enabled : bool
+        False: write nothing (``--quiet``).
+    total : int, optional
+        All the queries expected, when the caller knows them (e.g. an
+        explanation's budget plus a flip's); otherwise the sum of the budgets
+        the runs report.
+    interval : float
+        Seconds between plain lines when `stream` is not a terminal.
+    tty : bool, optional
+        Force the terminal (True) or plain-line (False) mode; default: ask
+        ``stream.isatty()``.
+
+    Examples
+    --------
+    >>> bar = ProgressBar("explain")                                   # doctest: +SKIP
+    >>> e = freqrex.explain(x, sr, model, progress=bar); bar.close()  # doctest: +SKIP
     """
 
-    def __init__(self, label: str = "", *, stream: Optional[TextIO] = None, width: int = 30, enabled: bool = True):
+    def __init__(self, label: str = "", *, stream: Optional[TextIO] = None, enabled: bool = True,
+                 total: Optional[int] = None, interval: float = 10.0, tty: Optional[bool] = None):
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.enabled = enabled
-        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.start = time.perf_counter()
-        self._last = 0.0
+        self.enabled = bool(enabled)
+        self.interval = float(interval)
+        self.tty = self.enabled and (bool(tty) if tty is not None else
+                                     bool(getattr(self.stream, "isatty", lambda: False)()))
+        self.fixed_total = None if total is None else int(total)
+        self.queries = 0  # every query counted so far, over every run
+        self.phase = ""
+        self._last: Dict[str, int] = {}  # per counter: the last `done` reported
+        self._budgets: Dict[str, int] = {}  # per counter: the budget of its current run
+        self._closed_budgets = 0  # budgets of the runs that ended
+        self.start = time.monotonic()
+        self._last_line = self.start
+        self._bar = None
         self.text = ""
+        if self.tty:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.fixed_total, desc=label, unit=" queries", file=self.stream, leave=True,
+                             dynamic_ncols=True, mininterval=0.1,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} queries "
+                                        "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+
+    # ------------------------------------------------------------------ counting
+    @property
+    def total(self) -> Optional[int]:
+        """All the queries expected, as known now (None before the first report)."""
+        if self.fixed_total is not None:
+            return self.fixed_total
+        if not self._budgets and not self._closed_budgets:
+            return None
+        return max(self.queries, self._closed_budgets + sum(self._budgets.values()))
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         if not self.enabled:
             return
-        frac = min(1.0, done / total) if total else 1.0
-        if phase != "search":
-            frac = 1.0
-        filled = int(round(frac * self.width))
-        bar = "#" * filled + "." * (self.width - filled)
-        elapsed = time.perf_counter() - self.start
-        self.text = f"{self.label} {phase:<7} [{bar}] {done} queries {elapsed:5.1f}s"
-        now = time.perf_counter()
-        if self.tty and now - self._last > 0.1:
-            self._last = now
-            self.stream.write("\r" + self.text)
+        key = str(phase) if phase in _OWN_COUNTER_PHASES else "explain"
+        done, total = int(done), int(total)
+        last = self._last.get(key)
+        if last is None or done == 0 or done < last:  # a new run of this kind
+            if last is not None:
+                self._closed_budgets += max(last, self._budgets.get(key, 0))
+            last = 0
+        self.queries += done - last
+        self._last[key] = done
+        self._budgets[key] = max(total, done)
+        self.phase = phase
+        self._show()
+
+    def _show(self, final: bool = False) -> None:
+        from tqdm import tqdm
+
+        total = self.total
+        elapsed = time.monotonic() - self.start
+        prefix = self.label if self.phase in ("", self.label) else f"{self.label} ({self.phase})".strip()
+        self.text = tqdm.format_meter(self.queries, total, elapsed, prefix=prefix, unit=" queries", ncols=0)
+        if self._bar is not None:
+            if total is not None and self._bar.total != total:
+                self._bar.total = total
+            self._bar.set_postfix_str(self.phase, refresh=False)
+            self._bar.update(self.queries - self._bar.n)
+            return
+        now = time.monotonic()
+        if final or now - self._last_line >= self.interval:
+            self._last_line = now
+            self.stream.write(self.text + "\n")
             self.stream.flush()
 
     def close(self) -> None:
+        """End the bar (a terminal) or write the last line (elsewhere)."""
         if not self.enabled:
             return
-        if self.tty:
-            self.stream.write("\r" + self.text + "\n")
-        elif self.text:
-            self.stream.write(self.text + "\n")
-        self.stream.flush()
+        if self._bar is not None:
+            self._show()
+            self._bar.close()
+            self._bar = None
+        elif self.queries or self.phase:
+            self._show(final=True)
+        self.enabled = False
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

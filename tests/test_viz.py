@@ -1,0 +1,189 @@
+"""freqrex.viz: one signature convention, names escaped for mathtext and HTML, links that are only ever
+relative, Markdown tables, the templates shipped, and no import of the evaluation by the report."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install freqrex[plot])")
+matplotlib.use("Agg")
+
+import freqrex  # noqa: E402
+from freqrex import ParameterError, viz  # noqa: E402
+from freqrex.viz.html import markdown_html, markdown_table, safe_href  # noqa: E402
+from synthetic import SR, BandClassifier, make_clip  # noqa: E402
+
+PACKAGE = Path(freqrex.__file__).resolve().parent
+#: A name matplotlib's mathtext cannot parse, and one that would be markup in HTML.
+BAD_MATH = r"$\frac{x^ $ (loud)"
+BAD_HTML = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def explanation():
+    return freqrex.explain(make_clip(), SR, BandClassifier("one"), budget=120, iterations=2)
+
+
+def _png(fig):
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=40)
+    assert buf.getvalue()[:4] == b"\x89PNG"
+
+
+def test_names_that_mathtext_cannot_parse_are_drawn_literally(explanation):
+    e = dataclasses.replace(explanation, target_name=BAD_MATH)
+    fig = viz.plot_explanation(e)
+    _png(fig)  # savefig parses every text: it raised ValueError before the names were escaped
+    head = fig.get_suptitle()
+    assert r"\frac" in head and "$" in head
+    flip = SimpleNamespace(audio=e.audio("sufficient"), original_audio=e.audio("original"), sample_rate=SR,
+                           original_name=BAD_MATH, new_name="$$", success=True, space="fft")
+    ax = viz.plot_flip(flip)
+    _png(ax.figure)
+    assert viz.mathtext_escape("a $b$") == r"a \$b\$"
+
+
+def test_report_escapes_names_for_html_and_matplotlib(explanation, tmp_path):
+    from freqrex.viz.report import write_explanation_report
+
+    e = dataclasses.replace(explanation, target_name=BAD_HTML + BAD_MATH)
+    text = write_explanation_report(e, tmp_path / "r.html", model_name=BAD_HTML, source="a<b>.wav").read_text()
+    assert BAD_HTML not in text and "&lt;script&gt;" in text
+    assert "<b>" not in text and 'id="img-explanation"' in text
+
+
+def test_safe_href_allows_only_relative_paths_and_file_urls():
+    for ok in ("clip.html", "../runs/a/original.wav", "a%3Ab/report.html", "file:///tmp/x.html", "#top"):
+        assert safe_href(ok) == ok
+    for bad in ("javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x", "http://example.com/x",
+                "//example.com/x", "vbscript:x", "java\tscript:alert(1)"):
+        with pytest.raises(ParameterError):
+            safe_href(bad)
+
+
+def test_evaluation_report_links_are_relative_even_for_hostile_paths(explanation, tmp_path):
+    """A run directory named like a URL scheme: the link is percent-encoded, never a javascript: href."""
+    from freqrex.report import write_evaluation_report
+
+    hostile = tmp_path / "javascript:alert(document.domain)"
+    explanation.save(hostile)
+    (tmp_path / "http:").mkdir()
+    (tmp_path / "http:" / "report.html").write_text("<!DOCTYPE html><title>x</title>")
+    records = [{"clip": BAD_HTML, "out": hostile.name}, {"clip": "b", "report": "http:/report.html"},
+               {"clip": "c", "out": "javascript:alert(2)"}]  # names no file: no link at all
+    jsonl = tmp_path / "results.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    index = write_evaluation_report(jsonl, tmp_path / "index.html")
+    pages = [index] + sorted((tmp_path / "index_clips").glob("*.html"))
+    assert len(pages) == 2
+    for page in pages:
+        text = page.read_text()
+        refs = re.findall(r'(?:href|src)="([^"]*)"', text)
+        assert refs
+        for ref in refs:
+            assert urlsplit(ref).scheme in ("", "file", "data"), ref
+            if urlsplit(ref).scheme == "data":
+                assert ref.startswith(("data:image/png;base64,", "data:audio/wav;base64,", "data:,"))
+        assert BAD_HTML not in text
+    text = index.read_text()
+    assert 'href="index_clips/clip-0000.html"' in text and 'href="http%3A/report.html"' in text
+    with pytest.raises(ParameterError, match="javascript"):
+        from freqrex.viz.report import write_explanation_report
+
+        write_explanation_report(explanation, tmp_path / "x.html", index_href="javascript:alert(1)")
+
+
+def test_markdown_table_is_one_small_function():
+    md = markdown_table(["model", "rate"], [["a|b", "58%"], ["c\nd", 1]], align=["left", "right"])
+    assert md.splitlines() == ["| model | rate |", "|---|--:|", r"| a\|b | 58% |", "| c d | 1 |"]
+    html = markdown_html(md + "\n**bold** and <b>raw</b>\n")
+    assert html.count("<tr>") == 3 and "<td>a|b</td>" in html and "58%" in html
+    assert "<strong>bold</strong>" in html and "<b>" not in html  # raw HTML is escaped, never passed through
+    with pytest.raises(ParameterError):
+        markdown_table(["a", "b"], [["only one"]])
+    with pytest.raises(ParameterError):
+        markdown_table(["a"], [["x"]], align=["middle"])
+
+
+def test_plot_signature_convention(explanation):
+    from matplotlib.figure import Figure
+
+    e = explanation
+    for plot in (viz.plot_waveform, viz.plot_responsibility, viz.plot_sets):
+        fig = Figure()
+        ax = fig.add_subplot()
+        assert plot(e, ax=ax) is ax  # ax= in, Axes out
+    outer = Figure(figsize=(14, 12), layout="constrained")
+    left, right = outer.subfigures(1, 2, width_ratios=[3, 1])
+    assert viz.plot_explanation(e, fig=left) is left  # fig= in (a SubFigure too), Figure out
+    viz.plot_waveform(e, ax=right.add_subplot())
+    _png(outer)
+    assert isinstance(viz.plot_explanation(e), Figure)
+
+
+def test_templates_are_package_data():
+    from importlib.resources import files
+
+    templates = files("freqrex.viz") / "templates"
+    for name in ("base.html", "macros.html", "explanation.html", "evaluation.html", "style.css"):
+        assert (templates / name).is_file(), name
+
+
+def test_missing_jinja2_is_a_clear_error(explanation, tmp_path, monkeypatch):
+    from freqrex.viz import html
+    from freqrex.viz.report import write_explanation_report
+
+    monkeypatch.setattr(html, "_ENV", None)
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    with pytest.raises(ParameterError, match=r"freqrex\[report\]"):
+        write_explanation_report(explanation, tmp_path / "r.html")
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            yield "." * node.level + (node.module or "")
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+
+
+def test_viz_never_imports_the_evaluation():
+    """The report takes the results as an argument: no import of freqrex.evaluation anywhere in viz/."""
+    for path in sorted((PACKAGE / "viz").glob("*.py")):
+        for name in _imports(path):
+            assert "evaluation" not in name.split(".") or name == ".evaluation_report", (path.name, name)
+    code = ("import sys, freqrex.viz.report, freqrex.viz.evaluation_report, freqrex.report, freqrex.plots; "
+            "print(sorted(m for m in sys.modules if m.startswith('freqrex.evaluation') or m in "
+            "('matplotlib', 'jinja2', 'markdown')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_modules_stay_under_600_lines():
+    paths = list((PACKAGE / "viz").glob("*.py")) + [PACKAGE / n for n in ("report.py", "plots.py", "progress.py")]
+    paths.append(PACKAGE / "cli" / "report.py")
+    for path in paths:
+        n = len(path.read_text().splitlines())
+        assert n < 600, f"{path.name}: {n} lines"
+
+
+def test_markdown_results_table_in_the_evaluation_report(tmp_path):
+    from freqrex.viz.evaluation_report import write_evaluation_report
+
+    md = markdown_table(["model", "1 freq."], [["band", "50%"]], align=["left", "right"])
+    index = write_evaluation_report([{"clip": "a", "seconds": 1.0}], tmp_path / "e.html", results_markdown=md)
+    text = index.read_text()
+    assert "<h2>Results</h2>" in text and "50%" in text
