@@ -391,6 +391,9 @@ def test_cli_flip_writes_audio_and_json(decoy_clip, tmp_path, monkeypatch, capsy
     # text output, a baseline, and a bad option as a one-line error with exit code 2
     assert main(["flip", str(wav), "--model", "bin", "--strategy", "random", "--budget", "4",
                  "--out", str(out), "--quiet"]) == 0
-    assert "no flip within the budget" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "NO FLIP within 4 queries" in text and "ahead of" in text and "no perturbed audio written" in text
+    assert not (out / "perturbed.wav").exists()  # the earlier flip's audio is not left to look like this one's
+    assert not json.loads((out / "flip.json").read_text())["success"]
     assert main(["flip", str(wav), "--model", "bin", "--k", "0", "--out", str(out), "--quiet"]) == 2
     assert "k must be" in capsys.readouterr().err

@@ -20,7 +20,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="flip the model's label by changing k frequencies (or a few STFT cells, inaudibly)",
         description="Find a change of at most k frequency bins (fft) or STFT cells kept under the masking "
         "threshold (stft) that changes the model's top-1 class, using the explanation's causal ranking "
-        "(or a baseline: random or largest-magnitude bins). Writes the perturbed clip and flip.json.",
+        "(or a baseline: random or largest-magnitude bins). Writes flip.json, original.wav and, for a flip, "
+        "perturbed.wav; a failed flip reports how close it came and writes no perturbed audio.",
     )
     p.add_argument("audio", nargs="?", help="audio file; default: the built-in demo clip")
     add_model_options(p)
@@ -45,6 +46,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=30.0, help="seconds of audio analysed from the start (default 30)")
     p.add_argument("--out", default="freqrex-flip", help="output directory (default ./freqrex-flip)")
     p.add_argument("--report", action="store_true", help="also write report.html in the output directory")
+    p.add_argument("--save-closest", action="store_true",
+                   help="when no flip is found, write the closest attempt as closest_attempt.wav "
+                        "(never perturbed.wav)")
     add_common(p)
     return p
 
@@ -64,8 +68,8 @@ def _target(spec, model):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..manipulation import flip
     from ..io import save_wav
+    from ..manipulation import flip
     from ..progress import ProgressBar
 
     model = open_model(args)
@@ -83,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    r.save(out, closest_attempt=args.save_closest)  # perturbed.wav only for a flip
     save_wav(out / "original.wav", audio, sr)
-    save_wav(out / "perturbed.wav", r.audio, sr)
     summary = r.summary()
     summary.update(audio=source, model=args.model, out=str(out), seconds=time.perf_counter() - start)
     write_text(out / "flip.json", json.dumps(summary, indent=2))
@@ -111,15 +114,41 @@ def run(args: argparse.Namespace) -> int:
         for i, f in enumerate(r.frequencies_hz[:16]):
             at = f" at {r.times_s[i]:.2f} s" if r.times_s is not None else ""
             print(f"  bin {int(r.bins[i])}: {f:.3f} Hz{at}")
-    else:
-        print(f"no flip within the budget: best attempt leaves '{orig}' at {r.original_class_score:.3f} "
-              f"vs '{new}' {r.new_score:.3f}")
         if r.bins.size > 16:
             print(f"  ... and {r.bins.size - 16} more")
-    line = f"SNR {r.snr_db:.1f} dB, dB_x {r.db_x:.1f}"
-    line += f", {'inaudible' if r.inaudible else 'audible'} (margin {r.margin_db:.1f} dB under the masking threshold" \
-            f"{f', change scaled by {r.scale:.3f}' if r.scale is not None else ''})"
-    print(line)
+        print(audibility_line(r))
+        wrote = "original.wav, perturbed.wav, flip.json" + (", report.html" if args.report else "")
+    else:
+        print(no_flip_line(r))
+        wrote = "original.wav, flip.json" + (", closest_attempt.wav" if args.save_closest else "")
     print(f"queries {r.queries} (explanation {r.explanation_queries}, flip {r.flip_queries}), "
-          f"{summary['seconds']:.1f} s; wrote {out}/ (original.wav, perturbed.wav, flip.json{', report.html' if args.report else ''})")
+          f"{summary['seconds']:.1f} s; wrote {out}/ ({wrote})")
     return 0
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _db(v) -> str:
+    return "n/a" if v is None else f"{v:+.1f} dB"
+
+
+def audibility_line(r) -> str:
+    """One line with every audibility measure of a flip."""
+    verdict = "inaudible (under both thresholds in every cell)" if r.inaudible else "AUDIBLE by the masking model"
+    return (f"SNR {r.snr_db:.1f} dB (quietest frame {r.quietest_frame_snr_db:.1f} dB), dB_x {r.db_x:.1f}; "
+            f"{verdict}: over freqrex's threshold in {_pct(r.over_threshold_share)} of cells "
+            f"(largest excess {_db(r.max_excess_db)}), over ART's in {_pct(r.art_over_threshold_share)} "
+            f"(largest {_db(r.art_max_excess_db)}); louder than the clip in {_pct(r.louder_than_clip_share)} of cells")
+
+
+def no_flip_line(r) -> str:
+    """The one line a failed flip prints: how close it came, and that no audio was written as a result."""
+    orig = r.original_name or str(r.original_class)
+    other = r.closest_name or str(r.closest_class)
+    if r.target is not None:
+        return (f"NO FLIP within {r.budget} queries: the closest attempt left the target '{other}' "
+                f"{-r.closest_margin:.3f} short of the top class; no perturbed audio written")
+    return (f"NO FLIP within {r.budget} queries: the closest attempt left '{orig}' {-r.closest_margin:.3f} "
+            f"ahead of '{other}' (its nearest rival); no perturbed audio written")

@@ -21,7 +21,8 @@ quieter flip with more elements) or, when no single flipped, combines the
 closest singles at the loudest level allowed; what the reserve leaves goes
 back to single candidates.  The result is never a louder flip than the k = 1
 search found in its first ``budget - reserve`` queries.  If nothing flipped at the probe level, the closest
-candidates are tried at the loudest level allowed (``min_db``) and searched
+candidates are tried at the loudest level allowed (``min_db``; for a pure
+subtraction, no louder than removing its largest element) and searched
 from there.  Rounds have a fixed size and the order of candidates is fixed,
 so the result depends on the inputs and the seed only, not on the batch size.
 
@@ -63,8 +64,8 @@ from .perturbation import SpectralClip, unit_phase
 #: Candidates tried per round (one model call when batch_size >= ROUND).
 ROUND = 8
 
-#: Masked search: every scored change stays this far (dB) under both thresholds in every cell
-#: (float32 rounding of the perturbed clip and ART's float32 STFT move cells by far less).
+#: Masked search: every scored change (the float32 clip minus the original, as the model gets it)
+#: stays this far (dB) under both thresholds in every cell (ART's float32 STFT moves cells by far less).
 MARGIN_GUARD_DB = 0.1
 
 
@@ -98,6 +99,20 @@ class LevelSearch:
         u = unit_phase(clip.coef[frames, bins]) * np.asarray(change.directions, dtype=np.float64)
         self.unit = clip.synthesize(idx, u)  # waveform of unit amplitude per element
         self.unit_energy = float(np.dot(self.unit, self.unit))
+
+    def loudest(self, min_db: float) -> float:
+        """The loudest level worth trying: ``min_db``, or for a pure subtraction the level that
+        removes its largest element exactly (beyond it, subtracting more makes that bin louder
+        again, in anti-phase)."""
+        if not all(d < 0 for d in self.change.directions) or self.unit_energy == 0.0 or self.clip.energy == 0.0:
+            return min_db
+        idx = np.asarray(self.change.elements, dtype=np.int64)
+        frames, bins = np.divmod(idx, self.clip.n_bins)
+        top = float(np.max(np.abs(self.clip.coef[frames, bins])))
+        if top == 0.0:
+            return min_db
+        removal = 10.0 * math.log10(self.clip.energy / (top * top * self.unit_energy))
+        return max(min_db, removal)
 
     def amplitude(self, level_db: float) -> float:
         if self.unit_energy == 0.0 or self.clip.energy == 0.0:
@@ -222,9 +237,10 @@ def quietest_flip(
             if key in loud_tested:
                 continue
             loud_tested.add(key)
-            if oracle.remaining < 1 or min_db >= a.level_db:
+            loudest = a.search.loudest(min_db)
+            if oracle.remaining < 1 or loudest >= a.level_db:
                 return
-            loud = a.search.attempts([min_db])[0]
+            loud = a.search.attempts([loudest])[0]
             consider(loud)
             if loud.flipped:
                 q = quietest_level(clip, oracle, loud, max_db=max_db, tol_db=tol_db, quiet=a)
@@ -284,8 +300,8 @@ def quietest_flip(
             level = probe_db if best is None else min(best.level_db + tol_db, max_db)
             a = LevelSearch(clip, oracle, combo).attempts([level])[0]
             consider(a)
-            if not a.flipped and best is None and oracle.remaining > 0 and min_db < level:
-                loud = a.search.attempts([min_db])[0]
+            if not a.flipped and best is None and oracle.remaining > 0 and a.search.loudest(min_db) < level:
+                loud = a.search.attempts([a.search.loudest(min_db)])[0]
                 consider(loud)
                 if loud.flipped:
                     q = quietest_level(clip, oracle, loud, max_db=max_db, tol_db=tol_db, quiet=a)
@@ -375,7 +391,7 @@ def masked_flip(
                         oracle.gap(original_scores), clip.x32)
     reach = clip.n_fft // clip.hop  # frames a cell's change spreads into, each side
 
-    def propose(tile, sign) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def propose(tile, sign) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         a, b, c, d = tile
         spec = state.spec.copy()
         spec[a:b, c:d] = sign * env[a:b, c:d] * unit[a:b, c:d]
@@ -384,10 +400,12 @@ def masked_flip(
             sub = spec[lo:hi] - state.spec[lo:hi]
             padded = state.padded + clip.synthesize_frames(sub, lo)
             delta = clip.finish_overlap_add(padded)
-            m = clip.frame_margins(delta)
+            # check the change the model (and any listener) gets: the float32 clip minus the original
+            wave = (clip.x + delta).astype(np.float32)
+            m = clip.frame_margins(wave.astype(np.float64) - clip.x)
             bad = np.flatnonzero(m < MARGIN_GUARD_DB)
             if bad.size == 0:
-                return spec, padded, delta
+                return spec, padded, delta, wave
             # scale the cells of every frame near a frame over the threshold
             factor = np.ones(clip.n_frames)
             for t in bad:
@@ -408,8 +426,7 @@ def masked_flip(
                 prop = propose(tile, s)
                 if prop is None:
                     continue
-                spec, padded, delta = prop
-                wave = (clip.x + delta).astype(np.float32)
+                spec, padded, delta, wave = prop
                 scores = oracle.scores([wave], [wave_key(("masked-wave",), wave)])[0]
                 gap = oracle.gap(scores)
                 if gap < state.gap:
