@@ -17,27 +17,37 @@ reports (Kelly & Chockler 2026: one frequency out of ~240,000 flips the label
   causal ranking of an ``stft`` explanation and the baselines;
 * SNRs, queries and seconds.
 
-:func:`evaluate` runs this over many clips and appends one JSON record per
+:func:`evaluate` runs this over many clips (in this process, or on Ray workers
+with ``workers=``/``address=``: :mod:`.distributed`) and appends one JSON record per
 (clip, model) to a JSONL file.  Each record is one complete line written with
 a single ``write`` followed by ``flush`` and ``fsync``; on start, a truncated
 last line (a run killed mid-write) is cut off, and clips already recorded for
 the same model and protocol are skipped, so an interrupted run continues where
 it stopped and loses no finished record.  :func:`summarize` and
 :func:`summary_markdown` turn the records into the results table, with the
-paper's numbers beside ours.
+paper's numbers beside ours.  With several models, :mod:`.transfer` plays each
+model's sufficient and complete sets to the others (:func:`transfer_matrix`).
 """
 
 from .protocol import PAPER, RECORD_VERSION, EvalOptions, evaluate_clip
-from .records import AUDIO_SUFFIXES, _clean, _num, append_record, find_audio, load_records
+from .records import (AUDIO_SUFFIXES, OutputLock, _clean, _num, append_record, check_outputs, clip_id, comparable,
+                      find_audio, load_records)
+from .run_progress import RunProgress
 from .runner import evaluate, evaluate_many
 from .summary import SNR_THRESHOLDS, curves_markdown, summarize, summary_markdown, write_summary
+from .transfer import transfer_markdown, transfer_matrix, transfer_path
 
 __all__ = [
     "EvalOptions",
     "PAPER",
     "AUDIO_SUFFIXES",
     "SNR_THRESHOLDS",
+    "OutputLock",
+    "RunProgress",
     "append_record",
+    "check_outputs",
+    "clip_id",
+    "comparable",
     "curves_markdown",
     "evaluate",
     "evaluate_clip",
@@ -46,5 +56,8 @@ __all__ = [
     "load_records",
     "summarize",
     "summary_markdown",
+    "transfer_markdown",
+    "transfer_matrix",
+    "transfer_path",
     "write_summary",
 ]

@@ -166,7 +166,28 @@ def _sets_of(e: Any) -> Dict[str, Any]:
             "score": e.set_scores.get(name),
             "reason": None if size is not None else e.reasons.get(name),
         }
+        if e.space == "fft" and name in ("sufficient", "complete"):
+            out[name]["kept_bands_hz"] = _kept_bands_hz(e, name)
     return out
+
+
+def _kept_bands_hz(e: Any, name: str) -> Optional[List[List[float]]]:
+    """The bins an ``fft`` set keeps when resynthesised (bins outside the searched band included), in Hz.
+
+    ``[[first bin centre, last bin centre], ...]`` of every run of kept bins:
+    what :mod:`freqrex.evaluation.transfer` plays to another model.
+    """
+    keep = e.mask_of(name)
+    if keep is None:
+        return None
+    idx = np.flatnonzero(np.asarray(keep).reshape(-1))
+    if idx.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+    ends = np.concatenate([idx[breaks], [idx[-1]]])
+    f = np.asarray(e.frequencies, dtype=np.float64).reshape(-1)
+    return [[float(f[a]), float(f[b])] for a, b in zip(starts, ends)]
 
 
 def _budget(o: "EvalOptions", strategy: str, e: Any, *, stft: bool = False) -> int:
@@ -231,6 +252,7 @@ def evaluate_clip(
     }
     rec["fft_explanation"] = {
         "n_bins": int(e.responsibility.size),
+        "bin_hz": float(sample_rate) / float(audio.shape[-1]),
         "sets": _sets_of(e),
         "queries": e.queries,
         "search_queries": e.search_queries,

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
+import contextlib
 import json
 import math
 import os
-import statistics
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -136,3 +132,156 @@ def append_record(path: os.PathLike, record: Dict[str, Any]) -> None:
         os.close(fd)
 
 
+
+
+# --------------------------------------------------------------------------- clip ids
+
+
+def clip_id(path: os.PathLike) -> str:
+    """The unique, stable id of an audio file: its resolved absolute path (POSIX form).
+
+    Two files with the same stem in different folders, or ``x.wav`` beside
+    ``x.flac``, get different ids; the id does not depend on the other files
+    of a run, on their order or on the working directory, so a resume
+    recognises every finished clip.  (Moving the data set changes the ids.)
+    """
+    return Path(path).resolve().as_posix()
+
+
+def clip_labels(files: Sequence[os.PathLike]) -> List[str]:
+    """Short readable names of files for tables: the stem, made unique by parent folders and suffix."""
+    paths = [Path(f).resolve() for f in files]
+    labels = [p.stem for p in paths]
+    depth = 0
+    while len(set(labels)) < len(labels) and depth < 64:
+        depth += 1
+        counts: Dict[str, int] = {}
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
+        for i, p in enumerate(paths):
+            if counts[labels[i]] > 1:
+                parents = [q.name for q in p.parents][:depth][::-1]
+                labels[i] = "/".join([*parents, p.name if depth > 1 else p.stem + p.suffix])
+    return labels
+
+
+def record_clip_id(rec: Dict[str, Any]) -> Optional[str]:
+    """The clip id of a record (``clip_id``; records of older versions: their ``file`` resolved)."""
+    if rec.get("clip_id"):
+        return str(rec["clip_id"])
+    if rec.get("file"):
+        return clip_id(rec["file"])
+    return None
+
+
+#: Fields that differ between two runs of the same evaluation: wall time, host and worker.
+RUN_FIELDS = ("seconds", "elapsed", "host", "worker", "attempts")
+
+
+def comparable(rec: Any) -> Any:
+    """A record without its timing, host and worker fields (at any depth): what a rerun reproduces."""
+    if isinstance(rec, dict):
+        return {k: comparable(v) for k, v in rec.items() if k not in RUN_FIELDS}
+    if isinstance(rec, list):
+        return [comparable(v) for v in rec]
+    return rec
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def check_outputs(outputs: Dict[str, Optional[os.PathLike]], inputs: Sequence[os.PathLike] = ()) -> None:
+    """Refuse outputs that name the same file twice, or an input file.
+
+    ``outputs`` maps a role (``records``, ``summary``, ...) to a path (None:
+    not written).  Paths are compared resolved, so ``a/../r.jsonl`` and
+    ``r.jsonl`` are one file.
+
+    Raises
+    ------
+    ParameterError
+        Two outputs, or an output and an input, are the same file.
+    """
+    seen: Dict[Path, str] = {}
+    for role, path in outputs.items():
+        if path is None:
+            continue
+        r = Path(path).resolve()
+        if r in seen:
+            raise ParameterError(f"the {role} output {path} is the {seen[r]} output too: "
+                                 "choose different names (nothing was written)")
+        if r.is_dir():
+            raise ParameterError(f"the {role} output {path} is a directory")
+        seen[r] = role
+    for f in inputs:
+        r = Path(f).resolve()
+        if r in seen:
+            raise ParameterError(f"the {seen[r]} output {r} is one of the input audio files")
+
+
+class OutputLock:
+    """An exclusive lock on an output file (``<out>.lock``), held for a whole run.
+
+    A second run on the same output fails at once with
+    :class:`ParameterError` instead of recording clips twice.  The lock is
+    an advisory ``flock`` (released by the kernel when the process dies, so a
+    killed run never leaves a stale lock); on systems without ``fcntl`` the
+    lock file is created exclusively and removed on release.
+    """
+
+    def __init__(self, path: os.PathLike):
+        self.target = Path(path)
+        self.path = self.target.with_name(self.target.name + ".lock")
+        self._fd: Optional[int] = None
+        self._exclusive_file = False
+
+    def acquire(self) -> "OutputLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            try:
+                self._fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                raise ParameterError(self._busy()) from None
+            self._exclusive_file = True
+            return self
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ParameterError(self._busy()) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def _busy(self) -> str:
+        return (f"another run is writing {self.target} (lock {self.path} is held); wait for it to finish, "
+                "or choose another --out")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
+        if self._exclusive_file:  # pragma: no cover - Windows
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def locked(path: os.PathLike) -> Iterator[OutputLock]:
+    """Hold :class:`OutputLock` on ``path`` for the ``with`` block."""
+    lock = OutputLock(path).acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()

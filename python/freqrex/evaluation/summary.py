@@ -32,15 +32,19 @@ def _median(values: List[Optional[float]]) -> Optional[float]:
     return None if not vals else float(statistics.median(vals))
 
 
-def summarize(records: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
+def summarize(records: Iterable[Dict[str, Any]],
+              transfer_records: Optional[Iterable[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Success rates per model and strategy (and over all models), set sizes, SNRs, cost.
 
     Records with ``status != "ok"`` are counted as errors and left out of
-    the rates.
+    the rates.  With ``transfer_records`` (see :mod:`.transfer`), the
+    summary's ``transfer`` holds :func:`~.transfer.transfer_matrix`.
     """
     by_model: Dict[str, List[Dict[str, Any]]] = {}
     errors: Dict[str, int] = {}
     for rec in records:
+        if rec.get("kind") == "transfer":
+            continue
         model = rec.get("model", "?")
         if rec.get("status") != "ok":
             errors[model] = errors.get(model, 0) + 1
@@ -50,6 +54,10 @@ def summarize(records: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
     if len(by_model) > 1:
         groups["all models"] = [r for rs in by_model.values() for r in rs]
     out: Dict[str, Any] = {"paper": PAPER, "models": {}, "errors": errors}
+    if transfer_records is not None:
+        from .transfer import transfer_matrix
+
+        out["transfer"] = transfer_matrix(transfer_records)
     for model, recs in groups.items():
         ks = sorted({int(k) for r in recs for s in r.get("fft_flips", {}).values() for k in s})
         strategies = [s for s in STRATEGIES if any(s in r.get("fft_flips", {}) for r in recs)]
@@ -259,6 +267,13 @@ def summary_markdown(summary: Dict[str, Any]) -> str:
     if curves:
         lines.append("")
         lines.append(curves)
+    if summary.get("transfer"):
+        from .transfer import transfer_markdown
+
+        table = transfer_markdown(summary["transfer"])
+        if table:
+            lines.append("")
+            lines.append(table.rstrip("\n"))
     if summary.get("errors"):
         lines.append("")
         lines.append("Clips that could not be evaluated: " + ", ".join(f"{k}: {v}" for k, v in summary["errors"].items()))
@@ -274,9 +289,10 @@ def _fmt_gain(models: Dict[str, Any]) -> str:
 
 
 def write_summary(records: Iterable[Dict[str, Any]], markdown: Optional[os.PathLike] = None,
-                  json_path: Optional[os.PathLike] = None) -> Dict[str, Any]:
+                  json_path: Optional[os.PathLike] = None,
+                  transfer_records: Optional[Iterable[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Summarise records and write the Markdown table and/or the JSON summary (atomically)."""
-    summary = summarize(records)
+    summary = summarize(records, transfer_records)
     for path, text in ((markdown, summary_markdown(summary) if markdown else None),
                        (json_path, json.dumps(_clean(summary), indent=2) + "\n" if json_path else None)):
         if path is None:

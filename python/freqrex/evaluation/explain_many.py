@@ -1,0 +1,142 @@
+"""Explain many files, one output folder per clip, in this process or on Ray workers.
+
+``freqrex explain DIR --out OUT [--workers N]`` runs :func:`explain_many`:
+every audio file under ``DIR`` is explained and saved in its own folder under
+``OUT`` (its path below ``DIR``, the suffix's dot made ``_``:
+``DIR/a/x.wav`` -> ``OUT/a/x_wav``, so ``x.wav`` and ``x.flac`` differ).  The
+driver writes every folder (atomically: a temporary folder renamed into
+place); a folder already complete is skipped, so an interrupted run resumes.
+A clip that fails is reported and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .jobs import error_text, write_folder
+from .records import OutputLock, find_audio
+
+
+def output_folder(path: Path, root: Optional[Path]) -> Path:
+    """The folder of one file's explanation, relative to the output directory."""
+    rel = path.relative_to(root) if root is not None else Path(path.name)
+    suffix = rel.suffix
+    name = rel.stem + ("_" + suffix[1:] if suffix else "")
+    return rel.parent / name
+
+
+def explain_many(
+    inputs: Sequence[os.PathLike],
+    model: Any,
+    out: os.PathLike,
+    *,
+    explain_options: Dict[str, Any],
+    duration: float = 30.0,
+    quality: bool = True,
+    report: bool = False,
+    model_name: str = "model",
+    workers: Optional[int] = None,
+    address: Optional[str] = None,
+    threads_per_worker: int = 1,
+    max_retries: int = 2,
+    on_done: Optional[Callable[[Dict[str, Any]], None]] = None,
+    run_progress: Any = None,
+) -> List[Dict[str, Any]]:
+    """Explain every audio file of ``inputs`` (files or directories) into ``out/<folder>``.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+    model : object or specification
+        Built in each Ray worker when ``workers``/``address`` are given (see
+        :func:`~freqrex.evaluation.jobs.build_model`).
+    out : path
+        The output directory (locked for the run).
+    explain_options : dict
+        Keyword options of :func:`freqrex.explain`.
+
+    Returns
+    -------
+    list of dict
+        Per file: ``file``, ``folder``, ``status`` (``ok``, ``skipped``:
+        already done, or ``error``) and ``error`` or ``summary``.
+    """
+    from ..io import load_audio
+    from .distributed import make_executor
+
+    out = Path(out)
+    files: List[Tuple[Path, Path]] = []
+    for item in inputs:
+        root = Path(item) if Path(item).is_dir() else None
+        for f in find_audio([item]):
+            files.append((Path(f), output_folder(Path(f), root)))
+    seen: Dict[Path, Path] = {}
+    for f, folder in files:
+        if folder in seen:
+            from ..errors import ParameterError
+
+            raise ParameterError(f"{f} and {seen[folder]} would share the output folder {out / folder}")
+        seen[folder] = f
+    out.mkdir(parents=True, exist_ok=True)
+    results: List[Dict[str, Any]] = []
+    with OutputLock(out / ".explain"):
+        todo = []
+        for f, folder in files:
+            if (out / folder / "summary.json").is_file():
+                results.append({"file": str(f), "folder": str(out / folder), "status": "skipped"})
+            else:
+                todo.append([f, folder, 0])
+        if run_progress is not None:
+            run_progress.start(len(todo))
+        if not todo:
+            if run_progress is not None:
+                run_progress.close()
+            return results
+        executor = make_executor({model_name: model}, workers=workers, address=address, threads=threads_per_worker)
+        rate = int(executor.sample_rates()[model_name] or 16000)
+
+        def finish(job: list, outcome: tuple) -> None:
+            f, folder, attempts = job
+            res: Dict[str, Any] = {"file": str(f), "folder": str(out / folder), "attempts": attempts + 1}
+            if outcome[0] == "ok":
+                write_folder(out / folder, outcome[1]["files"])
+                res.update(status="ok", summary=outcome[1]["summary"])
+            else:
+                res.update(status="error", error=outcome[1])
+            results.append(res)
+            if run_progress is not None:
+                run_progress.update({"status": res["status"]})
+            if on_done is not None:
+                on_done(res)
+
+        try:
+            queue = list(todo)
+            while queue or executor.busy():
+                while queue and executor.free_slots() > 0:
+                    job = queue.pop(0)
+                    try:
+                        audio, sr = load_audio(job[0], sample_rate=rate, duration=duration)
+                    except Exception as exc:  # noqa: BLE001 - one bad file fails its clip, not the run
+                        finish(job, ("error", error_text(exc), False))
+                        continue
+                    payload = {"audio": audio, "sample_rate": sr, "explain": explain_options, "quality": quality,
+                               "report": report, "metadata": {"model": model_name, "audio": str(job[0])}}
+                    executor.submit(job, "explain", model_name, payload)
+                got = executor.next_result(timeout=1.0)
+                if run_progress is not None:
+                    run_progress.tick()
+                if got is None:
+                    continue
+                job, outcome = got
+                if outcome[0] != "ok" and outcome[2] and job[2] < max_retries:
+                    job[2] += 1
+                    queue.insert(0, job)
+                    continue
+                finish(job, outcome)
+        finally:
+            executor.close()
+            if run_progress is not None:
+                run_progress.close()
+    return results

@@ -1,0 +1,198 @@
+"""How explanations transfer between models: A's sets played to model B.
+
+For every clip and ordered pair of models (A, B), A's sufficient set and
+complete set (the ``fft`` explanation's bins, kept alone, everything else
+zeroed, exactly as freqrex scores a set) are played to B.  Each transfer
+record says whether B keeps its own decision on the clip and whether B's
+decision on the set equals A's decision (by class name when both models name
+their classes, else by index).
+
+Sets travel as frequency ranges (``kept_bands_hz`` of the evaluation record),
+so models at different sample rates can be compared: B keeps every bin of its
+own spectrum whose centre lies within half of A's bin width of a range.  At
+equal rate and length this is exactly A's set.
+
+The records live beside the evaluation's (``<out>.transfer.jsonl``, see
+:func:`transfer_path`); :func:`transfer_matrix` and :func:`transfer_markdown`
+turn them into the model-by-model matrix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+#: The sets played to the other model.
+TRANSFER_SETS = ("sufficient", "complete")
+
+
+def transfer_path(out: os.PathLike) -> Path:
+    """Where the transfer records of the evaluation records ``out`` go: ``<stem>.transfer.jsonl`` beside it."""
+    out = Path(out)
+    return out.with_name(out.stem + ".transfer.jsonl")
+
+
+def keep_mask(bands_hz: Sequence[Sequence[float]], source_bin_hz: float, n_samples: int,
+              sample_rate: int) -> np.ndarray:
+    """Bins of an ``n_samples`` clip at ``sample_rate`` whose centre lies within a band (± half a source bin)."""
+    freqs = np.arange(n_samples // 2 + 1, dtype=np.float64) * (float(sample_rate) / float(n_samples))
+    keep = np.zeros(freqs.size, dtype=bool)
+    if not len(bands_hz):
+        return keep
+    bands = np.asarray(sorted((float(lo), float(hi)) for lo, hi in bands_hz), dtype=np.float64)
+    tol = 0.5 * float(source_bin_hz)
+    lo, hi = bands[:, 0] - tol, bands[:, 1] + tol
+    idx = np.searchsorted(lo, freqs, side="right") - 1
+    inside = idx >= 0
+    keep[inside] = freqs[inside] <= np.maximum.accumulate(hi)[idx[inside]]
+    return keep
+
+
+def _decision(scores: np.ndarray, names: Optional[Sequence[str]]) -> Dict[str, Any]:
+    c = int(np.argmax(scores))
+    name = str(names[c]) if names is not None and c < len(names) else None
+    return {"class": c, "name": name, "score": float(scores[c])}
+
+
+def transfer_sets(audio: np.ndarray, sample_rate: int, model: Any,
+                  sources: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Play the sets of other models' explanations to ``model`` (one batch).
+
+    Parameters
+    ----------
+    audio : ndarray
+        The clip at ``model``'s sample rate.
+    sample_rate : int
+    model : callable
+        Model B.
+    sources : list of dict
+        One per model A: ``source`` (its name), ``decision`` (A's
+        ``{"class", "name"}`` on the clip), ``bin_hz`` (A's FFT bin width) and
+        ``sets`` (set name -> ``kept_bands_hz``, or None for an absent set).
+
+    Returns
+    -------
+    dict
+        ``original`` (B's decision on the clip) and ``results``: per source,
+        per set, B's decision on the set, ``keeps_target_decision`` and
+        ``equals_source_decision``.
+    """
+    from .._checks import call_model, check_audio
+    from ..explainer import _backend
+
+    x = check_audio(audio)
+    space_cls, _ = _backend("rust")
+    space = space_cls(x, space="fft", n_fft=2048, hop_length=512, mask_value=0.0, n_threads=None)
+    masks: List[np.ndarray] = []
+    slots: List[tuple] = []
+    for i, src in enumerate(sources):
+        for name in TRANSFER_SETS:
+            bands = (src.get("sets") or {}).get(name)
+            if bands is None:
+                continue
+            masks.append(keep_mask(bands, src["bin_hz"], x.size, sample_rate))
+            slots.append((i, name))
+    waves = [x.astype(np.float32)[None, :]]
+    if masks:
+        waves.append(np.asarray(space.synthesize(np.stack(masks)[:, None, :]), dtype=np.float32))
+    scores = call_model(model, np.concatenate(waves, axis=0))
+    names = getattr(model, "class_names", None)
+    original = _decision(scores[0], names)
+    results: List[Dict[str, Any]] = []
+    for src in sources:
+        results.append({name: {"present": False} for name in TRANSFER_SETS})
+    for row, (i, name) in enumerate(slots, 1):
+        d = _decision(scores[row], names)
+        src_dec = sources[i]["decision"]
+        if d["name"] is not None and src_dec.get("name") is not None:
+            equal = d["name"] == src_dec["name"]
+        else:
+            equal = d["class"] == src_dec.get("class")
+        results[i][name] = {
+            "present": True,
+            "decision": d,
+            "target_class_score": float(scores[row][original["class"]]),
+            "keeps_target_decision": d["class"] == original["class"],
+            "equals_source_decision": bool(equal),
+        }
+    return {"original": original, "results": results}
+
+
+# --------------------------------------------------------------------------- matrix
+
+
+def transfer_matrix(records: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
+    """The model-by-model transfer matrix of transfer records.
+
+    This is the function a report calls.  Returns ``{"models": [...]``
+    (sorted), ``"cells": {source: {target: cell}}}``; a cell holds ``clips`` (transfer
+    records with status ok) and, per set, ``present`` (clips where A's set
+    exists), ``keeps`` (share of those where B keeps its own decision) and
+    ``equals`` (share where B's decision equals A's).  Error records are
+    counted in ``errors``.
+    """
+    cells: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    models: List[str] = []
+    errors = 0
+    for rec in records:
+        a, b = rec.get("source"), rec.get("target")
+        if a is None or b is None:
+            continue
+        for m in (a, b):
+            if m not in models:
+                models.append(m)
+        if rec.get("status") != "ok":
+            errors += 1
+            continue
+        cell = cells.setdefault(a, {}).setdefault(b, {"clips": 0, **{
+            s: {"present": 0, "keeps": 0, "equals": 0} for s in TRANSFER_SETS}})
+        cell["clips"] += 1
+        for s in TRANSFER_SETS:
+            r = (rec.get("sets") or {}).get(s) or {}
+            if not r.get("present"):
+                continue
+            cell[s]["present"] += 1
+            cell[s]["keeps"] += int(bool(r.get("keeps_target_decision")))
+            cell[s]["equals"] += int(bool(r.get("equals_source_decision")))
+    for row in cells.values():
+        for cell in row.values():
+            for s in TRANSFER_SETS:
+                n = cell[s]["present"]
+                cell[s]["keeps"] = None if n == 0 else cell[s]["keeps"] / n
+                cell[s]["equals"] = None if n == 0 else cell[s]["equals"] / n
+    return {"models": sorted(models), "cells": cells, "errors": errors}
+
+
+def transfer_markdown(matrix: Dict[str, Any]) -> str:
+    """The matrix as Markdown: one table per set, rows = the set's model A, columns = model B."""
+    models = matrix.get("models") or []
+    if not models or not matrix.get("cells"):
+        return ""
+
+    def pct(v: Optional[float]) -> str:
+        return "–" if v is None else f"{100 * v:.0f}%"
+
+    lines: List[str] = []
+    for s in TRANSFER_SETS:
+        lines.append(f"Transfer of the {s} set: model A's set played to model B; cell = B keeps its own decision "
+                     f"/ B's decision equals A's (clips with A's set):")
+        lines.append("")
+        lines.append("| A's set \\ played to B | " + " | ".join(models) + " |")
+        lines.append("|---|" + "|".join(["--:"] * len(models)) + "|")
+        for a in models:
+            cells = []
+            for b in models:
+                c = matrix["cells"].get(a, {}).get(b)
+                if a == b or c is None:
+                    cells.append("–")
+                    continue
+                cells.append(f"{pct(c[s]['keeps'])} / {pct(c[s]['equals'])} ({c[s]['present']})")
+            lines.append(f"| {a} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if matrix.get("errors"):
+        lines.append(f"Transfers that could not be measured: {matrix['errors']}")
+        lines.append("")
+    return "\n".join(lines)
