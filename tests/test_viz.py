@@ -64,6 +64,15 @@ def test_report_escapes_names_for_html_and_matplotlib(explanation, tmp_path):
     assert "<b>" not in text and 'id="img-explanation"' in text
 
 
+def test_report_shows_the_explanations_warnings(explanation, tmp_path):
+    from freqrex.viz.report import write_explanation_report
+
+    e = dataclasses.replace(explanation)
+    e.warnings = ["the top two classes are tied " + BAD_HTML]  # read with getattr: older Explanations lack it
+    text = write_explanation_report(e, tmp_path / "w.html").read_text()
+    assert '<p class="warn">the top two classes are tied &lt;script&gt;' in text
+
+
 def test_safe_href_allows_only_relative_paths_and_file_urls():
     for ok in ("clip.html", "../runs/a/original.wav", "a%3Ab/report.html", "file:///tmp/x.html", "#top"):
         assert safe_href(ok) == ok

@@ -200,7 +200,7 @@ def _environment():
 
 def render_page(template: str, **context: Any) -> str:
     """The text of ``templates/<template>`` rendered with `context` (and the footer's facts)."""
-    from .. import __version__
+    from .._core import __version__
 
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return _environment().get_template(template).render(version=__version__, written_at=now, **context)

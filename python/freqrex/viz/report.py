@@ -96,8 +96,11 @@ def _sets(e: Explanation) -> List[Dict[str, Any]]:
         size = int(np.sum(m))
         score = (e.set_scores or {}).get(name)
         rows = _band_rows(e, name)
+        margins = (getattr(e, "set_margins", None) or {}).get(name) or {}
+        kept = margins.get("kept_margin")
         block["meta"] = (f"{fmt_count(size, unit)} ({100.0 * size / max(m.size, 1):.3g}% of the space), "
                          f"{fmt_count(len(rows), 'bands')}" + (f", score {score:.3f}" if score is not None else "")
+                         + (f", margin kept {kept:.3f}" if isinstance(kept, (int, float)) else "")
                          + f". {SET_ABOUT[name]}.")
         block["rows"] = rows[:_MAX_ROWS]
         shown = rows[:_MAX_ALL_ROWS]
@@ -254,7 +257,7 @@ def _flip(flip, audio, sample_rate, stft_params=(None, None)) -> Tuple[Dict[str,
 
 # =========================================================================== page
 def _explanation_facts(e: Explanation, model_name, source, title) -> Dict[str, Any]:
-    from .. import __version__
+    from .._core import __version__
     from .figure import plot_explanation
 
     name = e.target_name or f"class {e.target}"
@@ -283,11 +286,16 @@ def _explanation_facts(e: Explanation, model_name, source, title) -> Dict[str, A
         _kv("extraction queries", e.extraction_queries), _kv("elapsed", fmt_seconds(e.elapsed)),
         _kv("freqrex", __version__),
     ]
+    for label, value in (("runner-up class", getattr(e, "runner_up", None)), ("margin", getattr(e, "margin", None)),
+                         ("contrast class", getattr(e, "contrast", None))):
+        if value is not None:
+            run.insert(4, _kv(label, value))
     return {
         "heading": title or f"Why '{name}'?",
         "lead": (f"freqrex explanation of {model_name or 'the model'}'s decision on {source or 'a clip'} "
                  f"({dur:.1f} s at {e.sample_rate:,} Hz), by causal analysis of the {e.space.upper()} space."),
         "cards": cards,
+        "warnings": [str(w) for w in (getattr(e, "warnings", None) or [])],
         "figure": {"uri": uri, "width": w, "height": h},
         "sets": _sets(e),
         "stft": e.space == "stft",
@@ -321,7 +329,7 @@ def explanation_html(
     model_name = model_name or getattr(e, "model_name", None)
     source = source or getattr(e, "source", None)
     context: Dict[str, Any] = {"index_href": index_href, "cards": [], "figure": None, "sets": [], "run": None,
-                               "flip": None}
+                               "flip": None, "warnings": []}
     if e is not None:
         context.update(_explanation_facts(e, model_name, source, title))
     else:

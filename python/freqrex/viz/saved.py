@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional, Union
@@ -18,7 +18,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import ParameterError
-from ..explanation import SET_NAMES, Explanation
+from ..explanation import SET_NAMES, Explanation, load_class_maps
 
 __all__ = ["SavedExplanation", "load_explanation_dir", "load_flip_beside", "load_flip_dir"]
 
@@ -130,9 +130,38 @@ def load_explanation_dir(path: PathLike) -> SavedExplanation:
             model_name=s.get("model"),
             source=s.get("audio", s.get("source")),
         )
+        _read_optional_fields(e, s, arrays)
     except (KeyError, TypeError, ValueError) as exc:
         raise ParameterError(f"{spath} is not a freqrex summary: {exc}") from exc
     return e
+
+
+_SET_MARGIN_KEYS = ("kept_margin", "kept_class", "removed_margin", "removed_class")
+
+
+def _read_optional_fields(e: Explanation, s: dict, arrays: dict) -> None:
+    """The fields a summary holds only in newer versions, set when this Explanation has them.
+
+    Read defensively, so that loading works for saves from before and after
+    a field was added: runner-up, margin, contrast, warnings, each set's
+    margins, per-class maps and the partition.
+    """
+    names = {f.name for f in fields(e)}
+    if "runner_up" in names and s.get("runner_up") is not None:
+        e.runner_up = int(s["runner_up"])
+    for name in ("margin", "contrast"):
+        if name in names and name in s:
+            setattr(e, name, s[name])
+    if "warnings" in names and isinstance(s.get("warnings"), list):
+        e.warnings = [str(w) for w in s["warnings"]]
+    if "set_margins" in names:
+        e.set_margins = {name: {k: v[k] for k in _SET_MARGIN_KEYS if k in v}
+                         for name, v in (s.get("sets") or {}).items()
+                         if isinstance(v, dict) and any(k in v for k in _SET_MARGIN_KEYS)}
+    if "class_responsibility" in names:
+        e.class_responsibility = load_class_maps(arrays)
+    if "parts" in names and "parts" in arrays:
+        e.parts = np.asarray(arrays["parts"], dtype=np.float64)
 
 
 def load_flip_beside(d: Path, e: Optional[Explanation] = None):
