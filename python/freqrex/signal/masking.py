@@ -232,8 +232,9 @@ def _pack(frame_index: np.ndarray, n_frames: int, *columns):
     return width, packed
 
 
-def _global_threshold(psd: np.ndarray, freqs: np.ndarray, ath: np.ndarray) -> np.ndarray:
-    """Global masking threshold (dB) of PSD frames ``(F, K)`` (MPEG-1 model 1)."""
+def _global_threshold(psd: np.ndarray, freqs: np.ndarray, ath: np.ndarray, *, noise_maskers: bool = True) -> np.ndarray:
+    """Global masking threshold (dB) of PSD frames ``(F, K)`` (MPEG-1 model 1; without the noise
+    maskers when asked, as scripts/compare_masking_threshold.py measures)."""
     n_frames, n_bins = psd.shape
     if n_frames == 0:
         return np.empty((0, n_bins))
@@ -266,6 +267,8 @@ def _global_threshold(psd: np.ndarray, freqs: np.ndarray, ath: np.ndarray) -> np
     onehot = (band[:, None] == bands[None, :]).astype(np.float64)
     with np.errstate(divide="ignore"):
         n_power = 10.0 * np.log10(np.where(claimed, 0.0, lin) @ onehot)  # (F, B)
+    if not noise_maskers:
+        n_power = np.full_like(n_power, -np.inf)
     n_bin = np.empty(bands.size, dtype=np.int64)
     for i, b in enumerate(bands):
         members = np.flatnonzero(band == b)
@@ -334,6 +337,7 @@ def masking_threshold(
     hop_length: int = 512,
     offset_db: Optional[float] = None,
     ath_offset_db: float = ATH_OFFSET_DB,
+    _noise_maskers: bool = True,
 ) -> MaskingThreshold:
     """Global masking threshold of a clip (MPEG-1 psychoacoustic model 1).
 
@@ -376,7 +380,7 @@ def masking_threshold(
     freqs = np.arange(spec.shape[1]) * (rate / n_fft)
     ath = absolute_threshold_db(freqs) + ath_shift
     return MaskingThreshold(
-        threshold_db=_global_threshold(psd, freqs, ath),
+        threshold_db=_global_threshold(psd, freqs, ath, noise_maskers=_noise_maskers),
         psd_db=psd,
         offset_db=offset,
         frequencies=freqs,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -102,7 +103,8 @@ def _ath(freqs: np.ndarray) -> np.ndarray:
 
 
 def _decimate(maskers: np.ndarray, count: int, bark: np.ndarray) -> np.ndarray:
-    """ART's bark-distance filter, verbatim (it indexes ``bark`` by masker ordinal)."""
+    """ART's bark-distance filter, verbatim (it indexes ``bark`` by masker ordinal; pass the
+    maskers' own Bark values as `bark` for the filter the paper describes)."""
     keep = np.ones(count, dtype=bool)
     i_prev = 0
     for i in range(1, count):
@@ -117,14 +119,15 @@ def _decimate(maskers: np.ndarray, count: int, bark: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _frame_threshold(psd: np.ndarray, bark: np.ndarray, ath: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def _frame_threshold(psd: np.ndarray, bark: np.ndarray, ath: np.ndarray, shift: np.ndarray, *,
+                     by_bin: bool = False, spread_limits: Optional[Tuple[float, float]] = None) -> np.ndarray:
     idx = np.flatnonzero((psd[1:-1] > psd[:-2]) & (psd[1:-1] > psd[2:])) + 1
     lin = 10.0 ** (psd / 10.0)
     with np.errstate(divide="ignore"):
         maskers = 10.0 * np.log10(lin[idx - 1] + lin[idx] + lin[idx + 1])
     ok = maskers > ath[idx]
     idx, maskers = idx[ok], maskers[ok]
-    keep = _decimate(maskers, idx.size, bark)
+    keep = _decimate(maskers, idx.size, bark[idx] if by_bin else bark)
     idx, maskers = idx[keep], maskers[keep]
     total = 10.0 ** (ath / 10.0)
     if idx.size:
@@ -132,12 +135,16 @@ def _frame_threshold(psd: np.ndarray, bark: np.ndarray, ath: np.ndarray, shift: 
         upper = -27.0 + 0.37 * np.maximum(maskers - 40.0, 0.0)
         spread = np.where(dz > 0, upper[:, None] * dz, 27.0 * dz)
         ind = (maskers + shift[idx])[:, None] + spread
+        if spread_limits is not None:
+            ind = np.where((dz >= spread_limits[0]) & (dz < spread_limits[1]), ind, -np.inf)
         total = total + np.sum(10.0 ** (ind / 10.0), axis=0)
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(total)
 
 
-def art_masking_threshold(audio, sample_rate, *, n_fft: int = 2048, hop_length: int = 512) -> ArtThreshold:
+def art_masking_threshold(audio, sample_rate, *, n_fft: int = 2048, hop_length: int = 512,
+                          _by_bin: bool = False, _spread_limits: Optional[Tuple[float, float]] = None,
+                          ) -> ArtThreshold:
     """ART 1.20.1's ``calculate_threshold_and_psd_maximum`` in vectorised NumPy.
 
     Parameters
@@ -171,5 +178,8 @@ def art_masking_threshold(audio, sample_rate, *, n_fft: int = 2048, hop_length: 
     bark = 13.0 * np.arctan(0.00076 * freqs) + 3.5 * np.arctan((freqs / 7500.0) ** 2)
     ath = _ath(freqs)
     shift = -6.025 - 0.275 * bark
-    thr = np.stack([_frame_threshold(p, bark, ath, shift) for p in psd])
+    # (_by_bin, _spread_limits: variants for scripts/compare_masking_threshold.py, which measures
+    # how much of the difference from freqrex's model each of ART's choices makes)
+    thr = np.stack([_frame_threshold(p, bark, ath, shift, by_bin=_by_bin, spread_limits=_spread_limits)
+                    for p in psd])
     return ArtThreshold(thr, psd, psd_max)
