@@ -148,9 +148,11 @@ def test_model_exception_is_chained():
     assert isinstance(info.value.__cause__, RuntimeError)
 
 
-def test_model_must_be_callable():
-    with pytest.raises(ParameterError):
+def test_model_must_be_usable():
+    with pytest.raises(ModelError, match="unknown model"):  # a string is a model name or path
         freqrex.explain(make_clip(), SR, "not a model", budget=10)
+    with pytest.raises(ModelError, match="TorchModel"):  # the error names the adapters
+        freqrex.explain(make_clip(), SR, 42, budget=10)
 
 
 def test_errors_are_in_one_hierarchy():

@@ -349,7 +349,16 @@ def test_onnx_fixed_length_crops_and_pads(tmp_path, onnxruntime, waves):
         e = np.exp(z - z.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
-    np.testing.assert_allclose(model(waves), expect(waves[:, 150:250]), rtol=1e-5)  # centre crop
+    centre = OnnxModel(path, sample_rate=SR, output="logits", fit_policy="center")
+    np.testing.assert_allclose(centre(waves), expect(waves[:, 150:250]), rtol=1e-5)  # centre crop
+    # the default scores every window of 100 samples (the last ends with the clip) and averages them
+    n = waves.shape[1]
+    starts = list(range(0, n - 100 + 1, 100)) + ([n - 100] if (n - 100) % 100 else [])
+    mean = np.mean([expect(waves[:, s:s + 100]) for s in starts], axis=0)
+    np.testing.assert_allclose(model(waves), mean, rtol=1e-5)
+    half = OnnxModel(path, sample_rate=SR, output="logits", window_hop=50)
+    mean = np.mean([expect(waves[:, s:s + 100]) for s in range(0, n - 100 + 1, 50)], axis=0)
+    np.testing.assert_allclose(half(waves), mean, rtol=1e-5)
     start = OnnxModel(path, sample_rate=SR, output="logits", fit_policy="start")
     np.testing.assert_allclose(start(waves), expect(waves[:, :100]), rtol=1e-5)
     short = waves[:, :60]

@@ -10,7 +10,12 @@ from .errors import ModelError, ParameterError
 
 
 def check_audio(audio: Any) -> np.ndarray:
-    """Return the clip as a contiguous float32 1-D array or raise ParameterError."""
+    """Return the clip as a contiguous float32 1-D array or raise ParameterError.
+
+    int16, int32 and uint8 PCM samples are scaled to [-1, 1) as soundfile
+    does (divided by 2**15, 2**31; uint8 offset by 128 and divided by 2**7);
+    other integer dtypes are refused.
+    """
     try:
         x = np.asarray(audio)
     except Exception as exc:  # pragma: no cover - exotic array-likes
@@ -26,10 +31,31 @@ def check_audio(audio: Any) -> np.ndarray:
         )
     if x.size < 2:
         raise ParameterError("audio is empty (fewer than 2 samples)")
+    x = _pcm_to_float(x)
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.all(np.isfinite(x)):
         raise ParameterError("audio contains NaN or infinite samples")
     return x
+
+
+#: Integer PCM dtypes and what soundfile divides them by (uint8 is offset by 128 first).
+_PCM_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.uint8): 128.0}
+
+
+def _pcm_to_float(x: np.ndarray) -> np.ndarray:
+    """Integer PCM samples scaled to [-1, 1) as soundfile reads them; other integer dtypes refused."""
+    if not np.issubdtype(x.dtype, np.integer):
+        return x
+    scale = _PCM_SCALE.get(x.dtype)
+    if scale is None:
+        raise ParameterError(
+            f"audio of dtype {x.dtype} has no PCM scale: pass floats in [-1, 1], or int16, int32 or uint8 "
+            "PCM samples (scaled as soundfile does)"
+        )
+    y = x.astype(np.float64)
+    if x.dtype == np.uint8:
+        y -= 128.0
+    return y / scale
 
 
 def check_sample_rate(sample_rate: Any) -> int:

@@ -11,6 +11,7 @@ from . import _stft
 from ._checks import call_model, check_audio, check_sample_rate
 from .errors import ParameterError
 from .explanation import SET_NAMES, Explanation
+from .models import as_model
 from .options import ExplainOptions, make_options
 
 #: progress(phase, queries_done, budget) is called after every model batch.
@@ -54,9 +55,7 @@ class Explainer:
     """
 
     def __init__(self, model: Callable[[np.ndarray], Any], *, backend: str = "rust", **options: Any) -> None:
-        if not callable(model):
-            raise ParameterError(f"model must be callable, got {type(model).__name__}")
-        self.model = model
+        self.model = as_model(model)  # HF models, pipelines, torch modules, paths -> a freqrex Model
         self.backend = backend
         _backend(backend)
         self.options: ExplainOptions = make_options(**options)

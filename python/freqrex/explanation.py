@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import notebook as _notebook
 from ._atomic import atomic_writer, write_text
 from .errors import ParameterError
 
@@ -105,6 +106,12 @@ class Explanation:
     runner_up: Optional[int] = None
     _space: Any = field(default=None, repr=False)
     _audio: Optional[np.ndarray] = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return _notebook.explanation_repr(self)
+
+    def _repr_html_(self) -> str:  # Jupyter: summary, plot and audio players (freqrex.notebook)
+        return _notebook.explanation_html(self)
 
     # ------------------------------------------------------------------ sets
     def get_set(self, name: str) -> Optional[np.ndarray]:

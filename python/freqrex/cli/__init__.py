@@ -21,6 +21,7 @@ import sys
 from typing import List, Optional
 
 from ..errors import AudioFileError, FreqrexError, ModelError, ParameterError
+from .model_options import add_model_options, open_model, open_model_spec  # noqa: F401  (the commands' shared model options)
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_AUDIO, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -56,23 +57,6 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON result on stdout instead of text")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """--model, and what a model file cannot tell: its sample rate and output kind."""
-    p.add_argument("--model", default="MSD_musicnn", help="built-in model name or .onnx/.pt file (default MSD_musicnn)")
-    p.add_argument("--sample-rate", type=int, default=16000, help="sample rate of an .onnx/.pt model (default 16000)")
-    p.add_argument("--output", choices=("logits", "probabilities", "sigmoid"), default="probabilities",
-                   help="what an .onnx/.pt model outputs (default probabilities)")
-
-
-def open_model(args: argparse.Namespace):
-    """The model named on the command line: a built-in name, or a file with --sample-rate/--output."""
-    from ..models import BUILTIN_MODELS, load_model
-
-    if args.model.lower() in {n.lower() for n in BUILTIN_MODELS}:
-        return load_model(args.model)
-    return load_model(args.model, sample_rate=args.sample_rate, output=args.output)
 
 
 def open_clip(args: argparse.Namespace, model):

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import add_common
+from . import add_common, add_model_options, open_model_spec
 
 
 def _ints(text: str):
@@ -28,8 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "A Markdown summary (and JSON next to it) lays the results out beside the paper's.",
     )
     p.add_argument("inputs", nargs="+", metavar="FILES_OR_DIR", help="audio files or directories (searched recursively)")
-    p.add_argument("--model", action="append", required=True,
-                   help="built-in model name or .onnx/.pt file; repeat for several models")
+    add_model_options(p, multiple=True)
     p.add_argument("--out", required=True, help="results file (JSONL), appended to and resumed")
     p.add_argument("--summary", default=None, help="write the Markdown table here (and the JSON summary beside it)")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most the first N clips (per model)")
@@ -111,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     if not args.summarize_only:
-        models = {spec: spec for spec in args.model}
+        models = {spec: open_model_spec(spec, args) for spec in args.model}
         evaluate_many(files, models, out, options=options, limit=args.limit, on_start=on_start,
                       on_record=on_record)
     records = [r for r in load_records(out)

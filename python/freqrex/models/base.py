@@ -7,11 +7,51 @@ A *model* is any callable mapping a float32 batch of waveforms of shape
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Sequence
+from typing import Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import ParameterError
+
 OutputKind = Literal["logits", "probabilities", "sigmoid"]
+
+
+def class_name_list(names: Union[Sequence, Mapping, None]) -> Optional[list]:
+    """Class names as a list in class-index order, or None.
+
+    Parameters
+    ----------
+    names : sequence of str, mapping {index: name} or None
+        A sequence is taken in order.  A mapping (a Hugging Face
+        ``config.id2label``, or one read from JSON with string keys) must map
+        the indices ``0 .. n-1`` exactly once each; its names are returned in
+        index order.
+
+    Raises
+    ------
+    ParameterError
+        One string instead of names, an empty collection, or a mapping whose
+        keys are not the integers ``0 .. n-1``.
+    """
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)):
+        raise ParameterError("class_names must be a sequence of names or a {index: name} mapping, not one string")
+    if isinstance(names, Mapping):
+        try:
+            by_index = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"class_names mapping keys must be class indices, got {sorted(names)[:5]}") from exc
+        if len(by_index) != len(names) or sorted(by_index) != list(range(len(by_index))):
+            raise ParameterError(
+                f"class_names mapping must have the keys 0 .. {len(names) - 1}, got {sorted(by_index)[:8]}"
+            )
+        out = [by_index[i] for i in range(len(by_index))]
+    else:
+        out = [str(c) for c in names]
+    if not out:
+        raise ParameterError("class_names must not be empty")
+    return out
 
 
 class Model:
@@ -44,5 +84,42 @@ class Model:
         return len(self.class_names)
 
     def class_name(self, index: int) -> str:
-        names: Sequence[str] = self.class_names
-        return str(names[index]) if 0 <= index < len(names) else str(index)
+        names: Optional[Sequence[str]] = self.class_names
+        return str(names[index]) if names is not None and 0 <= index < len(names) else str(index)
+
+
+class FunctionModel(Model):
+    """A plain function ``f(waves) -> scores`` seen as a :class:`Model`, its scores untouched.
+
+    What :func:`freqrex.models.as_model` makes of a callable given without
+    options: calls go straight to the function (its scores' argmax is the
+    decision; freqrex validates their shape and values), its ``sample_rate``
+    attribute (if any) is the model's, and its ``class_names`` (a sequence,
+    or a ``{index: name}`` mapping such as ``config.id2label``) are read in
+    index order.  Other attributes are the function's.
+    """
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        rate = getattr(fn, "sample_rate", None)
+        self.sample_rate = None if rate is None else int(rate)
+        self._names = class_name_list(getattr(fn, "class_names", None))
+
+    @property
+    def class_names(self) -> Optional[list]:  # type: ignore[override]
+        return self._names
+
+    @class_names.setter
+    def class_names(self, names) -> None:
+        self._names = class_name_list(names)
+
+    def __call__(self, waves: np.ndarray):
+        return self.fn(waves)
+
+    def __getattr__(self, name: str):
+        if name == "fn":  # not set yet (copy, unpickling)
+            raise AttributeError(name)
+        return getattr(self.fn, name)
+
+    def __repr__(self) -> str:
+        return f"FunctionModel({self.fn!r})"

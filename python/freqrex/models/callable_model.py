@@ -8,11 +8,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import FreqrexError, ModelError, ParameterError
-from .base import Model
+from ._windows import check_window, mean_over_windows, split_windows
+from .base import Model, class_name_list
 
 __all__ = ["CallableModel", "softmax"]
 
-_OUTPUT_KINDS = ("logits", "probabilities", "sigmoid")
+_OUTPUT_KINDS = ("logits", "probabilities", "sigmoid", "auto")
 # Scores declared as probabilities may stray this far outside [0, 1] (float
 # rounding) before they are rejected as probably being logits.
 _PROB_TOLERANCE = 1e-4
@@ -46,6 +47,16 @@ def _to_numpy(out) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
+def _guess_output(scores: np.ndarray) -> str:
+    """What a model's first scores look like: probabilities, sigmoid tags or logits."""
+    lo, hi = float(scores.min()), float(scores.max())
+    if lo < -_PROB_TOLERANCE or hi > 1 + _PROB_TOLERANCE:
+        return "logits"
+    if np.allclose(scores.sum(axis=1), 1.0, atol=1e-3):
+        return "probabilities"
+    return "sigmoid"
+
+
 class CallableModel(Model):
     """Wrap a callable ``f(waves) -> scores`` as a freqrex model.
 
@@ -59,10 +70,12 @@ class CallableModel(Model):
     ----------
     fn : callable
         The model.
-    sample_rate : int
-        Sample rate (Hz) the model expects.
-    class_names : sequence of str, optional
-        One name per output column.  By default ``"0"``, ``"1"``, ... are
+    sample_rate : int or None
+        Sample rate (Hz) the model expects.  None: not declared (freqrex then
+        takes the clip's rate on trust, and cannot resample for you).
+    class_names : sequence of str or mapping {index: name}, optional
+        One name per output column (a mapping such as a Hugging Face
+        ``config.id2label`` is read in index order).  By default ``"0"``, ``"1"``, ... are
         used, discovered from the first call (reading :attr:`class_names`
         before any call probes the model once with a silent waveform of
         `input_samples` samples, or one second).
@@ -73,6 +86,10 @@ class CallableModel(Model):
         returned untouched.  Probabilities and sigmoid scores outside
         [0, 1] (beyond 1e-4 of rounding, which is clipped) raise
         :class:`~freqrex.errors.ModelError`: they are probably logits.
+        ``"auto"`` decides from the first scores and then keeps the kind:
+        rows in [0, 1] that sum to 1 are probabilities, other scores in
+        [0, 1] sigmoid tags, anything else logits (:attr:`output` then
+        tells which).
     fixed_batch : int, optional
         The batch size `fn` only accepts.  ``1`` calls it one waveform at a
         time (shape ``(1, samples)``); a larger value sends chunks of
@@ -84,6 +101,16 @@ class CallableModel(Model):
     input_samples : int, optional
         Clip length the model prefers, for callers that prepare audio
         (the adapter does not crop or pad).
+    window : int, optional
+        The longest waveform, in samples, the model should see at once.  A
+        longer waveform is cut into windows of `window` samples starting
+        every `window_hop` samples (the last one ends with the waveform, so
+        no sample is left out); the model scores each window and the
+        waveform's score is the mean of its windows' probabilities (logits
+        are softmaxed per window first).  None: the whole waveform.
+    window_hop : int, optional
+        Samples between window starts (default `window`: no overlap but for
+        the last window).
 
     Raises
     ------
@@ -103,43 +130,40 @@ class CallableModel(Model):
         self,
         fn: Callable,
         *,
-        sample_rate: int,
+        sample_rate: Optional[int],
         class_names: Optional[Sequence[str]] = None,
         output: str = "probabilities",
         fixed_batch: Optional[int] = None,
         max_batch_size: Optional[int] = None,
         input_samples: Optional[int] = None,
+        window: Optional[int] = None,
+        window_hop: Optional[int] = None,
     ) -> None:
         if not callable(fn):
             raise ParameterError(f"the model must be callable, got {type(fn).__name__}")
         if output not in _OUTPUT_KINDS:
             raise ParameterError(f"output must be one of {_OUTPUT_KINDS}, got {output!r}")
         self._fn = fn
-        self.sample_rate = _positive_int(sample_rate, "sample_rate", allow_none=False)
+        self.sample_rate = _positive_int(sample_rate, "sample_rate")
         self.output = output
         self.fixed_batch = _positive_int(fixed_batch, "fixed_batch")
         self.max_batch_size = _positive_int(max_batch_size, "max_batch_size")
         self.input_samples = _positive_int(input_samples, "input_samples")
-        if class_names is not None:
-            if isinstance(class_names, str):
-                raise ParameterError("class_names must be a sequence of names, not one string")
-            class_names = [str(c) for c in class_names]
-            if not class_names:
-                raise ParameterError("class_names must not be empty")
-        self._class_names: Optional[list] = class_names
+        self.window, self.window_hop = check_window(window, window_hop)
+        self._class_names: Optional[list] = class_name_list(class_names)
 
     # -- class names -----------------------------------------------------
     @property
     def class_names(self) -> list:
         """Names of the output classes (probes the model once if unknown)."""
         if self._class_names is None:
-            n = self.input_samples or self.sample_rate
+            n = self.input_samples or self.sample_rate or 16000
             self(np.zeros((1, n), dtype=np.float32))
         return self._class_names
 
     @class_names.setter
-    def class_names(self, names: Sequence[str]) -> None:
-        self._class_names = [str(c) for c in names]
+    def class_names(self, names) -> None:
+        self._class_names = class_name_list(names)
 
     # -- calling -----------------------------------------------------------
     def _forward(self, waves: np.ndarray):
@@ -205,6 +229,14 @@ class CallableModel(Model):
         batch = waves.shape[0]
         if batch == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        if self.window is not None and waves.shape[1] > self.window:
+            windows, n_windows = split_windows(waves, self.window, self.window_hop)
+            scores = self._score(windows)
+            return mean_over_windows(scores, batch, n_windows).astype(np.float32)
+        return self._score(waves)
+
+    def _score(self, waves: np.ndarray) -> np.ndarray:
+        batch = waves.shape[0]
         size = self._chunk_size(batch)
         parts = [self._call_chunk(waves[i : i + size]) for i in range(0, batch, size)]
         widths = {p.shape[1] for p in parts}
@@ -227,6 +259,8 @@ class CallableModel(Model):
         if not np.isfinite(scores).all():
             bad = int(np.size(scores) - np.count_nonzero(np.isfinite(scores)))
             raise ModelError(f"{self._describe()} returned {bad} NaN or infinite score(s)")
+        if self.output == "auto":
+            self.output = _guess_output(scores)
         if self.output == "logits":
             scores = softmax(scores, axis=1)
         else:

@@ -75,20 +75,22 @@ class OnnxModel(CallableModel):
     - a fixed batch dimension of 1 (or rank 1): one waveform per call; any
       other fixed batch size N: chunks of exactly N, the last one padded
       with silence (see :class:`CallableModel`, ``fixed_batch``);
-    - a fixed sample dimension L: :attr:`input_samples` is L, and each
-      waveform is cropped or zero-padded to L samples with
-      :func:`freqrex.io.fit_length` (`fit_policy` ``"center"`` keeps the
-      middle L samples of a longer waveform, ``"start"`` the first L; a
-      shorter waveform is zero-padded at the end).  Callers that want full
-      control pass waveforms of exactly L samples.
+    - a fixed sample dimension L: :attr:`input_samples` is L.  A shorter
+      waveform is zero-padded at the end.  A longer one is, by default
+      (`fit_policy` ``"windows"``), scored as windows of L samples every
+      `window_hop` samples (the last window ends with the waveform) whose
+      probabilities are averaged, so that every sample counts; ``"center"``
+      keeps only its middle L samples and ``"start"`` its first L (with
+      :func:`freqrex.io.fit_length`): the rest then cannot matter to the
+      model or to an explanation.
 
     Parameters
     ----------
     model : str, os.PathLike or bytes
         Path of an ``.onnx`` file, or the serialised model itself.
-    sample_rate : int
-        Sample rate (Hz) the model expects.
-    class_names : sequence of str, optional
+    sample_rate : int or None
+        Sample rate (Hz) the model expects (None: not declared).
+    class_names : sequence of str or mapping {index: name}, optional
         One name per output column (default ``"0"``, ``"1"``, ...).
     output : {"probabilities", "logits", "sigmoid"}, default "probabilities"
         What the model returns; logits are softmaxed once, the others are
@@ -103,8 +105,11 @@ class OnnxModel(CallableModel):
         input, the first output).
     batch_size : int, default 64
         Largest batch per call when the batch dimension is dynamic.
-    fit_policy : {"center", "start"}, default "center"
-        How a fixed sample dimension crops longer waveforms (see above).
+    fit_policy : {"windows", "center", "start"}, default "windows"
+        How a fixed sample dimension sees longer waveforms (see above).
+    window_hop : int, optional
+        Samples between window starts with ``fit_policy="windows"``
+        (default L: no overlap but for the last window).
     session_options : onnxruntime.SessionOptions, optional
         Passed to the ``InferenceSession``.
 
@@ -119,18 +124,19 @@ class OnnxModel(CallableModel):
         self,
         model: Union[str, "os.PathLike[str]", bytes],
         *,
-        sample_rate: int,
+        sample_rate: Optional[int],
         class_names: Optional[Sequence[str]] = None,
         output: str = "probabilities",
         providers=None,
         input_name: Optional[str] = None,
         output_name: Optional[str] = None,
         batch_size: int = 64,
-        fit_policy: str = "center",
+        fit_policy: str = "windows",
+        window_hop: Optional[int] = None,
         session_options=None,
     ) -> None:
-        if fit_policy not in ("center", "start"):
-            raise ParameterError(f"fit_policy must be 'center' or 'start', got {fit_policy!r}")
+        if fit_policy not in ("windows", "center", "start"):
+            raise ParameterError(f"fit_policy must be 'windows', 'center' or 'start', got {fit_policy!r}")
         ort = _import_ort()
         self.providers = _resolve_providers(ort, providers)
         self.source = "<bytes>" if isinstance(model, (bytes, bytearray)) else self._check_path(model)
@@ -168,6 +174,8 @@ class OnnxModel(CallableModel):
             fixed_batch=fixed_batch,
             max_batch_size=batch_size,
             input_samples=input_samples,
+            window=input_samples if fit_policy == "windows" else None,
+            window_hop=window_hop if fit_policy == "windows" and input_samples is not None else None,
         )
 
     def _check_path(self, model) -> str:
@@ -200,7 +208,8 @@ class OnnxModel(CallableModel):
         if self.input_samples is not None and waves.shape[1] != self.input_samples:
             from ..io import fit_length
 
-            waves = fit_length(waves, self.input_samples, policy=self.fit_policy)
+            policy = "start" if self.fit_policy == "windows" else self.fit_policy  # windows only pad here
+            waves = fit_length(waves, self.input_samples, policy=policy)
         x = waves.astype(self._input_dtype, copy=False)
         if self._rank == 1:
             x = x[0]

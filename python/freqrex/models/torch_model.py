@@ -58,13 +58,15 @@ class TorchModel(CallableModel):
         scores ``(batch, classes)``.  A path loads a TorchScript archive with
         ``torch.jit.load`` (a pickled ``state_dict`` cannot be used: build
         the module and load the weights yourself).
-    sample_rate : int
-        Sample rate (Hz) the network expects.
-    class_names : sequence of str, optional
+    sample_rate : int or None
+        Sample rate (Hz) the network expects (None: not declared; the
+        clip's rate is taken on trust).
+    class_names : sequence of str or mapping {index: name}, optional
         One name per output column (default ``"0"``, ``"1"``, ...).
-    output : {"probabilities", "logits", "sigmoid"}, default "probabilities"
+    output : {"probabilities", "logits", "sigmoid", "auto"}, default "probabilities"
         What the network returns; logits are softmaxed once, the others
-        are returned untouched (see :class:`CallableModel`).
+        are returned untouched; ``"auto"`` decides from the first scores
+        (see :class:`CallableModel`).
     device : str or torch.device, default "auto"
         ``"auto"``: CUDA if available, else CPU.  ``"cpu"``, ``"cuda"``,
         ``"cuda:1"``, ...; asking for CUDA without it is a ParameterError.
@@ -75,19 +77,25 @@ class TorchModel(CallableModel):
         call); see :class:`CallableModel`.
     input_samples : int, optional
         Clip length the network prefers (informational).
+    window, window_hop : int, optional
+        Score longer waveforms as windows of `window` samples every
+        `window_hop` samples, averaging the windows' probabilities (see
+        :class:`CallableModel`).  None: the whole waveform.
     """
 
     def __init__(
         self,
         module,
         *,
-        sample_rate: int,
+        sample_rate: Optional[int],
         class_names: Optional[Sequence[str]] = None,
         output: str = "probabilities",
         device: Union[str, "object"] = "auto",
         batch_size: int = 64,
         fixed_batch: Optional[int] = None,
         input_samples: Optional[int] = None,
+        window: Optional[int] = None,
+        window_hop: Optional[int] = None,
     ) -> None:
         torch = _import_torch()
         self._torch = torch
@@ -111,6 +119,8 @@ class TorchModel(CallableModel):
             fixed_batch=fixed_batch,
             max_batch_size=batch_size,
             input_samples=input_samples,
+            window=window,
+            window_hop=window_hop,
         )
         if self.max_batch_size is None:
             raise ParameterError("batch_size must be a positive integer")
@@ -140,6 +150,9 @@ class TorchModel(CallableModel):
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)).to(self.device)
             out = self.module(x)
+            logits = getattr(out, "logits", None)  # a transformers-style output object
+            if not isinstance(out, torch.Tensor) and isinstance(logits, torch.Tensor):
+                out = logits
             if not isinstance(out, torch.Tensor):
                 raise ModelError(
                     f"{self._describe()} returned {type(out).__name__}, expected a tensor of shape (batch, classes)"

@@ -1,0 +1,192 @@
+"""--model everywhere (explain, flip, evaluate): directories, .onnx, TorchScript, module:callable, trust."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in these tests may reach the hub
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from freqrex.cli import EXIT_MODEL, EXIT_USAGE, main  # noqa: E402
+from freqrex.io import save_wav  # noqa: E402
+
+SR = 16000
+NAMES = ["blues", "jazz", "rock"]
+
+
+@pytest.fixture(scope="module")
+def hf_dirs(tmp_path_factory):
+    """Tiny AST and HuBERT classifiers saved with save_pretrained (safetensors)."""
+    from test_huggingface import build
+
+    out = {}
+    for kind in ("ast", "hubert"):
+        d = tmp_path_factory.mktemp(f"{kind}_dir")
+        model, extractor = build(kind)
+        model.save_pretrained(d)
+        extractor.save_pretrained(d)
+        out[kind] = str(d)
+    return out
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    t = np.arange(int(0.3 * SR)) / SR
+    x = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.02 * np.random.default_rng(0).standard_normal(t.size)
+    path = d / "clip.wav"
+    save_wav(path, x.astype(np.float32), SR)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory):
+    """A 3-class logits model (mean, peak, energy) with a dynamic batch and length."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("ReduceMean", ["waves"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Abs", ["waves"], ["abs"]),
+        helper.make_node("ReduceMax", ["abs"], ["peak"], axes=[1], keepdims=1),
+        helper.make_node("Mul", ["waves", "waves"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["energy"], axes=[1], keepdims=1),
+        helper.make_node("Concat", ["mean", "peak", "energy"], ["scores"], axis=1),
+    ]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("waves", TensorProto.FLOAT, ["b", "n"])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["b", 3])])
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return str(path)
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+SMALL_EXPLAIN = ("--budget", "10", "--iterations", "1", "--no-quality", "--quiet")
+SMALL_FLIP = ("--budget", "4", "--explain-budget", "10", "--iterations", "1", "--quiet")
+SMALL_EVAL = ("--budget", "10", "--iterations", "1", "--flip-budget", "4", "--ks", "1", "--strategies", "causal",
+              "--no-stft", "--no-equal-total", "--quiet", "--json")
+
+
+def test_explain_and_flip_take_a_save_pretrained_directory(capsys, tmp_path, hf_dirs, wav):
+    code, out, err = cli(capsys, "explain", wav, "--model", hf_dirs["ast"], "--out", str(tmp_path / "e"), "--json",
+                         *SMALL_EXPLAIN)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["target_name"] == NAMES[summary["target"]]
+    code, out, err = cli(capsys, "flip", wav, "--model", hf_dirs["hubert"], "--out", str(tmp_path / "f"), "--json",
+                         *SMALL_FLIP)
+    assert code == 0, err
+    flip = json.loads(out)
+    assert flip["original_name"] == NAMES[flip["original_class"]]
+
+
+def test_evaluate_takes_a_directory_and_an_onnx_file(capsys, tmp_path, hf_dirs, wav, onnx_file):
+    code, out, err = cli(capsys, "evaluate", wav, "--model", hf_dirs["hubert"], "--model", onnx_file,
+                         "--output", "logits", "--out", str(tmp_path / "r.jsonl"), *SMALL_EVAL)
+    assert code == 0, err
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in records} == {hf_dirs["hubert"], onnx_file}
+    assert all(r["status"] == "ok" for r in records), records
+    by_model = {r["model"]: r for r in records}
+    assert by_model[hf_dirs["hubert"]]["original"]["name"] in NAMES
+    assert by_model[onnx_file]["original"]["name"] in ("0", "1", "2")
+
+
+def test_class_names_file_and_sample_rate(capsys, tmp_path, wav, onnx_file, hf_dirs):
+    names = tmp_path / "names.txt"
+    names.write_text("mean\npeak\nenergy\n")
+    code, out, err = cli(capsys, "explain", wav, "--model", onnx_file, "--output", "logits", "--class-names",
+                         str(names), "--out", str(tmp_path / "e"), "--json", *SMALL_EXPLAIN)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["target_name"] == ["mean", "peak", "energy"][summary["target"]]
+    as_json = tmp_path / "names.json"
+    as_json.write_text(json.dumps({"1": "peak", "0": "mean", "2": "energy"}))
+    code, out, err = cli(capsys, "explain", wav, "--model", onnx_file, "--output", "logits", "--class-names",
+                         str(as_json), "--out", str(tmp_path / "e2"), "--json", *SMALL_EXPLAIN)
+    assert code == 0 and json.loads(out)["target_name"] == summary["target_name"]
+    code, _, err = cli(capsys, "explain", wav, "--model", hf_dirs["ast"], "--sample-rate", "8000", *SMALL_EXPLAIN)
+    assert code == EXIT_USAGE and "16000" in err
+
+
+def _torchscript(path):
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def forward(self, x):
+            return torch.stack([x.mean(1), x.abs().amax(1), (x * x).mean(1)], 1)
+
+    torch.jit.save(torch.jit.script(Tiny()), str(path))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
+def test_model_code_runs_only_with_trust(capsys, tmp_path, wav, monkeypatch):
+    script = tmp_path / "tiny.pt"
+    _torchscript(script)
+    out_dir = str(tmp_path / "o")
+    code, _, err = cli(capsys, "explain", wav, "--model", str(script), "--out", out_dir, *SMALL_EXPLAIN)
+    assert code == EXIT_MODEL and "model files are code" in err and "--trust-model-code" in err
+    code, _, err = cli(capsys, "explain", wav, "--model", str(script), "--output", "logits", "--trust-model-code",
+                       "--out", out_dir, *SMALL_EXPLAIN)
+    assert code == 0, err
+    # a module:callable factory the user writes, found in the current directory
+    (tmp_path / "my_models.py").write_text(
+        "import numpy as np\n"
+        "def build():\n"
+        "    def score(waves):\n"
+        "        return np.stack([(waves ** 2).mean(1), np.full(len(waves), 0.01)], 1)\n"
+        "    return score\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "flip", wav, "--model", "my_models:build", "--out", out_dir, *SMALL_FLIP)
+    assert code == EXIT_MODEL and "--trust-model-code" in err
+    names = tmp_path / "n.txt"
+    names.write_text("loud\nquiet\n")
+    code, out, err = cli(capsys, "flip", wav, "--model", "my_models:build", "--trust-model-code", "--output",
+                         "probabilities", "--class-names", str(names), "--out", out_dir, "--json", *SMALL_FLIP)
+    assert code == 0, err
+    assert json.loads(out)["original_name"] in ("loud", "quiet")
+    code, _, err = cli(capsys, "explain", wav, "--model", "my_models:missing", "--trust-model-code", *SMALL_EXPLAIN)
+    assert code == EXIT_MODEL and "no attribute" in err
+
+
+def test_pickles_are_never_loaded(capsys, tmp_path, wav):
+    pickled = tmp_path / "model.pkl"
+    pickled.write_bytes(b"\x80\x04K\x01.")
+    code, _, err = cli(capsys, "explain", wav, "--model", str(pickled), "--trust-model-code", *SMALL_EXPLAIN)
+    assert code == EXIT_MODEL and "never unpickles" in err
+
+
+@pytest.mark.parametrize("command", ["explain", "flip", "evaluate"])
+def test_help_says_model_files_are_code(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Model files are code" in text and "--trust-model-code" in text and "--class-names" in text
+
+
+def test_readme_your_own_model_examples_run(tmp_path, hf_dirs, wav, onnx_file):
+    """The README's "Your own model" Python blocks, on tiny models and small budgets."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own model", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 4  # setup, Hugging Face, torch, ONNX
+    swaps = {'"song.wav"': repr(wav), '"path/to/ast-gtzan"': repr(hf_dirs["ast"]), '"model.onnx"': repr(onnx_file),
+             "budget=200": "budget=10", "budget=40": "budget=4", "iterations=4": "iterations=1"}
+    namespace = {}
+    for block in blocks:
+        for old, new in swaps.items():
+            block = block.replace(old, new)
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["e"].target_name in ("a", "b", "c")
+    assert namespace["r"].original_name in ("loud", "quiet")
