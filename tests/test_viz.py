@@ -196,3 +196,20 @@ def test_markdown_results_table_in_the_evaluation_report(tmp_path):
     index = write_evaluation_report([{"clip": "a", "seconds": 1.0}], tmp_path / "e.html", results_markdown=md)
     text = index.read_text()
     assert "<h2>Results</h2>" in text and "50%" in text
+
+
+def test_evaluation_report_of_two_models_shows_the_transfer_matrix(tmp_path):
+    """freqrex.report reads the transfer records beside the results (``<stem>.transfer.jsonl``)."""
+    from freqrex.evaluate import EvalOptions, evaluate_many
+    from freqrex.io import save_wav
+    from freqrex.report import write_evaluation_report
+
+    save_wav(tmp_path / "clip.wav", make_clip() * 0.5, SR)
+    options = EvalOptions(explain_budget=60, explain_iterations=1, flip_budget=4, ks=(1,), stft=False,
+                          n_fft=512, hop_length=128)
+    out = tmp_path / "results.jsonl"
+    evaluate_many([tmp_path / "clip.wav"], {"one": BandClassifier("one"), "and": BandClassifier("and")}, out,
+                  options=options)
+    text = write_evaluation_report(out, tmp_path / "results.html").read_text()
+    assert "<h2>Results</h2>" in text and "Transfer of the sufficient set" in text
+    assert "Transfer of the complete set" in text and ">100% / 100% (1)</td>" in text  # a cell per model pair

@@ -22,12 +22,12 @@ from .viz.saved import SavedExplanation, load_explanation_dir, load_flip_beside,
 
 __all__ = [
     "SavedExplanation",
+    "evaluation_results_markdown",
     "explanation_html",
     "load_explanation_dir",
     "load_flip_beside",
     "load_flip_dir",
     "read_records",
-    "evaluation_results_markdown",
     "write_evaluation_report",
     "write_explanation_report",
     "write_flip_report",
@@ -36,18 +36,27 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def evaluation_results_markdown(records: List[Mapping[str, Any]]) -> Optional[str]:
+def evaluation_results_markdown(records: List[Mapping[str, Any]], *,
+                                records_path: Optional[PathLike] = None) -> Optional[str]:
     """The results table of ``freqrex evaluate`` records (Markdown, laid out like the paper's), or None.
 
     None when the records are not ``freqrex evaluate``'s (no ``fft_flips``).
-    This is where the report meets :mod:`freqrex.evaluation`; the report
-    itself (:mod:`freqrex.viz`) only takes the table as an argument.
+    With `records_path`, the transfer records beside it (``<stem>.transfer.jsonl``,
+    several models) add the transfer matrix. This is where the report meets
+    :mod:`freqrex.evaluation`; the report itself (:mod:`freqrex.viz`) only
+    takes the table as an argument.
     """
     if not any(isinstance(r.get("fft_flips"), Mapping) for r in records):
         return None
-    from .evaluation import summarize, summary_markdown
+    from . import evaluation
 
-    return summary_markdown(summarize([r for r in records if str(r.get("type", "")).lower() != "summary"]))
+    transfers = None
+    finder = getattr(evaluation, "transfer_path", None)
+    if records_path is not None and finder is not None and Path(finder(records_path)).is_file():
+        transfers, _ = read_records(finder(records_path))
+    rows = [r for r in records if str(r.get("type", "")).lower() != "summary"]
+    summary = evaluation.summarize(rows) if transfers is None else evaluation.summarize(rows, transfers)
+    return evaluation.summary_markdown(summary)
 
 
 def write_evaluation_report(
@@ -69,5 +78,6 @@ def write_evaluation_report(
             records = list(records_jsonl)
             records_jsonl = records
         rows, _ = read_records(records)
-        results_markdown = evaluation_results_markdown(rows)
+        path_of_records = records if isinstance(records, (str, os.PathLike)) else None
+        results_markdown = evaluation_results_markdown(rows, records_path=path_of_records)
     return _evaluation_report.write_evaluation_report(records_jsonl, path, results_markdown=results_markdown, **kwargs)

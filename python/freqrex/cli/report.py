@@ -84,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
             )
         out = Path(args.out) if args.out else results.with_suffix(".html")
         records, _ = read_records(results)
+        table = evaluation_results_markdown(records, records_path=results)
         write_evaluation_report(results, out, title=args.title, pages=not args.no_pages,
-                                embed_audio=args.embed_audio, results_markdown=evaluation_results_markdown(records))
+                                embed_audio=args.embed_audio, results_markdown=table)
         kind = "evaluation"
         pages_dir = out.parent / f"{out.stem}_clips"
         pages = len(list(pages_dir.glob("*.html"))) if pages_dir.is_dir() else 0
