@@ -268,6 +268,26 @@ def test_plain_torch_module_works_directly():
     assert r.original_class == e.target
 
 
+def test_evaluate_takes_objects(tmp_path):
+    from freqrex.evaluation import EvalOptions, evaluate_many
+    from freqrex.io import save_wav
+
+    class Energy(torch.nn.Module):
+        def forward(self, x):
+            e = (x * x).mean(1)
+            return torch.stack([20 * e - 1, 1 - 20 * e], 1)
+
+    save_wav(tmp_path / "a.wav", clip(0.3), SR)
+    model, extractor = build("hubert")
+    pipe = transformers.pipeline("audio-classification", model=model, feature_extractor=extractor, device="cpu")
+    options = EvalOptions(explain_budget=10, explain_iterations=1, ks=(1,), strategies=("causal",),
+                          flip_budget=4, equal_total=False, stft=False)
+    out = evaluate_many([tmp_path / "a.wav"], {"energy": Energy(), "pipe": pipe}, tmp_path / "r.jsonl",
+                        options=options, transfer=False)
+    assert all(recs[0]["status"] == "ok" for recs in out.values()), out
+    assert out["pipe"][0]["original"]["name"] in NAMES
+
+
 def test_unusable_objects_name_the_adapter():
     with pytest.raises(ModelError, match="TorchModel"):
         freqrex.explain(clip(0.2), SR, object(), budget=10)

@@ -131,7 +131,7 @@ def build_model(spec: Any) -> Any:
     take such specifications itself).
     """
     from ..errors import ModelError
-    from ..models import load_model
+    from ..models import as_model, load_model
 
     if isinstance(spec, ModelFactory):
         return spec()
@@ -151,10 +151,10 @@ def build_model(spec: Any) -> Any:
             made = factory()
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"the model factory {spec!r} raised {error_text(exc)}") from exc
-        return load_model(made)
+        return as_model(made)  # a transformers model or pipeline, a torch module, a function...
     if isinstance(spec, (str, os.PathLike)):
         return load_model(spec)
-    return spec  # a model object, used as it is (as in-process)
+    return as_model(spec)  # a model object: HF models, pipelines, torch modules wrapped (freqrex.models.as_model)
 
 
 def _is_factory_spec(spec: str) -> bool:
@@ -182,14 +182,14 @@ class ModelFactory:
     def __call__(self) -> Any:
         import sys
 
-        from ..models import load_model
+        from ..models import as_model
 
         if os.path.isdir(self.cwd):  # relative model paths and modules, as on the driver
             if os.getcwd() != self.cwd:
                 os.chdir(self.cwd)
             if self.cwd not in sys.path:
                 sys.path.append(self.cwd)
-        return load_model(self.function(*self.args, **self.kwargs))
+        return as_model(self.function(*self.args, **self.kwargs))
 
     def __repr__(self) -> str:
         return f"ModelFactory({getattr(self.function, '__name__', self.function)!r}, {self.args!r})"
