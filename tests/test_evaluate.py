@@ -305,3 +305,210 @@ def test_models_are_interleaved_clip_by_clip(clips, tmp_path):
     assert order == [("clip0", "a"), ("clip0", "b"), ("clip1", "a"), ("clip1", "b")]
     assert [r["clip"] for r in res["a"]] == ["clip0", "clip1"]
     assert {r["model"] for r in load_records(tmp_path / "m.jsonl")} == {"a", "b"}
+
+
+# --------------------------------------------------------------------------- data integrity
+
+
+FAST = EvalOptions(**{**OPTIONS.to_dict(), "stft": False, "ks": (1,), "strategies": ("causal",)})
+
+
+def test_every_file_has_its_own_clip_id(tmp_path):
+    """Same stem in two folders, and x.wav beside x.flac: four clips, four records, none lost on resume."""
+    (tmp_path / "src").mkdir()
+    src = make_clips(tmp_path / "src", n=2)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    import shutil
+
+    shutil.copy(src[0], tmp_path / "a" / "x.wav")
+    shutil.copy(src[1], tmp_path / "b" / "x.wav")
+    import soundfile as sf
+
+    audio, sr = sf.read(str(src[1]), dtype="float32")
+    sf.write(str(tmp_path / "a" / "x.flac"), audio, sr, subtype="PCM_24")
+    files = find_audio([tmp_path / "a", tmp_path / "b", src[0]])
+    assert len(files) == 4
+    out = tmp_path / "r.jsonl"
+    evaluate(files, ToneModel(), out, options=FAST, model_name="tone")
+    recs = load_records(out)
+    assert len({r["clip_id"] for r in recs}) == 4 and len({r["clip"] for r in recs}) == 4
+    assert {r["clip"] for r in recs} >= {"a/x.wav", "b/x.wav", "a/x.flac"}
+    model = ToneModel()
+    evaluate(list(reversed(files)), model, out, options=FAST, model_name="tone")  # another order: same ids
+    assert model.evaluated == 0 and len(load_records(out)) == 4
+
+
+def test_a_pathological_file_never_stops_a_run_or_its_resume(clips, tmp_path):
+    import struct
+
+    bad = tmp_path / "huge_rate.wav"
+    data = bytearray(clips[0].read_bytes())
+    data[24:28] = struct.pack("<I", 2147483647)  # the header claims 2,147,483,647 Hz
+    data[28:32] = struct.pack("<I", (2147483647 * 4) & 0xFFFFFFFF)
+    bad.write_bytes(bytes(data))
+    files = [clips[0], bad, clips[1]]
+    out = tmp_path / "r.jsonl"
+    evaluate(files, ToneModel(), out, options=FAST, model_name="tone")
+    recs = {r["clip"]: r for r in load_records(out)}
+    assert recs["huge_rate"]["status"] == "error" and recs["huge_rate"]["error"]
+    assert recs["clip0"]["status"] == "ok" and recs["clip1"]["status"] == "ok"
+    model = ToneModel()
+    again = evaluate(files + [clips[2]], model, out, options=FAST, model_name="tone")  # resume goes past it
+    assert [r["clip"] for r in again] == ["clip0", "huge_rate", "clip1", "clip2"]
+    assert len(load_records(out)) == 4
+
+
+def test_a_model_that_raises_on_one_clip_gives_an_error_record_after_retries(clips, tmp_path):
+    class Picky(ToneModel):
+        """Fails on clips shorter than 1 s (a bug in a model, not in freqrex)."""
+
+        def __call__(self, waves):
+            if np.asarray(waves).shape[1] < N:
+                raise RuntimeError("planted failure")
+            return super().__call__(waves)
+
+    short = tmp_path / "short.wav"
+    save_wav(short, np.asarray(0.1 * np.sin(np.arange(N // 2)), dtype=np.float32), SR, subtype="FLOAT")
+    out = tmp_path / "r.jsonl"
+    recs = evaluate([clips[0], short, clips[1]], Picky(), out, options=FAST, model_name="picky", max_retries=1)
+    assert [r["status"] for r in recs] == ["ok", "error", "ok"]
+    assert "planted failure" in recs[1]["error"] and recs[1]["attempts"] == 2
+
+
+def test_the_output_is_locked_while_a_run_writes_it(clips, tmp_path):
+    import threading
+
+    from freqrex.evaluation import OutputLock
+
+    out = tmp_path / "r.jsonl"
+    with OutputLock(out):
+        with pytest.raises(ParameterError, match="another run"):
+            evaluate(clips, ToneModel(), out, options=FAST, model_name="tone")
+    assert not out.exists()
+    # two runs at once on one output: one writes every clip once, the other refuses
+    errors, started = [], threading.Event()
+
+    def slow_run():
+        try:
+            evaluate(clips, ToneModel(delay=0.02), out, options=FAST, model_name="tone",
+                     on_start=lambda p, i, n: started.set())
+        except ParameterError as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=slow_run)
+    first.start()
+    started.wait(60)
+    slow_run()
+    first.join(120)
+    assert len(errors) == 1
+    recs = load_records(out)
+    assert sorted(r["clip"] for r in recs) == ["clip0", "clip1", "clip2"]
+
+
+def test_cli_refuses_an_output_that_is_another_output(clips, tmp_path, monkeypatch):
+    from freqrex.cli import main
+    import freqrex.models as models
+
+    real = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda spec, **kw: ToneModel() if spec == "tone" else real(spec, **kw))
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"clip": "kept"}\n')
+    base = [str(clips[0]), "--model", "tone", "--budget", "40", "--iterations", "2", "--flip-budget", "8", "--ks", "1",
+            "--no-stft", "--strategies", "causal", "--quiet"]
+    assert main(["evaluate", *base, "--out", str(out), "--summary", str(out)]) == 2
+    assert main(["evaluate", *base, "--out", str(tmp_path / "r.json"), "--summary", str(tmp_path / "r.md")]) == 2
+    assert main(["evaluate", *base, "--out", str(clips[0])]) == 2  # an input file
+    assert out.read_text() == '{"clip": "kept"}\n' and not (tmp_path / "r.json").exists()
+
+
+# --------------------------------------------------------------------------- transfer table
+
+
+class ThreeK:
+    """Two classes: is the 3 kHz tone there (its FFT magnitude above half of the clips')?"""
+
+    sample_rate = SR
+    class_names = ["no 3k", "3k"]
+
+    def __call__(self, waves):
+        w = np.asarray(waves, dtype=np.float64)
+        mag = np.abs(np.fft.rfft(w, axis=1)[:, 3000]) / (w.shape[1] / 2)
+        return np.stack([np.full(len(w), 0.05), mag], 1)
+
+
+def test_transfer_table_of_planted_models(tmp_path):
+    """Two identical tone models keep each other's decisions on every set; the 3 kHz detector keeps its
+    decision on a tone model's set exactly when that set keeps 3 kHz."""
+    from freqrex.evaluation import evaluate_many, transfer_markdown, transfer_matrix, transfer_path
+
+    t = np.arange(N) / SR
+    clips = []
+    for i in range(3):
+        amps = [0.3, 0.2, 0.1]
+        amps[i] = 0.4
+        x = sum(a * np.sin(2 * np.pi * f * t) for a, f in zip(amps, (1000, 1500, 2000)))
+        x = x + 0.25 * np.sin(2 * np.pi * 3000 * t)
+        clips.append(tmp_path / f"c{i}.wav")
+        save_wav(clips[-1], (0.5 * x).astype(np.float32), SR, subtype="FLOAT")
+    out = tmp_path / "r.jsonl"
+    transfers = []
+    evaluate_many(clips, {"a": ToneModel(), "b": ToneModel(), "k": ThreeK()}, out, options=FAST,
+                  on_transfer=transfers.append)
+    records = {(r["clip"], r["model"]): r for r in load_records(out)}
+    assert all(r["status"] == "ok" for r in records.values())
+    assert all(records[(f"c{i}", "k")]["original"]["name"] == "3k" for i in range(3))
+    on_disk = load_records(transfer_path(out))
+    assert len(on_disk) == 3 * 6 and on_disk == transfers
+    for rec in on_disk:
+        assert rec["status"] == "ok"
+        src = records[(rec["clip"], rec["source"])]
+        assert rec["sets"]["sufficient"]["present"]
+        for s in ("sufficient", "complete"):
+            cell = rec["sets"][s]
+            assert cell["present"] == (src["fft_explanation"]["sets"][s]["size"] is not None)
+            if not cell["present"]:
+                continue
+            if rec["source"] in "ab" and rec["target"] in "ab":
+                assert cell["keeps_target_decision"] and cell["equals_source_decision"]
+            if rec["source"] in "ab" and rec["target"] == "k":
+                bands = src["fft_explanation"]["sets"][s]["kept_bands_hz"]
+                has_3k = any(lo - 0.5 <= 3000 <= hi + 0.5 for lo, hi in bands)
+                assert cell["keeps_target_decision"] == has_3k
+                assert not cell["equals_source_decision"]  # other class names
+    # identical models see the 3 kHz detector's set alike
+    for i in range(3):
+        to_a = next(r for r in on_disk if r["clip"] == f"c{i}" and r["source"] == "k" and r["target"] == "a")
+        to_b = next(r for r in on_disk if r["clip"] == f"c{i}" and r["source"] == "k" and r["target"] == "b")
+        assert to_a["sets"] == to_b["sets"]
+    m = transfer_matrix(on_disk)
+    assert m["models"] == ["a", "b", "k"]
+    assert m["cells"]["a"]["b"]["sufficient"] == {"present": 3, "keeps": 1.0, "equals": 1.0}
+    md = transfer_markdown(m)
+    assert "| a | – | 100% / 100% (3) |" in md
+    # resume: nothing to do, no transfer recorded twice
+    evaluate_many(clips, {"a": ToneModel(), "b": ToneModel(), "k": ThreeK()}, out, options=FAST)
+    assert len(load_records(transfer_path(out))) == 18
+    s = summarize(load_records(out), load_records(transfer_path(out)))
+    assert "Transfer of the sufficient set" in summary_markdown(s)
+
+
+def test_progress_lines_when_not_a_terminal():
+    import io
+
+    from freqrex.evaluation import RunProgress
+
+    stream = io.StringIO()
+    bar = RunProgress("evaluate", stream=stream, interval=0.0)
+    bar.start(2)
+    bar.update({"status": "ok", "fft_explanation": {"queries": 40}, "fft_flips": {"causal": {"1": {"flip_queries": 8}}}})
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines and all("\r" not in line for line in lines)
+    assert "1/2" in lines[-1] and "48 queries" in lines[-1]
+
+
+def test_import_freqrex_does_not_import_ray():
+    code = "import sys, freqrex, freqrex.evaluation, freqrex.cli.evaluate; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

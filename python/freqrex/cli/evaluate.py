@@ -58,14 +58,41 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--duration", type=float, default=30.0, help="seconds analysed from the start of each file")
     p.add_argument("--report", action="store_true", help="also write an HTML report next to --out (RESULTS.html)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="run on a local Ray instance with N workers (pip install 'freqrex[ray]'); "
+                        "default: in this process")
+    p.add_argument("--address", default=None,
+                   help="run on an existing Ray cluster: its address, or 'auto' (with --workers: that many workers)")
+    p.add_argument("--threads-per-worker", type=int, default=1,
+                   help="CPUs and ONNX/torch threads of each Ray worker (default 1)")
+    p.add_argument("--max-retries", type=int, default=2,
+                   help="retries of a clip whose worker died or that raised (default 2); then an error record")
+    p.add_argument("--no-transfer", action="store_true",
+                   help="with several models, skip the transfer table (every model's sets played to the others)")
     add_common(p)
     return p
 
 
+def _outputs(args: argparse.Namespace, out: Path) -> dict:
+    """Every file this run writes, by role (None: not written)."""
+    from ..evaluation import transfer_path
+
+    md = Path(args.summary) if args.summary else None
+    return {
+        "records": out,
+        "records lock": out.with_name(out.name + ".lock"),
+        "transfer records": transfer_path(out) if len(args.model) > 1 and not args.no_transfer else None,
+        "summary": md,
+        "summary JSON": md.with_suffix(".json") if md is not None else None,
+        "report": out.with_suffix(".html") if args.report else None,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import ParameterError
-    from ..evaluation import EvalOptions, evaluate_many, find_audio, load_records, summarize, summary_markdown, write_summary
-    from ..progress import ProgressBar
+    from ..evaluation import (EvalOptions, RunProgress, check_outputs, evaluate_many, find_audio, load_records,
+                              summarize, summary_markdown, transfer_path, write_summary)
+    from ..evaluation.jobs import ModelFactory
 
     options = EvalOptions(
         explain_budget=args.budget, explain_iterations=args.iterations, cuts=args.cuts,
@@ -78,48 +105,60 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.limit is not None and args.limit < 1:
         raise ParameterError(f"--limit must be >= 1, got {args.limit}")
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"--workers must be >= 1, got {args.workers}")
+    if args.threads_per_worker < 1:
+        raise ParameterError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
+    if args.max_retries < 0:
+        raise ParameterError(f"--max-retries must be >= 0, got {args.max_retries}")
+    if len(set(args.model)) < len(args.model):
+        raise ParameterError("a --model is given twice")
     files = find_audio(args.inputs)
     if not files:
         raise ParameterError(f"no audio files in {', '.join(args.inputs)}")
     out = Path(args.out)
+    check_outputs(_outputs(args, out), files)
     started = time.perf_counter()
-    state = {"bar": None, "t": time.perf_counter(), "new": 0}
-
-    def on_start(path, i, total, model):
-        state["t"] = time.perf_counter()
-        bar = ProgressBar(f"{model} [{i}/{total}] {path.stem[:28]}", enabled=not args.quiet)
-        state["bar"] = bar
-        return bar
+    state = {"new": 0}
+    bar = RunProgress("evaluate", enabled=not args.quiet)
 
     def on_record(rec, i, total, model):
-        bar = state.get("bar")
-        if bar is not None:
-            bar.close()
-        dt = time.perf_counter() - state["t"]
         state["new"] += 1
         if args.quiet:
             return
         if rec.get("status") != "ok":
-            print(f"{model} [{i}/{total}] {rec['clip']}: {rec.get('error')}", file=sys.stderr)
+            bar.write(f"{model} [{i}/{total}] {rec['clip']}: {rec.get('error')}")
             return
         causal = rec["fft_flips"].get("causal", {})
         ks = " ".join(f"k{k}:{'Y' if v['success'] else '.'}" for k, v in causal.items())
         stft = rec.get("stft_flips", {}).get("causal")
         st = "" if stft is None else f" stft:{'Y' if stft['success'] and stft['inaudible'] else '.'}"
-        print(f"{model} [{i}/{total}] {rec['clip']}: '{rec['original']['name']}' causal {ks}{st} ({dt:.0f} s)",
-              file=sys.stderr)
+        bar.write(f"{model} [{i}/{total}] {rec['clip']}: '{rec['original']['name']}' causal {ks}{st} "
+                  f"({rec.get('seconds', 0):.0f} s)")
 
+    distributed = args.workers is not None or args.address is not None
     if not args.summarize_only:
-        models = {spec: open_model_spec(spec, args) for spec in args.model}
-        evaluate_many(files, models, out, options=options, limit=args.limit, on_start=on_start,
-                      on_record=on_record)
-    records = [r for r in load_records(out)
-               if r.get("model") in args.model and r.get("protocol") in {options.key(m) for m in args.model}]
+        if distributed:  # each Ray worker builds the models from these recipes
+            recipe = argparse.Namespace(**{k: getattr(args, k, None) for k in
+                                           ("sample_rate", "output", "class_names", "trust_model_code")})
+            models = {spec: ModelFactory(open_model_spec, spec, recipe) for spec in args.model}
+        else:
+            models = {spec: open_model_spec(spec, args) for spec in args.model}
+        evaluate_many(files, models, out, options=options, limit=args.limit, on_record=on_record,
+                      workers=args.workers, address=args.address, threads_per_worker=args.threads_per_worker,
+                      max_retries=args.max_retries, transfer=not args.no_transfer, run_progress=bar)
+    keys = {m: options.key(m) for m in args.model}
+    records = [r for r in load_records(out) if r.get("model") in keys and r.get("protocol") == keys[r["model"]]]
+    transfers = None
+    if len(args.model) > 1 and transfer_path(out).exists():
+        transfers = [r for r in load_records(transfer_path(out))
+                     if r.get("source") in keys and r.get("target") in keys
+                     and r.get("source_protocol") == keys[r["source"]] and r.get("target_protocol") == keys[r["target"]]]
     if args.summary:
         md = Path(args.summary)
-        summary = write_summary(records, md, md.with_suffix(".json"))
+        summary = write_summary(records, md, md.with_suffix(".json"), transfer_records=transfers)
     else:
-        summary = summarize(records)
+        summary = summarize(records, transfers)
     if args.report:
         from ..report import write_evaluation_report
 
