@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from ..report import write_evaluation_report
 
-        write_evaluation_report(records, Path(out).with_suffix(".html"))
+        write_evaluation_report(records, Path(out).with_suffix(".html"), results_markdown=summary_markdown(summary))
     if args.json:
         from ..evaluation import _clean
 
