@@ -106,3 +106,15 @@ def test_a_flip_saves_and_loads_every_audibility_field(tmp_path):
     assert back.summary() == r.summary() and np.array_equal(back.audio, r.audio)
     line = audibility_line(r)
     assert f"SNR {r.snr_db:.1f} dB" in line and "ART's" in line and "louder than the clip" in line
+
+
+def test_a_subtraction_is_tried_no_louder_than_removing_its_bin():
+    """The planted 1000 Hz tone must lose most of its energy: a subtraction beyond its removal would
+    make the bin loud again (in anti-phase), so the loud retry stops at the removal and finds it."""
+    x = make_clip(0)
+    r = flip(x, SR, BandClassifier("one"), k=1, strategy="magnitude", budget=50)
+    assert r.success and r.change == "subtract" and r.bins.tolist() == [1000]
+    X = np.fft.rfft(x.astype(np.float64))
+    removal = np.fft.irfft(np.where(np.arange(X.size) == 1000, X, 0), n=x.size)
+    removal_snr = 10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum(removal**2))
+    assert r.snr_db >= removal_snr - 1e-6
