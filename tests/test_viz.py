@@ -213,3 +213,21 @@ def test_evaluation_report_of_two_models_shows_the_transfer_matrix(tmp_path):
     text = write_evaluation_report(out, tmp_path / "results.html").read_text()
     assert "<h2>Results</h2>" in text and "Transfer of the sufficient set" in text
     assert "Transfer of the complete set" in text and ">100% / 100% (1)</td>" in text  # a cell per model pair
+
+
+def test_report_of_a_failed_flip_saved_without_perturbed_audio(tmp_path, capsys):
+    """A failed flip saves flip.json and original.wav only: `freqrex report DIR` shows its numbers and the original."""
+    from freqrex.cli import main
+    from freqrex.io import save_wav
+
+    d = tmp_path / "failed"
+    d.mkdir()
+    save_wav(d / "original.wav", make_clip(), SR)
+    (d / "flip.json").write_text(json.dumps({"success": False, "space": "fft", "original_name": "present",
+                                             "original_score": 0.8, "queries": 12, "model": BAD_HTML}))
+    assert main(["report", str(d), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    text = Path(out["report"]).read_text()
+    assert out["kind"] == "flip"
+    assert re.findall(r'<audio id="audio-([a-z_]+)"', text) == ["original"]
+    assert 'class="bad">no<' in text and "No flip plot" in text and BAD_HTML not in text

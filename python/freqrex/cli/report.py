@@ -16,8 +16,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="write a self-contained HTML report of a saved run or an evaluation",
         description="Write one self-contained HTML report (inline plots and audio players; opens offline) of "
         "a directory written by `freqrex explain --out DIR` (summary.json, explanation.npz, *.wav; with a flip "
-        "when flip.json and perturbed.wav are there too), of one written by `freqrex flip --out DIR` (flip.json, "
-        "original.wav, perturbed.wav), or of an evaluation's results JSONL (a summary table and one row per clip, "
+        "when flip.json is there too), of one written by `freqrex flip --out DIR` (flip.json, original.wav, and "
+        "perturbed.wav for a successful flip), or of an evaluation's results JSONL (a summary table and one row per clip, "
         "linked to per-clip pages).",
         epilog="Exit codes: 0 ok, 2 not a saved run or results file, 1 internal error.",
     )
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if results is None or results.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
             raise ParameterError(
                 f"{src} is not a saved explanation (summary.json, explanation.npz), a saved flip "
-                "(flip.json, perturbed.wav) or an evaluation results .jsonl file"
+                "(flip.json) or an evaluation results .jsonl file"
             )
         out = Path(args.out) if args.out else results.with_suffix(".html")
         records, _ = read_records(results)

@@ -155,12 +155,14 @@ def _players(e: Optional[Explanation], flip, flip_wave: Optional[Tuple[np.ndarra
                 score = (e.set_scores or {}).get(name)
                 p["meta"] = (fmt_count(e.size(name), unit) + (f", score {score:.3f}" if score is not None else "")
                              + f" — {band_text(e.bands(name), 3)}")
+    rate = flip_wave[1] if flip_wave is not None else _first_attr(flip, ("sample_rate", "sr"))
+    if e is None and original is not None and rate:
+        x = np.asarray(original, dtype=np.float64).ravel()
+        rate = int(rate)
+        waves.append({"key": "original", "title": "original", "x": x, "absent": None, "color": _ORIGINAL_COLOR,
+                      "meta": f"{x.size / rate:.1f} s at {rate:,} Hz — the clip before the change", "rate": rate})
     if flip_wave is not None:
         y, rate = flip_wave
-        if e is None and original is not None:
-            x = np.asarray(original, dtype=np.float64).ravel()
-            waves.append({"key": "original", "title": "original", "x": x, "absent": None, "color": _ORIGINAL_COLOR,
-                          "meta": f"{x.size / rate:.1f} s at {rate:,} Hz — the clip before the change", "rate": rate})
         hz = _flip_freqs(flip)
         meta = "changed " + (", ".join(f"{fmt_hz(v)} Hz" for v in hz[:5]) + (" …" if len(hz) > 5 else "")
                              if hz else "the spectrum")

@@ -165,7 +165,11 @@ def _read_optional_fields(e: Explanation, s: dict, arrays: dict) -> None:
 
 
 def load_flip_beside(d: Path, e: Optional[Explanation] = None):
-    """A saved flip next to an explanation (``flip.json`` + a perturbed WAV), or None."""
+    """A saved flip in directory `d` (``flip.json``, and ``perturbed.wav`` and ``original.wav`` when there), or None.
+
+    A failed flip has no ``perturbed.wav``: its numbers are still read (and
+    ``closest_attempt.wav`` when it was saved).
+    """
     d = Path(d)
     fpath = d / "flip.json"
     if not fpath.is_file():
@@ -179,20 +183,20 @@ def load_flip_beside(d: Path, e: Optional[Explanation] = None):
     ns = SimpleNamespace(**{k: v for k, v in data.items() if isinstance(k, str) and k.isidentifier()})
     from ..io import load_audio
 
-    for name in ("perturbed.wav", "flipped.wav", "flip.wav"):
-        if (d / name).is_file():
+    rate = None
+    for name in ("perturbed.wav", "flipped.wav", "flip.wav", "closest_attempt.wav"):
+        if (d / name).is_file():  # a failed flip saves no perturbed.wav (its closest attempt only when asked)
             ns.perturbed, rate = load_audio(d / name)
             break
-    else:
-        return None
     if (d / "original.wav").is_file():
-        ns.original_audio, _ = load_audio(d / "original.wav")
+        ns.original_audio, original_rate = load_audio(d / "original.wav")
+        rate = rate or original_rate
     ns.sample_rate = getattr(ns, "sample_rate", None) or (e.sample_rate if e is not None else rate)
     return ns
 
 
 def load_flip_dir(path: PathLike):
-    """A flip saved by ``freqrex flip --out DIR`` (``flip.json``, ``perturbed.wav``, ``original.wav``).
+    """A flip saved by ``freqrex flip --out DIR`` (``flip.json``; ``perturbed.wav``, ``original.wav`` when there).
 
     Returns a namespace with the fields of ``flip.json``, ``perturbed`` and
     ``original_audio`` (waveforms), or raises ParameterError.
@@ -200,6 +204,6 @@ def load_flip_dir(path: PathLike):
     d = Path(path)
     ns = load_flip_beside(d, None) if d.is_dir() else None
     if ns is None:
-        raise ParameterError(f"{d} is not a saved flip (it needs flip.json and perturbed.wav)")
+        raise ParameterError(f"{d} is not a saved flip (it needs a readable flip.json)")
     return ns
 
