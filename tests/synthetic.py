@@ -82,3 +82,22 @@ class RecordingModel:
         return self.model(waves)
 
 
+
+
+#: The pass/fail search as the defaults had it before ``rule="margin"`` became the default:
+#: the tests of the ReX-style search (rules "minimal", "rex", "confidence") run with these.
+PASS_FAIL = dict(rule="minimal", max_queries=None, cuts="uniform", iterations=20, budget=2000)
+
+
+def explain_pf(audio, sample_rate, model, **options):
+    """``freqrex.explain`` with the pass/fail search's options (explicit options win)."""
+    import freqrex
+
+    return freqrex.explain(audio, sample_rate, model, **{**PASS_FAIL, **options})
+
+
+def reference_pf(audio, sample_rate, model, **options):
+    """``freqrex.reference.explain`` with the pass/fail search's options (explicit options win)."""
+    from freqrex import reference
+
+    return reference.explain(audio, sample_rate, model, **{**PASS_FAIL, **options})

@@ -5,7 +5,7 @@ import pytest
 
 import freqrex
 from freqrex import reference
-from synthetic import SR, BandClassifier, band_energy, make_clip
+from synthetic import SR, BandClassifier, band_energy, make_clip, explain_pf, reference_pf
 
 A, B = (980, 1020), (1680, 1720)
 
@@ -29,7 +29,7 @@ class ThreeClasses:
 def test_each_class_map_peaks_where_removing_evidence_gives_it(space):
     x = make_clip()
     kw = dict(space=space, n_fft=256, hop_length=128, iterations=6, budget=1500, seed=2)
-    e = freqrex.explain(x, SR, ThreeClasses(), **kw)
+    e = explain_pf(x, SR, ThreeClasses(), **kw)
     assert e.target == 0
     assert set(e.class_responsibility) == {1, 2}
     for c, (lo, hi) in ((1, A), (2, B)):
@@ -42,7 +42,7 @@ def test_each_class_map_peaks_where_removing_evidence_gives_it(space):
         band = (e.frequencies >= other[0]) & (e.frequencies <= other[1])
         assert per_bin[band].max() < per_bin.max()
     assert e.runner_up in (1, 2)
-    r = reference.explain(x, SR, ThreeClasses(), **kw)
+    r = reference_pf(x, SR, ThreeClasses(), **kw)
     assert list(r.class_responsibility) == list(e.class_responsibility)
     for c in e.class_responsibility:
         np.testing.assert_allclose(e.class_responsibility[c], r.class_responsibility[c], rtol=0, atol=1e-12)
@@ -53,22 +53,22 @@ def test_each_class_map_peaks_where_removing_evidence_gives_it(space):
 def test_class_maps_cost_no_query_and_can_be_limited():
     x = make_clip()
     kw = dict(iterations=4, budget=600, seed=1)
-    full = freqrex.explain(x, SR, ThreeClasses(), **kw)
-    one = freqrex.explain(x, SR, ThreeClasses(), class_maps=1, **kw)
-    none = freqrex.explain(x, SR, ThreeClasses(), class_maps=0, **kw)
+    full = explain_pf(x, SR, ThreeClasses(), **kw)
+    one = explain_pf(x, SR, ThreeClasses(), class_maps=1, **kw)
+    none = explain_pf(x, SR, ThreeClasses(), class_maps=0, **kw)
     assert full.queries == one.queries == none.queries
     assert np.array_equal(full.responsibility, none.responsibility)
     assert len(one.class_responsibility) == 1 and none.class_responsibility == {} and none.runner_up is None
     (c,) = one.class_responsibility
     assert np.array_equal(one.class_responsibility[c], full.class_responsibility[c])
     # A two-class model has no other class than its target's rival.
-    e = freqrex.explain(x, SR, BandClassifier("one"), **kw)
+    e = explain_pf(x, SR, BandClassifier("one"), **kw)
     assert set(e.class_responsibility) <= {0}
 
 
 def test_class_maps_are_saved_and_loaded(tmp_path):
     x = make_clip()
-    e = freqrex.explain(x, SR, ThreeClasses(), iterations=4, budget=600)
+    e = explain_pf(x, SR, ThreeClasses(), iterations=4, budget=600)
     out = e.save(tmp_path / "run")
     back = freqrex.Explanation.load(out)
     assert back.runner_up == e.runner_up

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import freqrex
-from synthetic import SR, BandClassifier, band_energy, make_clip, tone
+from synthetic import SR, BandClassifier, band_energy, make_clip, tone, explain_pf, reference_pf
 
 BUDGET = dict(iterations=10, budget=3000)
 A, B, DECOY = (980, 1020), (1680, 1720), (2480, 2520)
@@ -42,7 +42,7 @@ def check_definitions(e, model, x):
 def test_one_band(cuts):
     x = make_clip()
     model = BandClassifier("one")
-    e = freqrex.explain(x, SR, model, cuts=cuts, **BUDGET)
+    e = explain_pf(x, SR, model, cuts=cuts, **BUDGET)
     assert e.target == 1
     assert inside(e, "sufficient", [A])
     assert inside(e, "sufficient_necessary", [A])
@@ -54,7 +54,7 @@ def test_one_band(cuts):
 def test_and_of_two_bands():
     x = make_clip()
     model = BandClassifier("and")
-    e = freqrex.explain(x, SR, model, **BUDGET)
+    e = explain_pf(x, SR, model, **BUDGET)
     assert inside(e, "sufficient", [A, B])
     f = e.frequencies[e.sufficient]
     assert any(A[0] <= v <= A[1] for v in f) and any(B[0] <= v <= B[1] for v in f)  # both needed
@@ -65,7 +65,7 @@ def test_and_of_two_bands():
 def test_or_of_two_bands():
     x = make_clip()
     model = BandClassifier("or")
-    e = freqrex.explain(x, SR, model, **BUDGET)
+    e = explain_pf(x, SR, model, **BUDGET)
     assert inside(e, "sufficient", [A, B])
     # One band suffices alone...
     f = e.frequencies[e.sufficient]
@@ -91,7 +91,7 @@ def test_absent_sets_are_reported_not_blank():
             p = 1 / (1 + np.exp(-z))
             return np.stack([1 - p, p], 1)
 
-    e = freqrex.explain(x, SR, WholeClip(), iterations=4, budget=300)
+    e = explain_pf(x, SR, WholeClip(), iterations=4, budget=300)
     assert e.target == 1
     for name in ("sufficient", "sufficient_necessary", "complete"):
         assert e.get_set(name) is None
@@ -116,7 +116,7 @@ def test_stft_time_frequency_region():
         p = 1 / (1 + np.exp(-z))
         return np.stack([1 - p, p], 1)
 
-    e = freqrex.explain(x, SR, model, space="stft", n_fft=256, hop_length=128, iterations=10, budget=4000)
+    e = explain_pf(x, SR, model, space="stft", n_fft=256, hop_length=128, iterations=10, budget=4000)
     assert e.responsibility.shape == (1 + n // 128, 129)
     assert e.target == 1
     cells = e.cells("sufficient")
@@ -133,7 +133,7 @@ def test_planted_bands_within_a_total_budget_of_120(mode, queries):
     """The whole explanation (original, search, extraction) in at most 120 queries."""
     x = make_clip()
     model = BandClassifier(mode)
-    e = freqrex.explain(x, SR, model, iterations=4, max_queries=120, cuts="log")
+    e = explain_pf(x, SR, model, iterations=4, max_queries=120, cuts="log")
     assert e.queries == model.evaluated == queries <= 120
     assert e.search_queries == 73 and e.extraction_queries <= 40  # the split of 120: 1 + 73 + at most 46
     expected = {"one": [(1000.0, 1000.0)], "and": [(1000.0, 1000.0), (1700.0, 1700.0)], "or": [(1700.0, 1700.0)]}

@@ -6,7 +6,7 @@ import pytest
 
 import freqrex
 from freqrex import reference
-from synthetic import SR, BandClassifier, RecordingModel, make_clip
+from synthetic import SR, BandClassifier, RecordingModel, make_clip, explain_pf, reference_pf
 
 FAST = dict(iterations=6, budget=800)
 
@@ -30,7 +30,7 @@ def test_core_matches_reference(space, cuts, rule):
     x = make_clip()
     model = BandClassifier("and")
     kw = dict(space=space, cuts=cuts, rule=rule, n_fft=256, hop_length=128, seed=3, **FAST)
-    a, b = freqrex.explain(x, SR, model, **kw), reference.explain(x, SR, model, **kw)
+    a, b = explain_pf(x, SR, model, **kw), reference_pf(x, SR, model, **kw)
     if rule != "confidence":
         same(a, b)  # pass/fail decisions agree, so the 1/k shares agree to rounding
         return
@@ -47,7 +47,7 @@ def test_core_matches_reference_with_band_and_threshold():
     x = make_clip()
     model = BandClassifier("or")
     kw = dict(fmin=500, fmax=3000, threshold=0.9, n_parts=3, seed=11, **FAST)
-    a, b = freqrex.explain(x, SR, model, **kw), reference.explain(x, SR, model, **kw)
+    a, b = explain_pf(x, SR, model, **kw), reference_pf(x, SR, model, **kw)
     same(a, b)
     # Bins outside [fmin, fmax] are never searched and get no responsibility.
     assert a.responsibility[:500].max() == 0 and a.responsibility[3001:].max() == 0
@@ -59,9 +59,9 @@ def test_same_seed_same_result_for_any_threads_and_batch(space):
     x = make_clip()
     model = BandClassifier("and")
     kw = dict(space=space, n_fft=256, hop_length=128, seed=5, **FAST)
-    base = freqrex.explain(x, SR, model, n_threads=1, batch_size=7, **kw)
+    base = explain_pf(x, SR, model, n_threads=1, batch_size=7, **kw)
     for n_threads, batch_size in [(2, 7), (2, 64), (1, 1000), (None, 33)]:
-        other = freqrex.explain(x, SR, model, n_threads=n_threads, batch_size=batch_size, **kw)
+        other = explain_pf(x, SR, model, n_threads=n_threads, batch_size=batch_size, **kw)
         same(base, other)
         assert np.array_equal(base.responsibility, other.responsibility)
 
@@ -69,8 +69,8 @@ def test_same_seed_same_result_for_any_threads_and_batch(space):
 def test_different_seeds_draw_different_partitions():
     x = make_clip()
     model = BandClassifier("or")
-    a = freqrex.explain(x, SR, model, seed=1, **FAST)
-    b = freqrex.explain(x, SR, model, seed=2, **FAST)
+    a = explain_pf(x, SR, model, seed=1, **FAST)
+    b = explain_pf(x, SR, model, seed=2, **FAST)
     assert not np.array_equal(a.responsibility, b.responsibility)
     # ...yet both find the planted evidence first.
     assert set(a.ranking[:2]) == set(b.ranking[:2]) == {1000, 1700}
@@ -80,7 +80,7 @@ def test_different_seeds_draw_different_partitions():
 def test_budget_is_never_exceeded(budget):
     x = make_clip()
     model = RecordingModel(BandClassifier("one"))
-    e = freqrex.explain(x, SR, model, budget=budget, iterations=5, batch_size=10)
+    e = explain_pf(x, SR, model, budget=budget, iterations=5, batch_size=10)
     assert e.search_queries == min(budget, e.search_queries)
     assert e.search_queries <= budget
     if budget <= 100:
@@ -94,7 +94,7 @@ def test_budget_is_never_exceeded(budget):
 def test_no_mask_is_evaluated_twice():
     x = make_clip()
     model = RecordingModel(BandClassifier("or"))
-    e = freqrex.explain(x, SR, model, iterations=12, budget=3000, n_parts=2)
+    e = explain_pf(x, SR, model, iterations=12, budget=3000, n_parts=2)
     assert e.stats["duplicates"] > 0  # the iterations did propose repeated masks...
     search = model.seen[1 : 1 + e.search_queries]
     assert len(set(search)) == len(search)  # ...and none reached the model twice
@@ -104,7 +104,7 @@ def test_no_mask_is_evaluated_twice():
 
 def test_search_stops_when_nothing_can_be_split():
     x = make_clip()[:64]
-    e = freqrex.explain(x, SR, lambda w: np.tile([0.2, 0.8], (len(w), 1)), budget=100000, iterations=2)
+    e = explain_pf(x, SR, lambda w: np.tile([0.2, 0.8], (len(w), 1)), budget=100000, iterations=2)
     assert not e.stats["budget_exhausted"]
     # A model that always says class 1: masking everything passes, nothing is responsible.
     assert e.responsibility.max() == 0
@@ -113,7 +113,7 @@ def test_search_stops_when_nothing_can_be_split():
 
 def test_max_depth_limits_refinement():
     x = make_clip()
-    e = freqrex.explain(x, SR, BandClassifier("one"), max_depth=2, iterations=3, budget=5000)
+    e = explain_pf(x, SR, BandClassifier("one"), max_depth=2, iterations=3, budget=5000)
     assert e.stats["rounds"] <= 3
     # At depth 2 the finest credited parts are much wider than one bin.
     assert (e.responsibility > 0).sum() > 10
@@ -141,7 +141,7 @@ def _grid():
 def test_max_queries_bounds_the_whole_explanation(options):
     x = make_clip()
     model = RecordingModel(BandClassifier("and"))
-    e = freqrex.explain(x, SR, model, n_fft=256, hop_length=128, **options)
+    e = explain_pf(x, SR, model, n_fft=256, hop_length=128, **options)
     total = options["max_queries"]
     assert len(model.seen) == e.queries == 1 + e.search_queries + e.extraction_queries <= total
     assert e.search_queries <= min(options["budget"], e.stats["search_budget"])
@@ -155,31 +155,31 @@ def test_max_queries_split_and_reference_agree():
     x = make_clip()
     model = BandClassifier("or")
     kw = dict(max_queries=120, budget=2000, iterations=6, seed=4)
-    a, b = freqrex.explain(x, SR, model, **kw), reference.explain(x, SR, model, **kw)
+    a, b = explain_pf(x, SR, model, **kw), reference_pf(x, SR, model, **kw)
     same(a, b)
     assert a.stats == b.stats
     # 4001 bins: the extraction reserve is 3 * (12 + 1) + (8 - 2) + 1 = 46 queries; the search gets the rest.
     assert a.stats["search_budget"] == 120 - 1 - 46 == a.search_queries
     assert a.queries <= 120 and not a.stats["extraction_truncated"]
     # Without max_queries, budget bounds the search alone, as before.
-    c = freqrex.explain(x, SR, model, budget=79, iterations=6, seed=4)
+    c = explain_pf(x, SR, model, budget=79, iterations=6, seed=4)
     assert c.search_queries == 79 and c.stats["search_budget"] == 79
 
 
 def test_tiny_total_budget_truncates_extraction_with_reasons():
     x = make_clip()
     model = RecordingModel(BandClassifier("one"))
-    e = freqrex.explain(x, SR, model, max_queries=4, budget=2000, iterations=2)
+    e = explain_pf(x, SR, model, max_queries=4, budget=2000, iterations=2)
     assert len(model.seen) == e.queries <= 4
     assert e.stats["extraction_truncated"]
     assert any("query budget ran out" in (r or "") for r in e.reasons.values())
     with pytest.raises(freqrex.ParameterError):
-        freqrex.explain(x, SR, model, max_queries=0)
+        explain_pf(x, SR, model, max_queries=0)
 
 
 def test_extraction_is_cheap_and_starts_from_the_previous_set():
     x = make_clip()
-    e = freqrex.explain(x, SR, BandClassifier("and"), iterations=6, budget=800, seed=3)
+    e = explain_pf(x, SR, BandClassifier("and"), iterations=6, budget=800, seed=3)
     # Three nested sets over 4001 bins in a handful of bisection steps.
     assert e.extraction_queries <= 3 * 12 + 2
     assert e.extraction_queries <= 0.25 * e.queries
@@ -190,8 +190,8 @@ def test_ties_are_broken_by_magnitude_among_credited_cells(space):
     x = make_clip()
     model = BandClassifier("and")
     kw = dict(space=space, n_fft=256, hop_length=128, iterations=2, budget=60, seed=1)
-    e = freqrex.explain(x, SR, model, **kw)
-    old = freqrex.explain(x, SR, model, tiebreak="index", **kw)
+    e = explain_pf(x, SR, model, **kw)
+    old = explain_pf(x, SR, model, tiebreak="index", **kw)
     assert np.array_equal(e.responsibility, old.responsibility)
     r = e.responsibility.ravel()[e.ranking]
     mag = np.abs(e._space.coefficients()).ravel()[e.ranking]
@@ -203,6 +203,6 @@ def test_ties_are_broken_by_magnitude_among_credited_cells(space):
     r_old = old.responsibility.ravel()[old.ranking]
     assert np.all(np.diff(old.ranking)[r_old[1:] == r_old[:-1]] > 0)  # tiebreak="index": as before
     with pytest.raises(freqrex.ParameterError):
-        freqrex.explain(x, SR, model, tiebreak="loudest")
+        explain_pf(x, SR, model, tiebreak="loudest")
     with pytest.raises(freqrex.ParameterError):
-        freqrex.explain(x, SR, model, class_maps=-1)
+        explain_pf(x, SR, model, class_maps=-1)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from . import _stft
-from ._checks import call_model, check_audio, check_sample_rate
+from ._checks import check_audio, check_sample_rate
+from ._oracle import Oracle
+from .margin import margin_of, margin_search, ranking_key
+from .reference import search_share
+from .trust import set_margins, warnings_for
 from .errors import ParameterError
 from .explanation import SET_NAMES, Explanation
 from .models import as_model
 from .options import ExplainOptions, make_options
+
+#: Queries kept back under ``max_queries`` to score the sets' margins (kept alone and removed).
+SET_CHECKS = 3
 
 #: progress(phase, queries_done, budget) is called after every model batch.
 ProgressCallback = Callable[[str, int, int], None]
@@ -78,6 +85,7 @@ class Explainer:
                 f"the model expects {model_rate} Hz audio but the clip is {sr} Hz; resample it "
                 "(freqrex.io.load_audio(path, sample_rate=...) does)"
             )
+        opts.check_size(x.size)
         if opts.space == "stft" and x.size < opts.n_fft // 2 + 1:
             raise ParameterError(f"the clip ({x.size} samples) is shorter than half an STFT window (n_fft={opts.n_fft})")
         space_cls, engine_cls = _backend(self.backend)
@@ -90,66 +98,97 @@ class Explainer:
             mask_value=opts.mask_value,
             n_threads=opts.n_threads,
         )
-        original = call_model(self.model, x[None, :])
+        oracle = Oracle(self.model, progress=progress, total=opts.max_queries or None,
+                        call_kwargs={"timeout": opts.model_timeout})
+        original = oracle.first(x[None, :])
         n_classes = original.shape[1]
-        target = int(np.argmax(original[0]))
+        names = getattr(self.model, "class_names", None)
+        decision = int(np.argmax(original[0]))
+        target = decision if opts.target is None else resolve_class(opts.target, names, n_classes, "target")
+        contrast = None if opts.contrast is None else resolve_class(opts.contrast, names, n_classes, "contrast")
+        if contrast == target:
+            raise ParameterError("contrast must be a class other than the target")
         score = float(original[0, target])
         n_frames, n_bins = space.shape
         n_fft = x.size if opts.space == "fft" else opts.n_fft
         band = opts.band(n_bins, n_fft, sr)
-        engine = engine_cls(
-            space,
-            target,
-            score,
-            band=band,
-            n_parts=opts.n_parts,
-            min_part=opts.min_part,
-            max_depth=opts.max_depth,
-            iterations=opts.iterations,
-            budget=opts.budget,
-            seed=opts.seed,
-            cuts=opts.cuts,
-            rule=opts.rule,
-            threshold=opts.threshold,
-            extraction_batch=opts.extraction_batch,
-            tol=opts.tol,
-            alternatives=opts.alternatives,
-            class_maps=opts.class_maps,
-            max_queries=opts.max_queries,
-            magnitude=_magnitude(x, opts, (n_frames, n_bins)),
-        )
-        done = 0
+        amplitude = _amplitude(x, opts)
+        magnitude = np.zeros_like(amplitude) if opts.tiebreak == "index" else amplitude
+        total = opts.max_queries
+        # The margin rule keeps queries back to score the sets it did not query on the way; the
+        # pass/fail rules report the margins their extraction already knows (no extra query).
+        checks = 0 if total is None or opts.rule != "margin" else SET_CHECKS
+        common = dict(band=band, n_parts=opts.n_parts, min_part=opts.min_part, max_depth=opts.max_depth,
+                      iterations=opts.iterations, seed=opts.seed, cuts=opts.cuts, threshold=opts.threshold,
+                      extraction_batch=opts.extraction_batch, tol=opts.tol, alternatives=opts.alternatives,
+                      class_maps=opts.class_maps, magnitude=magnitude)
+        found = None
+        if opts.rule == "margin":
+            n_cells = n_frames * (band[1] - band[0])
+            budget = opts.budget if total is None else search_share(total - checks, opts.budget, n_cells,
+                                                                      opts.extraction_batch)
+            found = margin_search(
+                space, lambda w: oracle(w, "search"), target=target, original_scores=original[0], band=band,
+                hz_per_bin=sr / n_fft, sample_rate=sr, budget=budget, seed=opts.seed,
+                batch_size=opts.batch_size, energy=amplitude ** 2, contrast=contrast, n_bands=opts.n_bands,
+                resolution=opts.resolution, class_maps=opts.class_maps,
+            )
+            key = ranking_key(found.effects, found.leaves, amplitude ** 2, opts.effect_weight)
+            engine = engine_cls(space, target, score, budget=0, rule="minimal", responsibility=key,
+                                max_queries=None if total is None else max(total - checks - found.queries, 1),
+                                **common)
+        else:
+            engine = engine_cls(space, target, score, budget=opts.budget, rule=opts.rule,
+                                max_queries=None if total is None else max(total - checks, 1), **common)
         while True:
             waves = engine.ask(opts.batch_size)
             if waves is None:
                 break
-            phase = engine.phase
-            scores = call_model(self.model, waves, n_classes)
-            engine.tell(scores)
-            done += waves.shape[0]
-            if progress is not None:
-                progress(phase, done, opts.budget if opts.max_queries is None else opts.max_queries)
+            engine.tell(oracle(waves, engine.phase))
         stats = dict(engine.stats())
-        resp = np.asarray(engine.responsibility())
+        resp = np.asarray(engine.responsibility()) if found is None else found.responsibility
         ranking = np.asarray(engine.ranking(), dtype=np.int64)
-        found = dict(engine.sets())
-        class_maps = {int(c): np.asarray(m) for c, m in dict(engine.class_responsibility()).items()}
-        masses = {c: float(m.sum()) for c, m in class_maps.items()}
+        sets_found = dict(engine.sets())
+        if found is not None:
+            class_maps = found.class_maps
+            stats.update(found.stats, search_queries=found.queries, search_budget=budget,
+                         budget_exhausted=found.queries >= budget)
+        else:
+            class_maps = {int(c): np.asarray(m) for c, m in dict(engine.class_responsibility()).items()}
+        masses = {c: float(np.clip(m, 0, None).sum()) for c, m in class_maps.items()}
         positive = [c for c in masses if masses[c] > 0]
         runner_up = min(positive, key=lambda c: (-masses[c], c)) if positive else None
-        masks = {}
-        reasons = {}
-        set_scores = {}
+        masks, reasons, set_scores = {}, {}, {}
         for name in SET_NAMES:
-            k = found.get(name)
-            set_scores[name] = found.get(f"{name}_score")
+            k = sets_found.get(name)
+            set_scores[name] = sets_found.get(f"{name}_score")
             if k is None:
                 masks[name] = None
-                reasons[name] = found.get(f"{name}_reason") or "absent"
+                reasons[name] = sets_found.get(f"{name}_reason") or "absent"
             else:
                 m = np.zeros(n_frames * n_bins, dtype=bool)
                 m[ranking[:k]] = True
                 masks[name] = m.reshape(n_frames, n_bins)
+
+        def score_of(wave):
+            row = oracle.known(wave)
+            if row is None and opts.rule == "margin" and (total is None or oracle.queries < total):
+                row = oracle(wave[None], "check")[0]
+            return row
+
+        margins = set_margins(masks, band, space.synthesize, score_of, target, contrast)
+        empty = None if found is None else found.empty_scores
+        if empty is None:
+            empty_mask = np.ones((n_frames, n_bins), dtype=bool)
+            empty_mask[:, band[0]:band[1]] = False
+            empty = oracle.known(np.asarray(space.synthesize(empty_mask[None]))[0])
+        margin = float(margin_of(original[0], target, contrast)[0])
+        warns = warnings_for(
+            original=original[0], target=target, decision=decision, names=names, responsibility=resp,
+            band=band, rule=opts.rule, effects=None if found is None else found.effects, margin=margin,
+            empty_scores=empty, masks=masks, margins=margins, margin_tol=opts.margin_tol,
+            truncated=bool(stats.get("extraction_truncated")),
+        )
         squeeze = opts.space == "fft"
 
         def shape(a):
@@ -157,10 +196,6 @@ class Explainer:
 
         freqs = np.arange(n_bins) * (sr / n_fft)
         times = None if squeeze else np.arange(n_frames) * (opts.hop_length / sr)
-        names = getattr(self.model, "class_names", None)
-        target_name = None
-        if names is not None and 0 <= target < len(names):
-            target_name = str(names[target])
         options = opts.to_dict()
         options["_band"] = band
         options["backend"] = self.backend
@@ -176,30 +211,52 @@ class Explainer:
             complete=shape(masks["complete"]),
             set_scores=set_scores,
             reasons=reasons,
-            queries=1 + int(stats["search_queries"]) + int(stats["extraction_queries"]),
+            queries=oracle.queries,
             search_queries=int(stats["search_queries"]),
-            extraction_queries=int(stats["extraction_queries"]),
+            extraction_queries=int(stats["extraction_queries"]) + oracle.by_phase.get("check", 0),
             seed=opts.seed,
             options=options,
             sample_rate=sr,
             n_samples=int(x.size),
             elapsed=time.perf_counter() - start,
-            stats=stats,
+            stats={**stats, "check_queries": oracle.by_phase.get("check", 0)},
             times=times,
-            target_name=target_name,
+            target_name=None if names is None or not 0 <= target < len(names) else str(names[target]),
             original_scores=original[0],
             class_responsibility={c: shape(m) for c, m in class_maps.items()},
             runner_up=runner_up,
+            margin=margin,
+            contrast=contrast,
+            parts=None if found is None else np.asarray(
+                [[*leaf, eff] for leaf, eff in zip(found.leaves, found.effects)], dtype=np.float64),
+            set_margins=margins,
+            warnings=warns,
             _space=space,
             _audio=x,
         )
 
 
-def _magnitude(x: np.ndarray, opts: ExplainOptions, shape) -> np.ndarray:
-    """|coefficient| of every cell, by the NumPy convention (the same for both backends, so their
-    rankings agree exactly); zeros when ``tiebreak="index"``."""
-    if opts.tiebreak == "index":
-        return np.zeros(shape)
+def resolve_class(value: Any, names: Optional[Sequence[str]], n_classes: int, what: str) -> int:
+    """A class given by index or by name, checked against the model's classes."""
+    if isinstance(value, str):
+        if names is None:
+            raise ParameterError(f"{what}={value!r} is a name, but the model has no class names; give an index")
+        lookup = [str(n) for n in names]
+        if value not in lookup:
+            close = [n for n in lookup if n.lower() == value.lower()]
+            if len(close) == 1:
+                return lookup.index(close[0])
+            raise ParameterError(f"{what}={value!r} is not one of the model's classes")
+        return lookup.index(value)
+    c = int(value)
+    if not 0 <= c < n_classes:
+        raise ParameterError(f"{what}={c} is out of range: the model has {n_classes} classes")
+    return c
+
+
+def _amplitude(x: np.ndarray, opts: ExplainOptions) -> np.ndarray:
+    """|coefficient| of every cell, (n_frames, n_bins), by the NumPy convention (the same for both
+    backends, so their rankings agree exactly)."""
     x64 = x.astype(np.float64)
     if opts.space == "fft":
         return np.abs(np.fft.rfft(x64))[None, :]
@@ -211,79 +268,94 @@ def explain(
     sample_rate: int,
     model: Callable[[np.ndarray], Any],
     *,
-    space: str = "fft",
-    seed: int = 0,
-    budget: int = 2000,
-    iterations: int = 20,
     progress: Optional[ProgressCallback] = None,
     backend: str = "rust",
     **options: Any,
 ) -> Explanation:
     """Explain which frequencies ``model`` relies on to classify ``audio``.
 
+    Every option's default lives in :class:`freqrex.options.ExplainOptions`,
+    shared by this function, :class:`Explainer`, ``freqrex explain`` and
+    ``freqrex evaluate``. By default an explanation spends at most 400 model
+    queries in all (``max_queries``: the original clip, the search, the
+    extraction and the sets' margins).
+
     Parameters
     ----------
     audio : array_like, shape (samples,)
-        A mono clip (any real dtype; used as float32).
+        A mono clip (floats in [-1, 1]; int16/int32/uint8 PCM is scaled).
     sample_rate : int
         Its sample rate in Hz (must match the model's, if the model declares one).
     model : callable
         ``model(waves) -> scores``: float32 ``(batch, samples)`` to
-        ``(batch, classes)``. The decision is the top-1 class.
-    space : {"fft", "stft"}
-        ``"fft"``: the real FFT of the whole clip (``samples // 2 + 1`` bins).
-        ``"stft"``: an STFT grid of (frame, bin) cells (``n_fft``, ``hop_length``).
-    seed : int
-        Seed of the random partitions. The same seed gives the same
-        explanation, whatever the thread count or batch size.
-    budget : int
-        Maximum model evaluations of the responsibility search (never exceeded).
-        Extraction spends a few more (``Explanation.extraction_queries``):
-        about ``3 * log2(elements)`` with the default ``extraction_batch=2``.
-    iterations : int
-        Independent random partition refinements, averaged.
+        ``(batch, classes)``, or a model :func:`freqrex.models.as_model` wraps.
+        The decision is the top-1 class.
     progress : callable, optional
-        ``progress(phase, queries_done, budget)`` after each model batch.
+        ``progress(phase, queries_done, total)`` after each model batch.
     backend : {"rust", "numpy"}
         The compiled core or the pure-NumPy reference.
     **options
-        n_fft=2048, hop_length=512 (stft); fmin, fmax (Hz, bins outside are
-        always kept); n_parts=4 (children per split); min_part=2 (smallest
-        splittable part, in elements); max_depth=16; cuts="uniform" or "log"
-        (cut points uniform over bin index or over log-frequency);
-        rule="minimal" (1/k to each part of a minimal passing combination of k parts), "rex" (1/k to every passing combination, as ReX) or "confidence" (score/k, minimal); threshold (a
-        mutant passes only with score >= threshold * original score);
-        alternatives=4 (other minimal passing combinations refined later, per
-        iteration, so that either-or evidence is refined too);
-        batch_size=64 (mutants per model call); extraction_batch=2
-        (candidate prefixes per bracket step, the last one already known:
-        2 is a bisection, one query per step, the fewest queries; wider
-        steps take fewer model calls); tol=0.01 (complete set);
-        mask_value=0.0; n_threads (rayon threads; default all cores).
-        max_queries (a bound on the whole explanation: the original clip,
-        the search and the extraction together, never exceeded; the search
-        gets at most ``budget`` and leaves the extraction a reserve of its
-        expected cost, at most half of the rest; the extraction gets all the
-        search leaves, and when that runs out a set is the shortest prefix
-        known to satisfy it, or absent with a reason).
-        class_maps=5 (per-class maps kept, at no extra query: the classes
-        the search's mutants land on most often other than the target).
-        tiebreak="magnitude" (inside a plateau of responsibility, rank the
-        louder original coefficient first among credited cells; uncredited
-        cells, responsibility 0, stay in index order; "index": the lower
-        index everywhere, as before).
+        Keyword-only options of :class:`freqrex.options.ExplainOptions`:
+
+        space="fft"
+            ``"fft"``: the real FFT of the whole clip (``samples // 2 + 1``
+            bins); ``"stft"``: (frame, bin) cells of an STFT (``n_fft=2048``,
+            ``hop_length=512``).
+        rule="margin"
+            How queries become responsibility. ``"margin"``: every mutant's
+            continuous margin (target score minus the best other class's) is
+            regressed on the parts of a mel-scale partition tree it kept
+            (:mod:`freqrex.margin`); a cell's responsibility is its part's
+            effect on the margin shared by energy (negative: evidence against).
+            ``"rex"``: the paper's pass/fail rule, 1/k to every part of a
+            passing combination of k parts (ReX); ``"minimal"``: only minimal
+            passing combinations; ``"confidence"``: score/k, minimal.
+        max_queries=400
+            Model queries of the whole explanation, never exceeded (None: no
+            bound but ``budget``). The search gets at most ``budget`` of it and
+            leaves the extraction a reserve of its expected cost.
+        budget=400
+            Queries of the search at most.
+        seed=0
+            Seed of the partitions and coalitions: the same seed gives the
+            same explanation, whatever the thread count or batch size.
+        target=None, contrast=None
+            Explain this class (index or name) instead of the decision; explain
+            it against the ``contrast`` class instead of the best other one.
+        n_bands=16, resolution=96
+            ``margin``: the first partition's mel bands; the model's resolution
+            in mel bands over 0..Nyquist (parts are not split below one band
+            while others can be).
+        margin_tol=0.01
+            A set whose margin is below this is flagged in ``warnings``.
+        effect_weight=1.0
+            ``margin``: cells are ranked (for the sets and ``ranking``) by
+            log10 of their energy plus this times their part's effect in
+            standard deviations of all parts' effects: energy is the zero-query
+            prior, the effects reorder it (:func:`freqrex.margin.ranking_key`;
+            0 ranks by magnitude alone).
+        iterations=8, cuts="log", n_parts=4, min_part=2, max_depth=16, alternatives=4, threshold=None
+            The pass/fail rules' random partition refinements.
+        fmin, fmax
+            Hz; bins outside are always kept.
+        batch_size=64, extraction_batch=2, tol=0.01, mask_value=0.0, n_threads, class_maps=5,
+        tiebreak="magnitude", model_timeout
+            Mutants per model call; prefixes per extraction step; the complete
+            set's score tolerance; the value of removed coefficients; rayon
+            threads; per-class maps kept; ties inside a plateau by magnitude;
+            seconds a model call may take.
 
     Returns
     -------
     Explanation
+        With ``warnings`` (reasons to distrust it), ``set_margins`` and
+        ``margin``.
 
     Raises
     ------
     ParameterError
-        Bad options or audio (empty, NaN/inf, wrong rank, bad sample rate).
+        Bad options or audio (empty, silent, NaN/inf, wrong rank, bad sample rate).
     ModelError
         The model raised, or returned the wrong shape or non-finite scores.
     """
-    return Explainer(
-        model, backend=backend, space=space, seed=seed, budget=budget, iterations=iterations, **options
-    ).explain(audio, sample_rate, progress=progress)
+    return Explainer(model, backend=backend, **options).explain(audio, sample_rate, progress=progress)

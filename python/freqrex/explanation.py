@@ -6,15 +6,20 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import notebook as _notebook
-from ._atomic import atomic_writer, write_text
+from ._atomic import atomic_writer, begin_save, check_npz, check_saved, finish_save, read_json, reading_saved, write_text
 from .errors import ParameterError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .ranges import FrequencyRange
+
 SET_NAMES = ("sufficient", "sufficient_necessary", "complete")
+#: summary.json lists a set's runs of bins only up to this many (its ``ranges`` always).
+MAX_SUMMARY_BANDS = 64
 AUDIO_NAMES = ("original",) + SET_NAMES
 
 
@@ -104,6 +109,16 @@ class Explanation:
     metadata: Dict[str, Any] = field(default_factory=dict)
     class_responsibility: Dict[int, np.ndarray] = field(default_factory=dict)
     runner_up: Optional[int] = None
+    #: The decision's margin on the original clip (target score minus the best other class's, or the contrast's).
+    margin: Optional[float] = None
+    contrast: Optional[int] = None
+    #: Per set: ``kept_margin``/``kept_class`` (the set alone) and ``removed_margin``/``removed_class``.
+    set_margins: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    #: Reasons to distrust this explanation, one line each (:mod:`freqrex.trust`); empty when none.
+    warnings: List[str] = field(default_factory=list)
+    #: ``rule="margin"``: the final partition's parts, (n_parts, 5) rows ``t0, t1, f0, f1, effect``
+    #: (half-open frame and bin ranges; effect: the margin lost when the part is removed).
+    parts: Optional[np.ndarray] = None
     _space: Any = field(default=None, repr=False)
     _audio: Optional[np.ndarray] = field(default=None, repr=False)
 
@@ -152,6 +167,17 @@ class Explanation:
         f = self.frequencies
         return [(float(f[a]), float(f[b])) for a, b in self.band_bins(name)]
 
+    def ranges(self, name: str, *, max_ranges: int = 6, coverage: float = 0.9) -> List["FrequencyRange"]:
+        """A set as a person reads it: at most ``max_ranges`` merged frequency ranges holding
+        ``coverage`` of its responsibility, in frequency order (:func:`freqrex.ranges.merged_ranges`).
+        Empty when the set is absent; the exact set is :meth:`get_set`."""
+        from .ranges import merged_ranges
+
+        m = self.get_set(name)
+        if m is None:
+            return []
+        return merged_ranges(m, self.frequencies, self.responsibility, max_ranges=max_ranges, coverage=coverage)
+
     def cells(self, name: str) -> List[Tuple[float, float]]:
         """For ``stft``: (time s, frequency Hz) of every cell of a set."""
         m = self.get_set(name)
@@ -194,12 +220,17 @@ class Explanation:
         sets = {}
         for name in SET_NAMES:
             m = self.get_set(name)
+            bands = self.bands(name)
             sets[name] = {
                 "present": m is not None,
                 "size": None if m is None else int(m.sum()),
                 "fraction": None if m is None else float(m.sum() / m.size),
-                "bands_hz": [[lo, hi] for lo, hi in self.bands(name)],
+                "ranges": [r.to_dict() for r in self.ranges(name)],
+                "n_bands": len(bands),
+                # every run of bins only while short; the exact mask is in explanation.npz
+                "bands_hz": [[lo, hi] for lo, hi in bands] if len(bands) <= MAX_SUMMARY_BANDS else None,
                 "score": self.set_scores.get(name),
+                **self.set_margins.get(name, {}),
                 "reason": self.reasons.get(name),
             }
         opts = {k: v for k, v in self.options.items() if not k.startswith("_")}
@@ -220,6 +251,9 @@ class Explanation:
             "stats": self.stats,
             "sets": sets,
             "runner_up": self.runner_up,
+            "margin": self.margin,
+            "contrast": self.contrast,
+            "warnings": list(self.warnings),
             "class_maps": {str(c): float(np.asarray(m).sum()) for c, m in self.class_responsibility.items()},
             **{k: v for k, v in self.metadata.items() if k not in ("sets", "options")},
         }
@@ -227,13 +261,15 @@ class Explanation:
     def save(self, directory: "os.PathLike[str] | str") -> Path:
         """Write ``summary.json``, ``explanation.npz`` and one WAV per available set.
 
-        Every file is written atomically (a temporary file renamed into place).
-        Returns the directory.
+        Every file is written atomically (a temporary file renamed into place),
+        and the folder as a whole: ``manifest.json`` is marked incomplete first
+        and written last (sizes and SHA-256 of the files), so :meth:`load`
+        refuses a folder whose save was interrupted. Returns the directory.
         """
         from .io import save_wav
 
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        out = begin_save(directory, "explanation")
+        written = ["summary.json", "explanation.npz"]
         write_text(out / "summary.json", json.dumps(self.summary(), indent=2))
         arrays = {
             "responsibility": self.responsibility,
@@ -242,6 +278,8 @@ class Explanation:
         }
         if self.times is not None:
             arrays["times"] = self.times
+        if self.parts is not None:
+            arrays["parts"] = np.asarray(self.parts, dtype=np.float64)
         for name in SET_NAMES:
             m = self.get_set(name)
             if m is not None:
@@ -258,20 +296,25 @@ class Explanation:
             if name == "original" and self._audio is None:
                 continue
             save_wav(out / f"{name}.wav", self.audio(name), self.sample_rate)
+            written.append(f"{name}.wav")
+        finish_save(out, "explanation", written, owned=[f"{n}.wav" for n in AUDIO_NAMES])
         return out
 
     @classmethod
     def load(cls, directory: "os.PathLike[str] | str") -> "Explanation":
-        """Read an explanation that :meth:`save` wrote (no model needed), class maps included."""
+        """Read an explanation that :meth:`save` wrote (no model needed), class maps included.
+
+        Raises :class:`~freqrex.errors.ResultFileError` (or ParameterError) for a folder that is
+        not a complete save: interrupted, changed since, or malformed.
+        """
         from .report import load_explanation_dir
 
-        e = load_explanation_dir(directory)
-        with np.load(Path(directory) / "explanation.npz", allow_pickle=False) as z:
-            e.class_responsibility = load_class_maps({k: z[k] for k in z.files})
-        summary = json.loads((Path(directory) / "summary.json").read_text())
-        r = summary.get("runner_up")
-        e.runner_up = None if r is None else int(r)
-        return e
+        with reading_saved(directory, "explanation"):
+            check_saved(directory, "explanation")
+            if (Path(directory) / "explanation.npz").is_file():
+                check_npz(Path(directory) / "explanation.npz")  # no 8 GiB allocation for an 8 MB file
+            # every saved field (maps, margins, warnings, parts) is read there (freqrex.viz.saved)
+            return load_explanation_dir(directory)
 
     def share(self, name: str) -> Optional[Dict[str, float]]:
         """A set's size as shares of the searched elements and of their energy (``|coefficient|**2``),

@@ -5,15 +5,32 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from .errors import ParameterError
 
 SPACES = ("fft", "stft")
+
+#: Documented maxima of the options (a value above one is a ParameterError, never an
+#: allocation failure deep in the core). See docs/reliability.md.
+MAX_N_FFT = 1 << 16
+MAX_ITERATIONS = 100_000
+MAX_BUDGET = 100_000_000
+MAX_BATCH_SIZE = 65_536
+MAX_N_THREADS = 256
+MAX_DEPTH = 64
+MAX_MIN_PART = (1 << 32) - 1
+MAX_ALTERNATIVES = 1024
+MAX_CLASS_MAPS = 1024
+MAX_MODEL_TIMEOUT_S = 7 * 24 * 3600.0
+#: Largest frequency space (cells: frames x bins) an explanation may have.
+MAX_CELLS = 1 << 27
+#: |fmin|, |fmax|, |mask_value| at most this (Hz, or coefficient units).
+MAX_REAL = 1e12
 CUTS = ("uniform", "log")
-RULES = ("minimal", "rex", "confidence")
+RULES = ("margin", "minimal", "rex", "confidence")
 TIEBREAKS = ("magnitude", "index")
 
 
@@ -29,10 +46,10 @@ class ExplainOptions:
     n_parts: int = 4
     min_part: int = 2
     max_depth: int = 16
-    iterations: int = 20
-    budget: int = 2000
-    cuts: str = "uniform"
-    rule: str = "minimal"
+    iterations: int = 8
+    budget: int = 400
+    cuts: str = "log"
+    rule: str = "margin"
     threshold: Optional[float] = None
     alternatives: int = 4
     batch_size: int = 64
@@ -41,9 +58,16 @@ class ExplainOptions:
     mask_value: float = 0.0
     seed: int = 0
     n_threads: Optional[int] = None
-    max_queries: Optional[int] = None
+    max_queries: Optional[int] = 400
     class_maps: int = 5
     tiebreak: str = "magnitude"
+    target: Optional[Union[int, str]] = None
+    contrast: Optional[Union[int, str]] = None
+    n_bands: int = 16
+    resolution: int = 96
+    margin_tol: float = 0.01
+    effect_weight: float = 1.0
+    model_timeout: Optional[float] = None
 
     def __post_init__(self) -> None:
         def integer(name: str, lo: int, hi: Optional[int] = None, *, optional: bool = False) -> None:
@@ -63,10 +87,10 @@ class ExplainOptions:
                 return None
             try:
                 f = float(v)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ParameterError(f"{name} must be a number, got {v!r}") from None
-            if not math.isfinite(f):
-                raise ParameterError(f"{name} must be finite, got {v!r}")
+            if not math.isfinite(f) or abs(f) > MAX_REAL:
+                raise ParameterError(f"{name} must be finite and at most {MAX_REAL:g} in size, got {v!r}")
             object.__setattr__(self, name, f)
             return f
 
@@ -79,25 +103,40 @@ class ExplainOptions:
         choice("cuts", CUTS)
         choice("rule", RULES)
         choice("tiebreak", TIEBREAKS)
-        integer("n_fft", 4)
-        integer("hop_length", 1)
+        integer("n_fft", 4, MAX_N_FFT)
+        integer("hop_length", 1, MAX_N_FFT // 2)
         if self.hop_length > self.n_fft // 2:
             raise ParameterError(
                 f"hop_length must be at most n_fft // 2 = {self.n_fft // 2} for an invertible STFT, "
                 f"got {self.hop_length}"
             )
         integer("n_parts", 2, 8)
-        integer("min_part", 2)
-        integer("max_depth", 1)
-        integer("alternatives", 0)
-        integer("iterations", 1)
-        integer("budget", 0)
-        integer("batch_size", 1)
-        integer("extraction_batch", 2)
+        integer("min_part", 2, MAX_MIN_PART)
+        integer("max_depth", 1, MAX_DEPTH)
+        integer("alternatives", 0, MAX_ALTERNATIVES)
+        integer("iterations", 1, MAX_ITERATIONS)
+        integer("budget", 0, MAX_BUDGET)
+        integer("batch_size", 1, MAX_BATCH_SIZE)
+        integer("extraction_batch", 2, MAX_BATCH_SIZE)
         integer("seed", 0, (1 << 64) - 1)
-        integer("n_threads", 1, optional=True)
-        integer("max_queries", 1, optional=True)
-        integer("class_maps", 0)
+        integer("n_threads", 1, MAX_N_THREADS, optional=True)
+        integer("max_queries", 1, MAX_BUDGET, optional=True)
+        integer("n_bands", 2, 4096)
+        integer("resolution", 1, 1 << 20)
+        ew = real("effect_weight")
+        if ew is not None and ew < 0:
+            raise ParameterError(f"effect_weight must be >= 0, got {ew}")
+        mt = real("margin_tol")
+        if mt is not None and mt < 0:
+            raise ParameterError(f"margin_tol must be >= 0, got {mt}")
+        for name in ("target", "contrast"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                integer(name, 0, 1 << 31)
+        integer("class_maps", 0, MAX_CLASS_MAPS)
+        timeout = real("model_timeout", optional=True)
+        if timeout is not None and not (0 < timeout <= MAX_MODEL_TIMEOUT_S):
+            raise ParameterError(f"model_timeout must be in (0, {MAX_MODEL_TIMEOUT_S:g}] seconds, got {timeout}")
         fmin = real("fmin", optional=True)
         fmax = real("fmax", optional=True)
         if fmin is not None and fmin < 0:
@@ -114,6 +153,20 @@ class ExplainOptions:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def check_size(self, n_samples: int) -> None:
+        """Refuse a frequency space of more than :data:`MAX_CELLS` cells for a clip of
+        ``n_samples`` samples (before anything is allocated)."""
+        if self.space == "fft":
+            cells = n_samples // 2 + 1
+        else:
+            cells = (1 + n_samples // self.hop_length) * (self.n_fft // 2 + 1)
+        if cells > MAX_CELLS:
+            raise ParameterError(
+                f"the {self.space} space of a {n_samples}-sample clip would have {cells:,} cells, "
+                f"above the maximum of {MAX_CELLS:,}; "
+                "use a shorter clip, a larger hop_length or a smaller n_fft"
+            )
 
     def band(self, n_bins: int, n_fft: int, sample_rate: int) -> Tuple[int, int]:
         """The half-open bin range [b0, b1) searched, from fmin/fmax."""

@@ -147,8 +147,34 @@ def magnitude_ranking(audio: Any, *, space: str = "fft", n_fft: int = 2048, hop_
     return universe[np.lexsort((universe, -values))].astype(np.int64)
 
 
+#: How removed elements are replaced: "zero" (the explanation's own masking), "noise" (random-phase
+#: coefficients at the clip's local spectral level, fft space: the energy stays, the content goes).
+OPERATORS = ("zero", "noise")
+
+
+def noise_fill(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Replacement coefficients for the ``noise`` operator: random phases, magnitude the root mean
+    power of the clip's rFFT over a sixth of an octave around each bin (seeded)."""
+    X = np.fft.rfft(np.asarray(x, dtype=np.float64))
+    power = np.abs(X) ** 2
+    k = np.arange(X.size, dtype=np.float64)
+    lo = np.clip(np.floor(k / 2 ** (1 / 12)), 0, X.size - 1).astype(int)
+    hi = np.clip(np.ceil(k * 2 ** (1 / 12)), 0, X.size - 1).astype(int)
+    c = np.concatenate([[0.0], np.cumsum(power)])
+    level = np.sqrt((c[hi + 1] - c[lo]) / (hi - lo + 1))
+    phase = np.random.default_rng(seed).uniform(0, 2 * np.pi, X.size)
+    return level * np.exp(1j * phase)
+
+
+def _noise_waves(x: np.ndarray, masks: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    X = np.fft.rfft(np.asarray(x, dtype=np.float64))
+    spec = np.where(masks, X[None, :], fill[None, :])
+    return np.fft.irfft(spec, n=x.size, axis=1).astype(np.float32)
+
+
 def _curves(space_obj, model, order: np.ndarray, target: int, fractions: np.ndarray, batch_size: int,
-            band: Optional[Tuple[int, int]], n_classes: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+            band: Optional[Tuple[int, int]], n_classes: Optional[int], operator: str = "zero",
+            audio: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     shape = tuple(space_obj.shape)
     n = order.size
     outside = np.ones(shape[0] * shape[1], dtype=bool)
@@ -164,9 +190,13 @@ def _curves(space_obj, model, order: np.ndarray, target: int, fractions: np.ndar
         m[order[:k]] = True
         masks.append(m)
     scores = []
+    fill = noise_fill(audio) if operator == "noise" else None
     for i in range(0, len(masks), batch_size):
         chunk = np.stack(masks[i : i + batch_size]).reshape(-1, *shape)
-        waves = np.asarray(space_obj.synthesize(chunk), dtype=np.float32)
+        if fill is not None:
+            waves = _noise_waves(audio, chunk[:, 0, :], fill)
+        else:
+            waves = np.asarray(space_obj.synthesize(chunk), dtype=np.float32)
         s = call_model(model, waves, n_classes)
         if s.shape[1] <= target:
             raise ParameterError(f"target {target} is not a class of the model ({s.shape[1]} classes)")
@@ -188,6 +218,7 @@ def ranking_curves(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     batch_size: int = 16,
     band: Optional[Tuple[int, int]] = None,
+    operator: str = "zero",
     _space_obj: Any = None,
 ) -> QualityCurves:
     """Deletion and insertion curves of ``ranking`` for ``model`` on ``audio``.
@@ -207,6 +238,11 @@ def ranking_curves(
         only the band's elements.
     fractions, batch_size
         Curve points, and mutants per model call.
+    operator : {"zero", "noise"}
+        What replaces a removed element: zero (the explanation's masking), or
+        (``fft`` only) a random-phase coefficient at the clip's local spectral
+        level, which keeps the energy and removes the content; a ranking that
+        is good only because it removes energy loses its edge under it.
 
     Exactly ``2 * len(fractions)`` model queries, plus one without ``target``.
     """
@@ -216,6 +252,10 @@ def ranking_curves(
     if model_rate is not None and int(model_rate) != sr:
         raise ParameterError(f"the model expects {model_rate} Hz audio but the clip is {sr} Hz")
     f = _check_fractions(fractions)
+    if operator not in OPERATORS:
+        raise ParameterError(f"operator must be one of {', '.join(map(repr, OPERATORS))}; got {operator!r}")
+    if operator == "noise" and space != "fft":
+        raise ParameterError("the noise operator is defined for the fft space only")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
     sp = _space_obj if _space_obj is not None else _space(x, space, n_fft, hop_length)
@@ -230,7 +270,7 @@ def ranking_curves(
     if target < 0:
         raise ParameterError(f"target must be a class index >= 0, got {target}")
     order = full_order(ranking, tuple(sp.shape), band)
-    deletion, insertion = _curves(sp, model, order, target, f, int(batch_size), band, n_classes)
+    deletion, insertion = _curves(sp, model, order, target, f, int(batch_size), band, n_classes, operator, x)
     queries += 2 * f.size
     return QualityCurves(
         fractions=f,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from . import add_common, add_model_options, open_clip, open_model
+from .explain_options import add_explain_options, describe_set, explain_kwargs
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,25 +19,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Explain a classifier's decision on a clip: responsibility of every frequency, "
         "and the sufficient, sufficient-and-necessary and complete sets written as audio.",
     )
-    p.add_argument("audio", nargs="?", help="audio file (any format soundfile reads); default: the built-in demo clip")
+    p.add_argument("audio", nargs="?", help="audio file (any format soundfile reads), or a directory: every audio "
+                   "file under it, one output folder each under --out; default: the built-in demo clip")
     add_model_options(p)
     p.add_argument("--out", default="freqrex-out", help="output directory (default ./freqrex-out)")
-    p.add_argument("--space", choices=("fft", "stft"), default="fft")
-    p.add_argument("--budget", type=int, default=400, help="model queries for the search (default 400)")
-    p.add_argument("--max-queries", type=int, default=None,
-                   help="bound on the whole explanation's queries (original + search + extraction); "
-                   "the search gets at most --budget of it and leaves the extraction a reserve")
-    p.add_argument("--iterations", type=int, default=4, help="random partition refinements (default 4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cuts", choices=("uniform", "log"), default="log", help="cut spacing (default log-frequency)")
-    p.add_argument("--fmin", type=float, default=None, help="lowest frequency searched (Hz)")
-    p.add_argument("--fmax", type=float, default=None, help="highest frequency searched (Hz)")
-    p.add_argument("--n-fft", type=int, default=2048, help="STFT window (stft space)")
-    p.add_argument("--hop-length", type=int, default=512, help="STFT hop (stft space)")
+    add_explain_options(p)
     p.add_argument("--duration", type=float, default=30.0, help="seconds of audio analysed from the start (default 30)")
     p.add_argument("--report", action="store_true", help="also write report.html in the output directory")
     p.add_argument("--no-quality", action="store_true",
                    help="skip the deletion/insertion curves of the ranking (14 more queries, reported apart)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with a directory: explain on a local Ray instance with N workers (pip install 'freqrex[ray]')")
+    p.add_argument("--address", default=None, help="with a directory: run on an existing Ray cluster ('auto' or its address)")
+    p.add_argument("--threads-per-worker", type=int, default=1, help="CPUs and ONNX/torch threads of each Ray worker")
+    p.add_argument("--max-retries", type=int, default=2,
+                   help="retries of a clip whose worker died or that raised (default 2)")
     add_common(p)
     return p
 
@@ -45,27 +42,18 @@ def run(args: argparse.Namespace) -> int:
     import freqrex
     from ..progress import ProgressBar
 
+    if args.audio is not None and Path(args.audio).is_dir():
+        return _run_directory(args)
+    if args.workers is not None or args.address is not None:
+        from ..errors import ParameterError
+
+        raise ParameterError("--workers and --address explain a directory of clips: give a directory")
     model = open_model(args)
     audio, sr, source = open_clip(args, model)
     bar = ProgressBar("explain", enabled=not args.quiet)
     start = time.perf_counter()
     try:
-        e = freqrex.explain(
-            audio,
-            sr,
-            model,
-            space=args.space,
-            budget=args.budget,
-            iterations=args.iterations,
-            seed=args.seed,
-            cuts=args.cuts,
-            fmin=args.fmin,
-            fmax=args.fmax,
-            n_fft=args.n_fft,
-            hop_length=args.hop_length,
-            max_queries=args.max_queries,
-            progress=bar,
-        )
+        e = freqrex.explain(audio, sr, model, progress=bar, **explain_kwargs(args))
     finally:
         bar.close()
     e.metadata.update(model=args.model, audio=source)
@@ -73,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_quality:
         from ..quality import explanation_curves
 
-        quality = explanation_curves(e, audio, model)
+        quality = explanation_curves(e, audio, model, target=e.target)
         e.metadata["quality"] = quality.to_dict()
     shares = {name: e.share(name) for name in ("sufficient", "sufficient_necessary", "complete")}
     e.metadata["shares"] = shares
@@ -93,16 +81,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{source}: {len(audio) / sr:.1f} s at {sr} Hz, {e.space} space, {e.responsibility.size} elements")
     print(f"model {args.model}: top class '{name}' (score {e.score:.3f})")
     for set_name in ("sufficient", "sufficient_necessary", "complete"):
-        label = set_name.replace("_", " & ") if set_name == "sufficient_necessary" else set_name
-        if e.get_set(set_name) is None:
-            print(f"  {label:<22} absent: {e.reasons.get(set_name)}")
-            continue
-        bands = e.bands(set_name)
-        shown = ", ".join(_hz(lo, hi) for lo, hi in bands[:6]) + (f", ... ({len(bands)} bands)" if len(bands) > 6 else "")
-        sh = shares[set_name] or {}
-        share = f"{100 * sh.get('bins', 0):.1f}% of bins" + (f", {100 * sh['energy']:.1f}% of energy" if "energy" in sh else "")
-        print(f"  {label:<22} {e.size(set_name):>7} elements ({share}), score {e.set_scores[set_name]:.3f}: {shown}")
-    print(f"queries {e.queries} (search {e.search_queries}, extraction {e.extraction_queries}), {seconds:.1f} s")
+        print(describe_set(e, set_name, shares[set_name], getattr(model, "class_names", None)))
+    print(f"queries {e.queries + (quality.queries if quality is not None else 0)} in all (search "
+          f"{e.search_queries}, extraction {e.extraction_queries}"
+          + (f", quality curves {quality.queries}" if quality is not None else "") + f"), {seconds:.1f} s")
     if quality is not None:
         print(f"ranking quality: deletion AUC {quality.deletion_auc:.3f} (lower is better), insertion AUC "
               f"{quality.insertion_auc:.3f} (higher is better), {quality.queries} more queries")
@@ -110,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         names = getattr(model, "class_names", None)
         ru = str(names[e.runner_up]) if names is not None and e.runner_up < len(names) else str(e.runner_up)
         print(f"runner-up class '{ru}' (its map: explanation.npz, class_responsibility)")
+    for line in e.warnings:
+        print(f"warning: {line}")
     print(f"wrote {out}/ (summary.json, explanation.npz, original/sufficient/... .wav{', report.html' if args.report else ''})")
     return 0
 
@@ -117,3 +101,48 @@ def run(args: argparse.Namespace) -> int:
 def _hz(lo: float, hi: float) -> str:
     return f"{lo:.1f} Hz" if lo == hi else f"{lo:.1f}-{hi:.1f} Hz"
 
+
+def _run_directory(args: argparse.Namespace) -> int:
+    """``freqrex explain DIR --out OUT``: one output folder per clip (see freqrex.evaluation.explain_many)."""
+    from ..errors import ParameterError
+    from ..evaluation import RunProgress
+    from ..evaluation.explain_many import explain_many
+    from ..evaluation.jobs import ModelFactory
+    from . import open_model_spec
+
+    for name in ("workers", "threads_per_worker"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ParameterError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.max_retries < 0:
+        raise ParameterError("--max-retries must be >= 0")
+    if args.workers is not None or args.address is not None:
+        recipe = argparse.Namespace(**{k: getattr(args, k, None) for k in
+                                       ("sample_rate", "output", "class_names", "trust_model_code")})
+        model = ModelFactory(open_model_spec, args.model, recipe)
+    else:
+        model = open_model(args)
+    bar = RunProgress("explain", enabled=not args.quiet)
+
+    def on_done(res):
+        if res["status"] == "error" and not args.json:
+            bar.write(f"{res['file']}: {res['error']}")
+
+    results = explain_many([args.audio], model, Path(args.out), explain_options=explain_kwargs(args),
+                           duration=args.duration, quality=not args.no_quality, report=args.report,
+                           model_name=args.model, workers=args.workers, address=args.address,
+                           threads_per_worker=args.threads_per_worker, max_retries=args.max_retries,
+                           on_done=on_done, run_progress=bar)
+    if not results:
+        raise ParameterError(f"no audio files in {args.audio}")
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("ok", "skipped", "error")}
+    if args.json:
+        json.dump({"out": str(args.out), **counts,
+                   "clips": [{k: v for k, v in r.items() if k != "summary"} for r in results]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{counts['ok']} explained, {counts['skipped']} already done, {counts['error']} failed; "
+              f"one folder per clip under {args.out}/")
+    if counts["error"] == 0:
+        return 0
+    audio_only = all(r["error"].startswith("AudioFileError") for r in results if r["status"] == "error")
+    return 3 if audio_only else 4  # the exit codes of a bad audio file / a model error
