@@ -34,10 +34,12 @@ of image rejection), ``ceil(n * 44100 / sr)`` samples.  Why not declare
   add empty bins;
 * speed: the explainer works on the clip's rfft bins: 240,001 for 30 s at
   16 kHz against 661,501 at 44.1 kHz (2.75 times the memory and synthesis
-  work per query, for bins above 8 kHz that the model ignores);
+  work per query, for bins above 8 kHz that the model ignores; measured:
+  202 against 297 ms a query of ``freqrex.explain`` on the demo clip, see
+  docs/models.md);
 * the port never builds the 44.1 kHz wave.  madmom's frame starts are
-  multiples of 4 samples, so frame bins 0-1023 equal 4 times those of
-  2048-sample frames of the wave low-passed to 5.5 kHz and sampled at
+  multiples of 4 samples, so the bins the filterbank reads (0-388, up to
+  2.1 kHz) equal 4 times those of 2048-sample frames of the wave low-passed to 5.5 kHz and sampled at
   11,025 Hz with every 4th window sample, up to the Hann window's leakage
   from more than 3 kHz away (below 1e-8).  That wave comes from one rfft of
   the clip, times the resampling filter's exact gain, and one irfft.  The
