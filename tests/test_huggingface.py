@@ -101,7 +101,7 @@ def test_explain_flip_and_evaluate_take_a_directory(saved, tmp_path):
     save_wav(tmp_path / "a.wav", x, SR)
     options = EvalOptions(explain_budget=10, explain_iterations=1, ks=(1,), strategies=("causal",),
                           flip_budget=4, equal_total=False, stft=False)
-    recs = evaluate([tmp_path / "a.wav"], saved["ast"], tmp_path / "r.jsonl", options=options, model_name="ast")
+    recs = evaluate([tmp_path / "a.wav"], saved["wav2vec2"], tmp_path / "r.jsonl", options=options, model_name="w2v")
     assert recs[0]["status"] == "ok" and recs[0]["original"]["name"] in NAMES
 
 

@@ -34,7 +34,7 @@ def hf_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def wav(tmp_path_factory):
     d = tmp_path_factory.mktemp("clips")
-    t = np.arange(int(0.3 * SR)) / SR
+    t = np.arange(int(0.25 * SR)) / SR  # one window of the tiny AST
     x = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.02 * np.random.default_rng(0).standard_normal(t.size)
     path = d / "clip.wav"
     save_wav(path, x.astype(np.float32), SR)
