@@ -42,7 +42,7 @@ def test_models_lists_the_builtins():
     r = run("models", "--json")
     assert r.returncode == 0
     names = [m["name"] for m in json.loads(r.stdout)]
-    assert names == ["MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg", "silero_vad"]
+    assert names == ["MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg", "silero_vad", "madmom_key"]
 
 
 def onnx_model(path, kind):
