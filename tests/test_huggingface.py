@@ -137,6 +137,14 @@ def test_pickled_or_foreign_directories_are_refused(tmp_path, saved):
         HuggingFaceModel(tmp_path)
     with pytest.raises(ParameterError, match="8000"):
         HuggingFaceModel(saved["hubert"], sample_rate=8000)
+    from freqrex.models import load_model
+
+    weights = os.path.join(saved["hubert"], "model.safetensors")
+    assert load_model(weights).class_names == NAMES  # the weights file of a save_pretrained directory
+    alone = tmp_path / "alone.safetensors"
+    alone.write_bytes(b"weights only")
+    with pytest.raises(ModelError, match="weights only"):
+        load_model(alone)
 
 
 def test_same_results_for_batch_sizes_1_and_7(saved):
