@@ -113,8 +113,10 @@ def test_flip_with_report(tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["flip_queries"] <= 4
-    for name in ("flip.json", "original.wav", "perturbed.wav", "report.html"):
+    for name in ("flip.json", "original.wav", "report.html"):
         assert (out / name).exists()
+    # perturbed.wav is a result: written for a flip only, never for a failed attempt
+    assert (out / "perturbed.wav").exists() == bool(data["success"])
     html = (out / "report.html").read_text()
     assert "<audio" in html and "http://" not in html and "https://" not in html
 
