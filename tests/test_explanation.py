@@ -50,7 +50,8 @@ def test_save(tmp_path, explanation):
     out = explanation.save(tmp_path / "run")
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
-        ["summary.json", "explanation.npz", "original.wav", "sufficient.wav", "sufficient_necessary.wav", "complete.wav"]
+        ["summary.json", "explanation.npz", "original.wav", "sufficient.wav", "sufficient_necessary.wav", "complete.wav",
+         "manifest.json"]
     )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sets"]["sufficient"]["bands_hz"] == [[1000.0, 1000.0], [1700.0, 1700.0]]

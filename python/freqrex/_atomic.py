@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO, Any, Dict, Iterable, Iterator, Tuple, Union
 
 
 @contextlib.contextmanager
@@ -41,3 +42,172 @@ def write_text(path: Union[str, "os.PathLike[str]"], text: str) -> None:
     """Write a text file atomically."""
     with atomic_writer(path, "w") as fh:
         fh.write(text)
+
+
+# ------------------------------------------------------------- saved folders
+#: The file written last by a folder save; :func:`check_saved` verifies it.
+MANIFEST = "manifest.json"
+_FORMAT = "freqrex-save/1"
+#: Largest manifest or JSON summary read back (bytes).
+MAX_JSON_BYTES = 64 << 20
+#: Most bytes the arrays of one ``.npz`` may expand to when loaded (all members together).
+MAX_NPZ_BYTES = 2 << 30
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can open a directory
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def begin_save(directory: Union[str, "os.PathLike[str]"], kind: str) -> Path:
+    """Start saving a result folder: create it and mark it incomplete.
+
+    The marker (a manifest with ``"complete": false``) replaces any earlier
+    manifest first, so a save interrupted anywhere (a kill, a full disk) leaves a
+    folder that :func:`check_saved` refuses instead of a mix of two runs.
+    """
+    from .errors import ParameterError
+
+    out = Path(os.fspath(directory))
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"the output folder {out} names an existing file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ParameterError(f"cannot make the output folder {out}: a part of its path is a file") from exc
+    write_text(out / MANIFEST, json.dumps({"format": _FORMAT, "kind": kind, "complete": False}))
+    return out
+
+
+def finish_save(directory: Path, kind: str, files: Iterable[str], owned: Iterable[str] = ()) -> None:
+    """Finish a folder save: remove ``owned`` files this save did not write (left by an
+    earlier save), then write the manifest (size and SHA-256 of every file) last."""
+    files = list(files)
+    for name in set(owned) - set(files):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(directory / name)
+    entries = {name: {"bytes": (directory / name).stat().st_size, "sha256": _digest(directory / name)} for name in files}
+    write_text(
+        directory / MANIFEST,
+        json.dumps({"format": _FORMAT, "kind": kind, "complete": True, "files": entries}, indent=1),
+    )
+    _fsync_dir(directory)
+
+
+def read_json(path: Union[str, "os.PathLike[str]"], max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Parse a JSON file of at most ``max_bytes`` (ValueError beyond; RecursionError for
+    absurd nesting is the caller's to map)."""
+    path = Path(os.fspath(path))
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path} is {size} bytes, more than the {max_bytes} read back")
+    return json.loads(path.read_text())
+
+
+def check_saved(directory: Union[str, "os.PathLike[str]"], kind: str) -> bool:
+    """Verify a saved folder against its manifest.
+
+    Returns True when the manifest is present and every file it lists has the
+    recorded size and SHA-256, False for a folder without a manifest (saved by a
+    freqrex before 0.2: accepted unverified). Raises :class:`ResultFileError`
+    for an interrupted save, a folder of another kind, or a file missing or
+    changed since the save.
+    """
+    from .errors import ResultFileError
+
+    d = Path(os.fspath(directory))
+    if not d.is_dir():
+        raise ResultFileError(f"not a saved {kind} folder (not a directory): {d}")
+    mpath = d / MANIFEST
+    if not mpath.exists():
+        return False
+    try:
+        m = read_json(mpath, 16 << 20)
+        if not isinstance(m, dict) or m.get("format") != _FORMAT:
+            raise ValueError("not a freqrex manifest")
+        complete, found_kind, files = m.get("complete"), m.get("kind"), m.get("files", {})
+        if not isinstance(files, dict):
+            raise ValueError("its file list is malformed")
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ResultFileError(f"cannot read the manifest of {d}: {exc}") from exc
+    if found_kind != kind:
+        raise ResultFileError(f"{d} holds a saved {found_kind!r}, not a {kind!r}")
+    if complete is not True:
+        raise ResultFileError(f"{d} holds an incomplete save (interrupted while writing); save it again")
+    for name, entry in files.items():
+        p = d / str(name)
+        if Path(str(name)).name != name or not p.is_file():
+            raise ResultFileError(f"{d} lacks {name}, listed in its manifest")
+        try:
+            size, digest = int(entry["bytes"]), str(entry["sha256"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ResultFileError(f"the manifest of {d} is malformed at {name!r}") from exc
+        if p.stat().st_size != size or _digest(p) != digest:
+            raise ResultFileError(f"{p} changed since it was saved (size or SHA-256 differs from the manifest)")
+    return True
+
+
+@contextlib.contextmanager
+def reading_saved(directory: Union[str, "os.PathLike[str]"], kind: str) -> Iterator[None]:
+    """Map every failure of reading a saved folder to freqrex's errors: our own pass
+    through; anything else (a malformed file: KeyError, IndexError, RecursionError,
+    a bad zip, ...) becomes :class:`ResultFileError`, chained."""
+    from .errors import FreqrexError, ResultFileError
+
+    try:
+        yield
+    except FreqrexError:
+        raise
+    except (Exception, RecursionError) as exc:
+        raise ResultFileError(f"cannot read a saved {kind} from {directory}: {type(exc).__name__}: {exc}") from exc
+
+
+def check_npz(path: Union[str, "os.PathLike[str]"], max_bytes: int = MAX_NPZ_BYTES) -> Dict[str, Tuple[Tuple[int, ...], str]]:
+    """Read the headers of an ``.npz`` without loading it; refuse object arrays and
+    arrays that would expand to more than ``max_bytes`` in all (an 8 MB file can
+    declare 8 GiB). Returns {name: (shape, dtype)}. Raises ValueError."""
+    import zipfile
+
+    import numpy as np
+    from numpy.lib import format as npformat
+
+    out: Dict[str, Tuple[Tuple[int, ...], str]] = {}
+    total = 0
+    with zipfile.ZipFile(os.fspath(path)) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"{info.filename!r} in {path} is not an array")
+            with zf.open(info) as fh:
+                version = npformat.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = npformat.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _, dtype = npformat.read_array_header_2_0(fh)
+                else:
+                    raise ValueError(f"unsupported .npy version {version} in {path}")
+            if dtype.hasobject:
+                raise ValueError(f"{info.filename!r} in {path} holds Python objects")
+            n = 1
+            for dim in shape:
+                n *= int(dim)
+            total += n * dtype.itemsize
+            if total > max_bytes:
+                raise ValueError(f"the arrays of {path} would take more than {max_bytes} bytes in memory")
+            if info.file_size < n * dtype.itemsize:
+                raise ValueError(f"{info.filename!r} in {path} is shorter than its header declares")
+            out[info.filename[: -len(".npy")]] = (tuple(int(d) for d in shape), np.dtype(dtype).str)
+    return out

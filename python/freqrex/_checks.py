@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import warnings
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import ModelError, ParameterError
+from .errors import FreqrexWarning, ModelError, ParameterError
+
+#: Largest sample rate accepted (Hz).
+MAX_SAMPLE_RATE = 1_536_000
+#: Largest |sample| accepted: audio is expected in [-1, 1]; far beyond that the
+#: masked mutants overflow float32.
+MAX_ABS_SAMPLE = 1e6
+#: A clip whose samples all lie within this of their mean is silent (or constant).
+SILENCE = 1e-7
 
 
 def check_audio(audio: Any) -> np.ndarray:
@@ -35,6 +45,17 @@ def check_audio(audio: Any) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.all(np.isfinite(x)):
         raise ParameterError("audio contains NaN or infinite samples")
+    peak = float(np.max(np.abs(x)))
+    if peak > MAX_ABS_SAMPLE:
+        raise ParameterError(
+            f"audio peaks at {peak:.3g}, beyond the {MAX_ABS_SAMPLE:g} freqrex accepts; audio is expected "
+            "in [-1, 1] (scale integer PCM by its full scale)"
+        )
+    if float(np.max(np.abs(x - x.mean(dtype=np.float64)))) <= SILENCE:
+        raise ParameterError(
+            "silent clip: every sample equals the clip's mean (silence or a constant), there is nothing "
+            "in its frequency space to explain or change"
+        )
     return x
 
 
@@ -61,19 +82,60 @@ def _pcm_to_float(x: np.ndarray) -> np.ndarray:
 def check_sample_rate(sample_rate: Any) -> int:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
         raise ParameterError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
-    if float(sample_rate) != int(sample_rate) or int(sample_rate) <= 0:
+    if isinstance(sample_rate, float) and not (np.isfinite(sample_rate) and sample_rate.is_integer()):
         raise ParameterError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+    if int(sample_rate) <= 0:
+        raise ParameterError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+    if int(sample_rate) > MAX_SAMPLE_RATE:
+        raise ParameterError(f"sample_rate must be at most {MAX_SAMPLE_RATE} Hz, got {sample_rate!r}")
     return int(sample_rate)
 
 
-def call_model(model: Callable[[np.ndarray], Any], waves: np.ndarray, n_classes: Optional[int] = None) -> np.ndarray:
+def _call(model: Callable[[np.ndarray], Any], waves: np.ndarray, timeout: Optional[float]) -> Any:
+    """``model(waves)``, in a watched thread when a timeout is set."""
+    if timeout is None:
+        return model(waves)
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["out"] = model(waves)
+        except BaseException as exc:  # handed to the caller's thread
+            box["exc"] = exc
+
+    worker = threading.Thread(target=target, name="freqrex-model-call", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise ModelError(
+            f"the model did not answer a batch of {waves.shape[0]} clip(s) within model_timeout={timeout:g} s "
+            "(the call is abandoned; raise model_timeout or lower batch_size)"
+        )
+    if "exc" in box:
+        raise box["exc"]
+    return box.get("out")
+
+
+def call_model(
+    model: Callable[[np.ndarray], Any],
+    waves: np.ndarray,
+    n_classes: Optional[int] = None,
+    *,
+    timeout: Optional[float] = None,
+    original: bool = False,
+) -> np.ndarray:
     """Call ``model`` on a (batch, samples) float32 batch and validate its scores.
 
-    Returns float64 scores of shape (batch, classes). Any exception from the model,
-    a wrong shape or non-finite scores raise :class:`ModelError` (chained).
+    The model gets a copy of ``waves`` (a model that edits its input in place
+    cannot change the caller's audio). Returns float64 scores of shape
+    (batch, classes). Any exception from the model, a call longer than
+    ``timeout`` seconds, a wrong shape, non-real (complex, string, object) or
+    non-finite scores raise :class:`ModelError` (chained). With ``original``
+    (the call on the clip to explain) every class tied is a ModelError (there is
+    no decision) and a tie for the top class a :class:`FreqrexWarning`.
     """
     try:
-        out = model(waves)
+        out = _call(model, np.array(waves, dtype=np.float32, copy=True), timeout)
     except ModelError:
         raise
     except Exception as exc:
@@ -81,9 +143,14 @@ def call_model(model: Callable[[np.ndarray], Any], waves: np.ndarray, n_classes:
     try:
         if hasattr(out, "detach"):  # a torch tensor from a plain callable
             out = out.detach().cpu().numpy()
-        scores = np.asarray(out, dtype=np.float64)
+        raw = np.asarray(out)
+        if raw.dtype.kind not in "biuf":
+            raise TypeError(f"scores of dtype {raw.dtype}")
+        scores = raw.astype(np.float64)
     except Exception as exc:
-        raise ModelError(f"the model returned {type(out).__name__}, not an array of scores") from exc
+        raise ModelError(
+            f"the model returned {type(out).__name__} ({exc}), not an array of real-valued scores"
+        ) from exc
     b = waves.shape[0]
     if scores.ndim != 2 or scores.shape[0] != b:
         raise ModelError(
@@ -95,4 +162,19 @@ def call_model(model: Callable[[np.ndarray], Any], waves: np.ndarray, n_classes:
         raise ModelError(f"the model returned {scores.shape[1]} classes, earlier {n_classes}")
     if not np.all(np.isfinite(scores)):
         raise ModelError("the model returned NaN or infinite scores")
+    if original and scores.shape[1] >= 2:
+        row = scores[0]
+        if np.all(row == row[0]):
+            raise ModelError(
+                f"the model gives every one of its {row.size} classes the same score ({row[0]:g}) on the "
+                "clip: there is no decision to explain"
+            )
+        top = np.sort(row)[::-1]
+        if top[0] == top[1]:
+            warnings.warn(
+                f"the model's top score ({top[0]:g}) is tied between classes "
+                f"{np.flatnonzero(row == top[0]).tolist()}; the lowest index is taken as the decision",
+                FreqrexWarning,
+                stacklevel=3,
+            )
     return np.ascontiguousarray(scores)

@@ -24,3 +24,13 @@ class ModelError(FreqrexError, RuntimeError):
 
 class BudgetError(FreqrexError, RuntimeError):
     """A query budget too small for the requested work."""
+
+
+class ResultFileError(AudioFileError):
+    """A saved result folder (:meth:`Explanation.save`, :meth:`FlipResult.save`) that is
+    missing, incomplete (an interrupted save), altered since it was written, or malformed."""
+
+
+class FreqrexWarning(UserWarning):
+    """Something freqrex could do but that is probably not what was meant (a truncated
+    audio file, tied top scores on the original clip)."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
+import stat
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -18,7 +21,8 @@ import numpy as np
 import soundfile as sf
 
 from ._atomic import atomic_writer
-from .errors import AudioFileError, ParameterError
+from ._checks import MAX_ABS_SAMPLE, MAX_SAMPLE_RATE
+from .errors import AudioFileError, FreqrexWarning, ParameterError
 
 __all__ = ["load_audio", "resample", "fit_length", "save_wav", "demo_clip", "DEMO_CLIP_PATH"]
 
@@ -27,13 +31,21 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: Path of the demo clip shipped with freqrex (30 s, 16 kHz, mono FLAC).
 DEMO_CLIP_PATH = Path(__file__).resolve().parent / "data" / "demo.flac"
 
+#: Most samples (frames x channels) :func:`load_audio` decodes from one file (256 MiB of
+#: float32; 70 minutes of 16 kHz mono); use ``duration``/``offset`` to read a part of a longer file.
+MAX_DECODED_SAMPLES = 1 << 26
+#: Most channels :func:`load_audio` accepts.
+MAX_CHANNELS = 256
+_BLOCK_FRAMES = 1 << 16
+_SHOULD_BE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
 _FIT_POLICIES = ("center", "start")
 _WAV_SUBTYPES = ("PCM_16", "FLOAT")
 
 
 def _check_rate(value, name: str = "sample_rate") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ParameterError(f"{name} must be a positive integer (Hz), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 < value <= MAX_SAMPLE_RATE:
+        raise ParameterError(f"{name} must be a positive integer (Hz) up to {MAX_SAMPLE_RATE}, got {value!r}")
     return int(value)
 
 
@@ -83,10 +95,25 @@ def load_audio(
     Raises
     ------
     AudioFileError
-        The file is missing, unreadable, cannot be decoded, holds no samples
-        in the requested range, or holds non-finite samples.
+        The file is missing, not a regular file (a named pipe would block),
+        unreadable, cannot be decoded, holds no samples in the requested
+        range, holds non-finite samples or samples beyond 1e6, or its header
+        declares a sample rate, channel count or length beyond the limits
+        (:data:`MAX_DECODED_SAMPLES` samples to decode, 1.536 MHz, 256
+        channels), checked before anything is decoded.
     ParameterError
         A bad `sample_rate`, `duration` or `offset`.
+
+    Warns
+    -----
+    FreqrexWarning
+        The file is truncated (its header declares more audio data than it
+        holds); the samples present are returned.
+
+    Notes
+    -----
+    Integer PCM is scaled to [-1, 1) by libsndfile (divided by its full
+    scale); float files are read as stored.
     """
     if sample_rate is not None:
         sample_rate = _check_rate(sample_rate)
@@ -97,41 +124,106 @@ def load_audio(
         path = os.fspath(path)
     except TypeError as exc:
         raise ParameterError(f"path must be a str or os.PathLike, got {type(path).__name__}") from exc
-    if not os.path.exists(path):
-        raise AudioFileError(f"audio file not found: {path}")
-    if os.path.isdir(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AudioFileError(f"audio file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise AudioFileError(f"cannot open audio file {path}: {exc}") from exc
+    if stat.S_ISDIR(st.st_mode):
         raise AudioFileError(f"audio path is a directory, not a file: {path}")
+    if not stat.S_ISREG(st.st_mode):
+        # A named pipe would block the read forever; a device has no end.
+        raise AudioFileError(f"audio path is not a regular file (a named pipe, device or socket): {path}")
 
     try:
         with sf.SoundFile(path) as f:
             file_rate = int(f.samplerate)
-            start = int(round(offset * file_rate))
-            if start > 0:
-                if f.frames > 0 and start >= f.frames:
-                    raise AudioFileError(
-                        f"offset {offset} s is at or past the end of {path} "
-                        f"({f.frames / file_rate:.3f} s)"
-                    )
-                f.seek(start)
-            frames = -1 if duration is None else max(1, int(round(duration * file_rate)))
-            data = f.read(frames, dtype="float32", always_2d=True)
+            data = _read_checked(f, path, offset, duration)
+            declared = _declared_shortfall(f)
     except AudioFileError:
         raise
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError, OverflowError, MemoryError) as exc:
         raise AudioFileError(f"cannot decode audio file {path}: {exc}") from exc
+    if declared is not None:
+        warnings.warn(
+            f"audio file {path} is truncated: its header declares {declared[0]} bytes of audio data, "
+            f"the file holds {declared[1]}; loaded the {data.shape[0] / file_rate:.3f} s present",
+            FreqrexWarning,
+            stacklevel=2,
+        )
 
     if data.shape[0] == 0:
         raise AudioFileError(f"no audio samples read from {path} (offset {offset} s)")
     if not np.isfinite(data).all():
         raise AudioFileError(f"audio file {path} contains NaN or infinite samples")
+    peak = float(np.max(np.abs(data)))
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioFileError(f"audio file {path} holds samples up to {peak:.3g}; audio is expected in [-1, 1]")
 
     audio = data.mean(axis=1, dtype=np.float32) if mono else np.ascontiguousarray(data.T)
+    if sample_rate is not None and data.size * sample_rate / file_rate > MAX_DECODED_SAMPLES:
+        raise AudioFileError(
+            f"resampling {path} from {file_rate} Hz to {sample_rate} Hz would make more than "
+            f"{MAX_DECODED_SAMPLES} samples; pass a shorter duration="
+        )
     if sample_rate is not None and sample_rate != file_rate:
         audio = resample(audio, file_rate, sample_rate)
         rate = sample_rate
     else:
         rate = file_rate
     return audio.astype(np.float32, copy=False), rate
+
+
+def _read_checked(f: "sf.SoundFile", path: str, offset: float, duration: Optional[float]) -> np.ndarray:
+    """Read (frames, channels) float32 from an open file after checking what its header
+    declares (rate, channels, length) against the limits; decode in blocks so that
+    memory follows the data present, not the header's claim."""
+    file_rate, channels, declared = int(f.samplerate), int(f.channels), int(f.frames)
+    if not 0 < file_rate <= MAX_SAMPLE_RATE:
+        raise AudioFileError(f"audio file {path} declares a sample rate of {file_rate} Hz (at most {MAX_SAMPLE_RATE})")
+    if not 0 < channels <= MAX_CHANNELS:
+        raise AudioFileError(f"audio file {path} declares {channels} channels (at most {MAX_CHANNELS})")
+    start = int(round(offset * file_rate))
+    if declared >= 0 and start > 0 and start >= declared:
+        raise AudioFileError(
+            f"offset {offset} s is at or past the end of {path} ({declared / file_rate:.3f} s)"
+        )
+    wanted = declared - start if declared >= 0 else None
+    if duration is not None:
+        frames = max(1, int(round(duration * file_rate)))
+        wanted = frames if wanted is None else min(wanted, frames)
+    if wanted is None or wanted * channels > MAX_DECODED_SAMPLES:
+        raise AudioFileError(
+            f"audio file {path} declares {'an unknown number of' if wanted is None else wanted} frames of "
+            f"{channels} channel(s) to read, more than the {MAX_DECODED_SAMPLES} samples load_audio decodes "
+            "at once; pass duration= (and offset=) to read a part"
+        )
+    if start > 0:
+        f.seek(start)
+    blocks = []
+    got = 0
+    while got < wanted:
+        block = f.read(min(_BLOCK_FRAMES, wanted - got), dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+            break
+        blocks.append(block)
+        got += block.shape[0]
+    if not blocks:
+        return np.zeros((0, channels), np.float32)
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def _declared_shortfall(f: "sf.SoundFile") -> Optional[Tuple[int, int]]:
+    """(declared, present) bytes of audio data when libsndfile saw a header claiming
+    more data than the file holds (a truncated file), else None."""
+    try:
+        m = _SHOULD_BE.search(f.extra_info)
+    except Exception:  # extra_info is best-effort diagnostics
+        return None
+    if m is None or int(m.group(2)) >= int(m.group(1)):
+        return None
+    return int(m.group(1)), int(m.group(2))
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:

@@ -5,6 +5,7 @@
 use crate::error::{param, CoreError, Result};
 use crate::extract::{reserve, ExtractOptions, Extraction, Probe, Sets};
 use crate::geometry::Rect;
+use crate::limits;
 use crate::search::{Outcome, Search, SearchOptions, SearchStats};
 
 /// Where an explanation stands.
@@ -114,7 +115,10 @@ impl Engine {
         if n_frames == 0 || n_bins == 0 {
             return param("the frequency space is empty");
         }
-        if n_frames * n_bins > u32::MAX as usize {
+        if n_frames
+            .checked_mul(n_bins)
+            .is_none_or(|c| c > u32::MAX as usize)
+        {
             return param("the frequency space has more than 2^32 cells");
         }
         let (b0, b1) = band;
@@ -151,9 +155,10 @@ impl Engine {
         if n_frames == 0 || n_bins == 0 {
             return param("the frequency space is empty");
         }
-        if n_frames * n_bins > u32::MAX as usize {
-            return param("the frequency space has more than 2^32 cells");
-        }
+        let cells = match n_frames.checked_mul(n_bins) {
+            Some(c) if c <= u32::MAX as usize => c,
+            _ => return param("the frequency space has more than 2^32 cells"),
+        };
         let (b0, b1) = band;
         if b0 >= b1 || b1 > n_bins {
             return param(format!(
@@ -161,6 +166,25 @@ impl Engine {
             ));
         }
         extract_opts.validate()?;
+        search_opts.validate()?;
+        // Per cell: the responsibility, the magnitudes, the ranking, a mask, and
+        // one map per kept class (at most one per queried mutant); per iteration
+        // its state.
+        let maps = (search_opts.class_maps as u64).min(search_opts.budget.saturating_add(1));
+        limits::check(
+            &format!(
+                "an explanation over {cells} cells with {} iterations",
+                search_opts.iterations
+            ),
+            limits::total(&[
+                limits::bytes(cells, 8 * 3 + 4 + 1),
+                limits::bytes(cells, 8).and_then(|v| v.checked_mul(maps)),
+                limits::bytes(
+                    search_opts.iterations as usize,
+                    crate::search::ITERATION_BYTES,
+                ),
+            ]),
+        )?;
         if max_queries == Some(0) {
             return param("max_queries must be at least 1 (the original clip is one query)");
         }
@@ -315,8 +339,12 @@ impl Engine {
         }))
     }
 
-    /// The next masks for the model (at most `max`); empty when done.
+    /// The next masks for the model (at most `max`, and at most as many as fit
+    /// the memory limit); empty when done.
     pub fn ask(&mut self, max: usize) -> Result<Vec<Vec<bool>>> {
+        let cells = (self.n_frames * self.n_bins).max(1) as u64;
+        let fit = (limits::memory_limit() / cells).clamp(1, usize::MAX as u64) as usize;
+        let max = max.min(fit);
         loop {
             match self.phase {
                 Phase::Search => {

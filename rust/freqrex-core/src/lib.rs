@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod geometry;
+pub mod limits;
 pub mod partition;
 pub mod rng;
 pub mod search;

@@ -30,6 +30,9 @@ pub enum Rule {
     Confidence,
 }
 
+/// Bytes one iteration's state takes before it grows (for the memory estimate).
+pub const ITERATION_BYTES: usize = std::mem::size_of::<Iteration>() + 64;
+
 /// Options of the search.
 #[derive(Clone, Debug)]
 pub struct SearchOptions {

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use realfft::{ComplexToReal, RealFftPlanner};
 
 use crate::error::{param, CoreError, Result};
+use crate::limits;
 
 /// Which decomposition of the clip is analysed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +82,11 @@ impl FrequencySpace {
         if !mask_value.is_finite() {
             return param("mask_value must be finite");
         }
+        // Input and spectrum in f64, their f32 copies, FFT scratch.
+        limits::check(
+            &format!("the fft space of {n} samples"),
+            limits::bytes(n, 8 + 16 + 8 + 16 + 32),
+        )?;
         let mut planner = RealFftPlanner::<f64>::new();
         let forward = planner.plan_fft_forward(n);
         let inverse = planner.plan_fft_inverse(n);
@@ -138,7 +144,25 @@ impl FrequencySpace {
         let n = audio.len();
         let n_frames = stft_frames(n, hop_length);
         let pad = n_fft / 2;
-        let padded_len = (n_frames - 1) * hop_length + n_fft;
+        let n_bins = n_fft / 2 + 1;
+        let padded_len = (n_frames - 1)
+            .checked_mul(hop_length)
+            .and_then(|v| v.checked_add(n_fft));
+        let cells = n_frames.checked_mul(n_bins);
+        let frame_samples = n_frames.checked_mul(n_fft);
+        // Coefficients, frame signals, the padded clip and the window sum, per-frame buffers.
+        limits::check(
+            &format!(
+                "the stft space of {n} samples (n_fft {n_fft}, hop_length {hop_length}, {n_frames} frames)"
+            ),
+            limits::total(&[
+                cells.and_then(|c| limits::bytes(c, 16)),
+                frame_samples.and_then(|c| limits::bytes(c, 8)),
+                padded_len.and_then(|c| limits::bytes(c, 16)),
+                limits::bytes(n_fft, 64),
+            ]),
+        )?;
+        let padded_len = padded_len.expect("checked above");
         let mut padded = vec![0.0f64; padded_len];
         for (i, &v) in audio.iter().enumerate() {
             padded[pad + i] = v as f64;
@@ -147,7 +171,6 @@ impl FrequencySpace {
         let mut planner = RealFftPlanner::<f64>::new();
         let forward = planner.plan_fft_forward(n_fft);
         let inverse = planner.plan_fft_inverse(n_fft);
-        let n_bins = n_fft / 2 + 1;
         let mut coefficients = vec![Complex64::new(0.0, 0.0); n_frames * n_bins];
         let mut frame_signals = vec![0.0f64; n_frames * n_fft];
         coefficients
@@ -234,6 +257,14 @@ impl FrequencySpace {
             .collect()
     }
 
+    /// Scratch bytes one synthesis allocates.
+    fn synthesis_bytes(&self) -> usize {
+        match self.kind {
+            SpaceKind::Fft => self.n_bins * 8 + self.n_samples * 4,
+            SpaceKind::Stft => self.window_sum.len() * 8 + self.n_bins * 16 + self.n_fft * 8,
+        }
+    }
+
     /// Resynthesise one mutant from a dense mask of `n_cells` booleans.
     pub fn synthesize(&self, mask: &[bool]) -> Result<Vec<f32>> {
         if mask.len() != self.n_cells() {
@@ -308,6 +339,18 @@ impl FrequencySpace {
 
     /// Resynthesise a batch of masks in parallel (rayon), one row per mask.
     pub fn synthesize_batch(&self, masks: &[Vec<bool>]) -> Result<Array2<f32>> {
+        // The rows and the output array, plus each thread's buffers.
+        limits::check(
+            &format!(
+                "synthesising {} mutants of {} samples",
+                masks.len(),
+                self.n_samples
+            ),
+            limits::total(&[
+                limits::bytes(masks.len(), self.n_samples).and_then(|v| v.checked_mul(8)),
+                limits::bytes(rayon::current_num_threads(), self.synthesis_bytes()),
+            ]),
+        )?;
         let rows: Vec<Vec<f32>> = masks
             .par_iter()
             .map(|m| self.synthesize(m))

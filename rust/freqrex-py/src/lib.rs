@@ -26,6 +26,12 @@ fn to_py(py: Python<'_>, e: core::CoreError) -> PyErr {
         | core::CoreError::Scores(m)
         | core::CoreError::Protocol(m) => m.clone(),
     };
+    freqrex_error(py, name, msg)
+}
+
+/// One of freqrex's exceptions (`freqrex.errors.<name>`), or RuntimeError if
+/// that module cannot be imported.
+fn freqrex_error(py: Python<'_>, name: &str, msg: String) -> PyErr {
     match py
         .import("freqrex.errors")
         .and_then(|m| m.getattr(name))
@@ -36,14 +42,49 @@ fn to_py(py: Python<'_>, e: core::CoreError) -> PyErr {
     }
 }
 
-fn make_pool(n_threads: Option<usize>) -> PyResult<Option<Arc<ThreadPool>>> {
+/// The last line at the FFI seam: a panic in `f` (a bug; the core returns
+/// errors for everything a caller can cause) becomes `freqrex.errors.FreqrexError`,
+/// never a `PanicException` (a BaseException) or an abort.
+fn guard<T>(py: Python<'_>, what: &str, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(freqrex_error(
+                py,
+                "FreqrexError",
+                format!("internal error in {what}: {msg} (a bug in freqrex: please report it)"),
+            ))
+        }
+    }
+}
+
+/// Most threads a pool may have.
+const MAX_THREADS: usize = 1024;
+
+fn make_pool(py: Python<'_>, n_threads: Option<usize>) -> PyResult<Option<Arc<ThreadPool>>> {
     match n_threads {
         None | Some(0) => Ok(None),
+        Some(n) if n > MAX_THREADS => Err(freqrex_error(
+            py,
+            "ParameterError",
+            format!("n_threads must be at most {MAX_THREADS}, got {n}"),
+        )),
         Some(n) => ThreadPoolBuilder::new()
             .num_threads(n)
             .build()
             .map(|p| Some(Arc::new(p)))
-            .map_err(|e| PyRuntimeError::new_err(e.to_string())),
+            .map_err(|e| {
+                freqrex_error(
+                    py,
+                    "ParameterError",
+                    format!("cannot start {n} threads (n_threads): {e}"),
+                )
+            }),
     }
 }
 
@@ -74,25 +115,27 @@ impl FrequencySpace {
         mask_value: f64,
         n_threads: Option<usize>,
     ) -> PyResult<Self> {
-        let pool = make_pool(n_threads)?;
-        let audio = audio.as_array().to_owned();
-        let kind = space.to_string();
-        let inner = py
-            .detach(|| {
-                run(&pool, || match kind.as_str() {
-                    "fft" => core::FrequencySpace::fft(audio.view(), mask_value),
-                    "stft" => {
-                        core::FrequencySpace::stft(audio.view(), n_fft, hop_length, mask_value)
-                    }
-                    other => Err(core::CoreError::Parameter(format!(
-                        "space must be 'fft' or 'stft', got {other:?}"
-                    ))),
+        guard(py, "FrequencySpace()", move || {
+            let pool = make_pool(py, n_threads)?;
+            let audio = audio.as_array().to_owned();
+            let kind = space.to_string();
+            let inner = py
+                .detach(|| {
+                    run(&pool, || match kind.as_str() {
+                        "fft" => core::FrequencySpace::fft(audio.view(), mask_value),
+                        "stft" => {
+                            core::FrequencySpace::stft(audio.view(), n_fft, hop_length, mask_value)
+                        }
+                        other => Err(core::CoreError::Parameter(format!(
+                            "space must be 'fft' or 'stft', got {other:?}"
+                        ))),
+                    })
                 })
+                .map_err(|e| to_py(py, e))?;
+            Ok(Self {
+                inner: Arc::new(inner),
+                pool,
             })
-            .map_err(|e| to_py(py, e))?;
-        Ok(Self {
-            inner: Arc::new(inner),
-            pool,
         })
     }
 
@@ -140,31 +183,33 @@ impl FrequencySpace {
         py: Python<'py>,
         masks: PyReadonlyArray3<'py, bool>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let m = masks.as_array();
-        let (b, t, f) = m.dim();
-        if (t, f) != (self.inner.n_frames(), self.inner.n_bins()) {
-            return Err(to_py(
-                py,
-                core::CoreError::Parameter(format!(
-                    "masks have shape (batch, {t}, {f}); the space is ({}, {})",
-                    self.inner.n_frames(),
-                    self.inner.n_bins()
-                )),
-            ));
-        }
-        let rows: Vec<Vec<bool>> = (0..b)
-            .map(|i| {
-                m.index_axis(numpy::ndarray::Axis(0), i)
-                    .iter()
-                    .copied()
-                    .collect()
-            })
-            .collect();
-        let inner = self.inner.clone();
-        let out = py
-            .detach(|| run(&self.pool, || inner.synthesize_batch(&rows)))
-            .map_err(|e| to_py(py, e))?;
-        Ok(out.into_pyarray(py))
+        guard(py, "FrequencySpace.synthesize", move || {
+            let m = masks.as_array();
+            let (b, t, f) = m.dim();
+            if (t, f) != (self.inner.n_frames(), self.inner.n_bins()) {
+                return Err(to_py(
+                    py,
+                    core::CoreError::Parameter(format!(
+                        "masks have shape (batch, {t}, {f}); the space is ({}, {})",
+                        self.inner.n_frames(),
+                        self.inner.n_bins()
+                    )),
+                ));
+            }
+            let rows: Vec<Vec<bool>> = (0..b)
+                .map(|i| {
+                    m.index_axis(numpy::ndarray::Axis(0), i)
+                        .iter()
+                        .copied()
+                        .collect()
+                })
+                .collect();
+            let inner = self.inner.clone();
+            let out = py
+                .detach(|| run(&self.pool, || inner.synthesize_batch(&rows)))
+                .map_err(|e| to_py(py, e))?;
+            Ok(out.into_pyarray(py))
+        })
     }
 }
 
@@ -228,58 +273,60 @@ impl Engine {
         magnitude: Option<PyReadonlyArray2<'_, f64>>,
         responsibility: Option<PyReadonlyArray2<'_, f64>>,
     ) -> PyResult<Self> {
-        let responsibility: Option<Vec<f64>> =
-            responsibility.map(|r| r.as_array().iter().copied().collect());
-        let magnitude: Vec<f64> = match magnitude {
-            Some(m) => m.as_array().iter().copied().collect(),
-            None => space
-                .inner
-                .coefficients()
-                .iter()
-                .map(|c| c.norm())
-                .collect(),
-        };
-        let build = || -> core::Result<core::Engine> {
-            let search = core::SearchOptions {
-                n_parts,
-                min_part,
-                max_depth,
-                iterations,
-                budget,
-                seed,
-                cut_scale: parse_cuts(cuts)?,
-                rule: parse_rule(rule)?,
-                threshold,
-                alternatives,
-                class_maps,
+        guard(py, "Engine()", move || {
+            let responsibility: Option<Vec<f64>> =
+                responsibility.map(|r| r.as_array().iter().copied().collect());
+            let magnitude: Vec<f64> = match magnitude {
+                Some(m) => m.as_array().iter().copied().collect(),
+                None => space
+                    .inner
+                    .coefficients()
+                    .iter()
+                    .map(|c| c.norm())
+                    .collect(),
             };
-            let extract = core::ExtractOptions {
-                batch: extraction_batch,
-                tol,
-                threshold,
-                max_queries: None,
+            let build = || -> core::Result<core::Engine> {
+                let search = core::SearchOptions {
+                    n_parts,
+                    min_part,
+                    max_depth,
+                    iterations,
+                    budget,
+                    seed,
+                    cut_scale: parse_cuts(cuts)?,
+                    rule: parse_rule(rule)?,
+                    threshold,
+                    alternatives,
+                    class_maps,
+                };
+                let extract = core::ExtractOptions {
+                    batch: extraction_batch,
+                    tol,
+                    threshold,
+                    max_queries: None,
+                };
+                let mut engine = core::Engine::with_limits(
+                    search,
+                    extract,
+                    space.inner.n_frames(),
+                    space.inner.n_bins(),
+                    band,
+                    target,
+                    target_score,
+                    max_queries,
+                )?;
+                engine.set_magnitude(magnitude)?;
+                if let Some(r) = responsibility {
+                    engine.set_responsibility(r)?;
+                }
+                Ok(engine)
             };
-            let mut engine = core::Engine::with_limits(
-                search,
-                extract,
-                space.inner.n_frames(),
-                space.inner.n_bins(),
-                band,
-                target,
-                target_score,
-                max_queries,
-            )?;
-            engine.set_magnitude(magnitude)?;
-            if let Some(r) = responsibility {
-                engine.set_responsibility(r)?;
-            }
-            Ok(engine)
-        };
-        let inner = build().map_err(|e| to_py(py, e))?;
-        Ok(Self {
-            inner,
-            space: space.inner.clone(),
-            pool: space.pool.clone(),
+            let inner = build().map_err(|e| to_py(py, e))?;
+            Ok(Self {
+                inner,
+                space: space.inner.clone(),
+                pool: space.pool.clone(),
+            })
         })
     }
 
@@ -290,33 +337,37 @@ impl Engine {
         py: Python<'py>,
         batch_size: usize,
     ) -> PyResult<Option<Bound<'py, PyArray2<f32>>>> {
-        let engine = &mut self.inner;
-        let space = &self.space;
-        let pool = &self.pool;
-        let out: core::Result<Option<Array2<f32>>> = py.detach(|| {
-            run(pool, || {
-                let masks = engine.ask(batch_size)?;
-                if masks.is_empty() {
-                    return Ok(None);
-                }
-                space.synthesize_batch(&masks).map(Some)
-            })
-        });
-        Ok(out.map_err(|e| to_py(py, e))?.map(|a| a.into_pyarray(py)))
+        guard(py, "Engine.ask", move || {
+            let engine = &mut self.inner;
+            let space = &self.space;
+            let pool = &self.pool;
+            let out: core::Result<Option<Array2<f32>>> = py.detach(|| {
+                run(pool, || {
+                    let masks = engine.ask(batch_size)?;
+                    if masks.is_empty() {
+                        return Ok(None);
+                    }
+                    space.synthesize_batch(&masks).map(Some)
+                })
+            });
+            Ok(out.map_err(|e| to_py(py, e))?.map(|a| a.into_pyarray(py)))
+        })
     }
 
     /// The model's scores (batch, classes) for the last batch asked.
     fn tell(&mut self, py: Python<'_>, scores: PyReadonlyArray2<'_, f64>) -> PyResult<()> {
-        let s = scores.as_array();
-        let outcomes: core::Result<Vec<core::Outcome>> = s
-            .outer_iter()
-            .map(|row| {
-                self.inner
-                    .outcome(&row.iter().copied().collect::<Vec<f64>>())
-            })
-            .collect();
-        let outcomes = outcomes.map_err(|e| to_py(py, e))?;
-        self.inner.tell(&outcomes).map_err(|e| to_py(py, e))
+        guard(py, "Engine.tell", move || {
+            let s = scores.as_array();
+            let outcomes: core::Result<Vec<core::Outcome>> = s
+                .outer_iter()
+                .map(|row| {
+                    self.inner
+                        .outcome(&row.iter().copied().collect::<Vec<f64>>())
+                })
+                .collect();
+            let outcomes = outcomes.map_err(|e| to_py(py, e))?;
+            self.inner.tell(&outcomes).map_err(|e| to_py(py, e))
+        })
     }
 
     #[getter]
@@ -335,31 +386,35 @@ impl Engine {
 
     /// Counters: search queries, extraction queries, rounds, mutants, duplicates, passing.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.search_stats();
-        let d = PyDict::new(py);
-        d.set_item("search_queries", s.queries)?;
-        d.set_item("extraction_queries", self.inner.extraction_queries())?;
-        d.set_item("rounds", s.rounds)?;
-        d.set_item("mutants", s.mutants)?;
-        d.set_item("duplicates", s.duplicates)?;
-        d.set_item("passing", s.passing)?;
-        d.set_item("budget_exhausted", s.budget_exhausted)?;
-        d.set_item("search_budget", self.inner.search_budget())?;
-        d.set_item("extraction_truncated", self.inner.extraction_truncated())?;
-        Ok(d)
+        guard(py, "Engine.stats", move || {
+            let s = self.inner.search_stats();
+            let d = PyDict::new(py);
+            d.set_item("search_queries", s.queries)?;
+            d.set_item("extraction_queries", self.inner.extraction_queries())?;
+            d.set_item("rounds", s.rounds)?;
+            d.set_item("mutants", s.mutants)?;
+            d.set_item("duplicates", s.duplicates)?;
+            d.set_item("passing", s.passing)?;
+            d.set_item("budget_exhausted", s.budget_exhausted)?;
+            d.set_item("search_budget", self.inner.search_budget())?;
+            d.set_item("extraction_truncated", self.inner.extraction_truncated())?;
+            Ok(d)
+        })
     }
 
     /// Per-class responsibility maps {class: (n_frames, n_bins)} of the
     /// classes most often landed on other than the target; valid after the search.
     fn class_responsibility<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        let shape = (self.space.n_frames(), self.space.n_bins());
-        for (c, map) in self.inner.class_responsibility() {
-            let a = Array2::from_shape_vec(shape, map.clone())
-                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-            d.set_item(*c, a.into_pyarray(py))?;
-        }
-        Ok(d)
+        guard(py, "Engine.class_responsibility", move || {
+            let d = PyDict::new(py);
+            let shape = (self.space.n_frames(), self.space.n_bins());
+            for (c, map) in self.inner.class_responsibility() {
+                let a = Array2::from_shape_vec(shape, map.clone())
+                    .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+                d.set_item(*c, a.into_pyarray(py))?;
+            }
+            Ok(d)
+        })
     }
 
     /// Queried search mutants per class other than the target {class: count}.
@@ -373,14 +428,16 @@ impl Engine {
 
     /// Responsibility (n_frames, n_bins), float64; valid after the search.
     fn responsibility<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let r = self.inner.responsibility();
-        let shape = (self.space.n_frames(), self.space.n_bins());
-        if r.len() != shape.0 * shape.1 {
-            return Err(PyRuntimeError::new_err("the search is not finished"));
-        }
-        Ok(Array2::from_shape_vec(shape, r.to_vec())
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?
-            .into_pyarray(py))
+        guard(py, "Engine.responsibility", move || {
+            let r = self.inner.responsibility();
+            let shape = (self.space.n_frames(), self.space.n_bins());
+            if r.len() != shape.0 * shape.1 {
+                return Err(PyRuntimeError::new_err("the search is not finished"));
+            }
+            Ok(Array2::from_shape_vec(shape, r.to_vec())
+                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?
+                .into_pyarray(py))
+        })
     }
 
     /// Searchable cells ranked by responsibility (flat frame-major indices).
@@ -390,30 +447,51 @@ impl Engine {
 
     /// The extracted sets as prefix lengths of the ranking, with reasons when absent.
     fn sets<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        if let Some(s) = self.inner.sets() {
-            d.set_item("sufficient", s.sufficient)?;
-            d.set_item("sufficient_necessary", s.sufficient_necessary)?;
-            d.set_item("complete", s.complete)?;
-            d.set_item("sufficient_reason", s.sufficient_reason.clone())?;
-            d.set_item(
-                "sufficient_necessary_reason",
-                s.sufficient_necessary_reason.clone(),
-            )?;
-            d.set_item("complete_reason", s.complete_reason.clone())?;
-            d.set_item("sufficient_score", s.sufficient_score)?;
-            d.set_item("sufficient_necessary_score", s.sufficient_necessary_score)?;
-            d.set_item("complete_score", s.complete_score)?;
-        }
-        Ok(d)
+        guard(py, "Engine.sets", move || {
+            let d = PyDict::new(py);
+            if let Some(s) = self.inner.sets() {
+                d.set_item("sufficient", s.sufficient)?;
+                d.set_item("sufficient_necessary", s.sufficient_necessary)?;
+                d.set_item("complete", s.complete)?;
+                d.set_item("sufficient_reason", s.sufficient_reason.clone())?;
+                d.set_item(
+                    "sufficient_necessary_reason",
+                    s.sufficient_necessary_reason.clone(),
+                )?;
+                d.set_item("complete_reason", s.complete_reason.clone())?;
+                d.set_item("sufficient_score", s.sufficient_score)?;
+                d.set_item("sufficient_necessary_score", s.sufficient_necessary_score)?;
+                d.set_item("complete_score", s.complete_score)?;
+            }
+            Ok(d)
+        })
     }
+}
+
+/// The bound (bytes) on the memory one call of the core may plan for; sizes
+/// beyond it are a ParameterError with the estimate. Returns the previous bound.
+#[pyfunction]
+#[pyo3(signature = (n_bytes = None))]
+fn memory_limit(n_bytes: Option<u64>) -> u64 {
+    let old = core::limits::memory_limit();
+    if let Some(b) = n_bytes {
+        core::limits::set_memory_limit(b);
+    }
+    old
 }
 
 /// The SplitMix64 stream of a seed, exposed so tests can check the Python copy.
 #[pyfunction]
-fn splitmix64(seed: u64, n: usize) -> Vec<u64> {
+fn splitmix64(py: Python<'_>, seed: u64, n: usize) -> PyResult<Vec<u64>> {
+    if n > 1 << 24 {
+        return Err(freqrex_error(
+            py,
+            "ParameterError",
+            format!("at most 2^24 numbers at once, asked for {n}"),
+        ));
+    }
     let mut r = core::rng::SplitMix64::new(seed);
-    (0..n).map(|_| r.next_u64()).collect()
+    Ok((0..n).map(|_| r.next_u64()).collect())
 }
 
 #[pymodule]
@@ -421,6 +499,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FrequencySpace>()?;
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(splitmix64, m)?)?;
+    m.add_function(wrap_pyfunction!(memory_limit, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
