@@ -3,6 +3,8 @@
 For each clip and model, ``freqrex.explain`` with its defaults (``rule="margin"``, at most 400
 queries in all); its total ``queries`` is what every other method gets:
 
+* ``freqrex_effects``: the same explanation ranked by its responsibility map alone (each part's
+  effect shared by energy), not by the default key (energy reordered by the effects);
 * ``rex``: the paper's pass/fail rule (``rule="rex"``) at the same ``max_queries``;
 * ``shap_bands``: Kernel SHAP over 32 log bands (benches/peers/shap_bands.py), bins inside a band
   by magnitude (the same tie-break freqrex uses, so the comparison is about the band values);
@@ -39,7 +41,7 @@ import freqrise  # noqa: E402
 import shap_bands  # noqa: E402
 from compare_explanations import Counting, load_records, write_records  # noqa: E402
 
-METHODS = ("freqrex", "rex", "shap_bands", "freqrise", "occlusion", "magnitude", "random")
+METHODS = ("freqrex", "freqrex_effects", "rex", "shap_bands", "freqrise", "occlusion", "magnitude", "random")
 OPERATORS = ("zero", "noise")
 
 
@@ -103,8 +105,14 @@ def run_clip(path: str, model, model_name: str, methods, seed: int, duration: fl
                         else e.share("sufficient_necessary")["bins"],
                         "leaves": e.stats.get("leaves")}}
     rankings = {"freqrex": np.asarray(e.ranking, dtype=np.int64)}
+    if "freqrex_effects" in methods:  # the same explanation ranked by its responsibility map alone
+        b0, b1 = e.options["_band"]
+        cells = np.arange(b0, b1)
+        r = np.asarray(e.responsibility)[b0:b1]
+        rankings["freqrex_effects"] = cells[np.lexsort((cells, -X[b0:b1], -r))].astype(np.int64)
+        info["freqrex_effects"] = {"queries": q, "seconds": 0.0}
     for name in methods:
-        if name == "freqrex":
+        if name in ("freqrex", "freqrex_effects"):
             continue
         counted = Counting(model)
         t = time.perf_counter()

@@ -307,7 +307,7 @@ class Explanation:
         Raises :class:`~freqrex.errors.ResultFileError` (or ParameterError) for a folder that is
         not a complete save: interrupted, changed since, or malformed.
         """
-        from .report import load_explanation_dir
+        from .viz.saved import load_explanation_dir
 
         with reading_saved(directory, "explanation"):
             check_saved(directory, "explanation")
