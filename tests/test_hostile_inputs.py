@@ -225,3 +225,18 @@ def test_no_freqrex_error_is_a_panic_exception():
         space = _core.FrequencySpace(make_clip(), space="fft")
         with pytest.raises(ParameterError):
             space.synthesize(np.ones((1, 1, 3), bool))
+
+
+def test_a_panic_in_the_core_reaches_python_as_our_error():
+    with pytest.raises(FreqrexError, match="deliberate panic"):
+        _core._panic_for_test()
+
+
+def test_a_huge_batch_size_runs_in_batches_that_fit():
+    old = _core.memory_limit()
+    try:
+        _core.memory_limit(4 << 20)  # 4 MiB: about 40 mutants of 8000 samples per batch
+        e = freqrex.explain(make_clip(), SR, BandClassifier(), **{**FAST, "budget": 200, "batch_size": 65_536})
+        assert 1 < e.queries <= 1 + 200 + e.extraction_queries
+    finally:
+        _core.memory_limit(old)

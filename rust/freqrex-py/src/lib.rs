@@ -341,6 +341,13 @@ impl Engine {
             let engine = &mut self.inner;
             let space = &self.space;
             let pool = &self.pool;
+            // A batch whose masks and waveforms would not fit half the memory
+            // limit is asked in smaller batches (the caller takes what it gets).
+            let per_mutant = (space.n_cells() as u64)
+                .saturating_add((space.n_samples() as u64).saturating_mul(12))
+                .max(1);
+            let fit = (core::limits::memory_limit() / 2 / per_mutant).max(1);
+            let batch_size = batch_size.min(usize::try_from(fit).unwrap_or(usize::MAX));
             let out: core::Result<Option<Array2<f32>>> = py.detach(|| {
                 run(pool, || {
                     let masks = engine.ask(batch_size)?;
@@ -480,6 +487,13 @@ fn memory_limit(n_bytes: Option<u64>) -> u64 {
     old
 }
 
+/// Panics inside the seam's guard: tests check that a panic reaches Python as
+/// `freqrex.errors.FreqrexError`, never as a `PanicException`.
+#[pyfunction]
+fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
+    guard(py, "_panic_for_test", || panic!("a deliberate panic"))
+}
+
 /// The SplitMix64 stream of a seed, exposed so tests can check the Python copy.
 #[pyfunction]
 fn splitmix64(py: Python<'_>, seed: u64, n: usize) -> PyResult<Vec<u64>> {
@@ -500,6 +514,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(splitmix64, m)?)?;
     m.add_function(wrap_pyfunction!(memory_limit, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
