@@ -6,12 +6,9 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 

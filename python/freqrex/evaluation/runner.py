@@ -12,7 +12,6 @@ times first.
 from __future__ import annotations
 
 import os
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +149,6 @@ def evaluate_many(
     do_transfer = transfer and len(models) > 1
     check_outputs({"records": out, "transfer records": tpath if do_transfer else None}, paths)
     keys = {name: options.key(name) for name in models}
-    total = len(paths)
     with locked(out):
         done: Dict[Tuple[str, str], Dict[str, Any]] = {}
         for rec in load_records(out, repair=True):

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import math
 import os
 import statistics
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from .._atomic import write_text
 from .protocol import PAPER, STRATEGIES
