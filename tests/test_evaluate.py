@@ -512,3 +512,36 @@ def test_import_freqrex_does_not_import_ray():
     code = "import sys, freqrex, freqrex.evaluation, freqrex.cli.evaluate; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cli_explain_a_directory_one_folder_per_clip(clips, tmp_path, monkeypatch, capsys):
+    """explain DIR in this process: a folder per clip (x.wav and x.flac apart), a bad file fails alone, rerun resumes."""
+    import shutil
+
+    import soundfile as sf
+
+    from freqrex.cli import main
+    import freqrex.models as models
+
+    real = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda spec, **kw: ToneModel() if spec == "tone" else real(spec, **kw))
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    shutil.copy(clips[0], src / "x.wav")
+    audio, sr = sf.read(str(clips[1]), dtype="float32")
+    sf.write(str(src / "x.flac"), audio, sr, subtype="PCM_24")
+    shutil.copy(clips[2], src / "sub" / "x.wav")
+    (src / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really")
+    out = tmp_path / "out"
+    args = ["explain", str(src), "--model", "tone", "--out", str(out), "--budget", "40", "--iterations", "2",
+            "--no-quality", "--quiet"]
+    assert main(args) == 3  # the broken file: an audio error, after the others were written
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("summary.json"))
+    assert names == ["sub/x_wav/summary.json", "x_flac/summary.json", "x_wav/summary.json"]
+    (src / "broken.wav").unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 explained, 3 already done, 0 failed" in capsys.readouterr().out
+    inside = [*args[:5], str(src / "explained"), *args[6:]]  # --out inside the input directory
+    assert main(inside) == 0 and main(inside) == 0
+    assert "0 explained, 3 already done, 0 failed" in capsys.readouterr().out.splitlines()[-1]

@@ -67,10 +67,13 @@ def explain_many(
     from .distributed import make_executor
 
     out = Path(out)
+    out_resolved = out.resolve()
     files: List[Tuple[Path, Path]] = []
     for item in inputs:
         root = Path(item) if Path(item).is_dir() else None
         for f in find_audio([item]):
+            if out_resolved in Path(f).resolve().parents:
+                continue  # the WAVs of earlier explanations, when --out lies inside the input directory
             files.append((Path(f), output_folder(Path(f), root)))
     seen: Dict[Path, Path] = {}
     for f, folder in files:
