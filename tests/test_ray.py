@@ -255,3 +255,14 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_resumes(clips, tmp_path):
     records = load_records(out)
     assert sorted(r["clip"] for r in records) == ["clip0", "clip1", "clip2", "clip3"]  # each once
     assert records[: len(first)] == first
+
+
+def test_a_model_the_workers_cannot_build_is_a_model_error(local_ray, clips, tmp_path):
+    from freqrex.errors import ModelError
+
+    with pytest.raises(ModelError, match="no_such_model"):
+        evaluate_many(clips, {"bad": "no_such_model"}, tmp_path / "r.jsonl", options=OPTIONS, workers=2)
+    assert load_records(tmp_path / "r.jsonl") == []
+    # the lock was released: the next run on the output goes ahead
+    evaluate_many(clips[:1], {"a": ToneModel()}, tmp_path / "r.jsonl", options=OPTIONS, workers=2)
+    assert len(load_records(tmp_path / "r.jsonl")) == 1

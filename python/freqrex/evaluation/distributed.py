@@ -171,7 +171,11 @@ class RayExecutor:
         self.specs = {name: (os.fspath(s) if isinstance(s, os.PathLike) else s) for name, s in models.items()}
         self._remote = ray.remote(num_cpus=threads, max_restarts=0, max_task_retries=0)(_Worker)
         self.actors: List[Any] = [self._actor(i) for i in range(workers)]
-        infos = ray.get([a.info.remote() for a in self.actors])
+        try:
+            infos = ray.get([a.info.remote() for a in self.actors])
+        except ray.exceptions.RayError as exc:  # a worker that cannot start (no freqrex there, out of memory)
+            self.close()
+            raise ModelError(f"the Ray workers cannot start: {str(exc).splitlines()[0][:300]}") from exc
         for info in infos:
             if info["error"]:
                 self.close()
