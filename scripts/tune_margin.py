@@ -56,6 +56,34 @@ def rank(key, band):
     return cells[np.lexsort((cells, -key[b0:b1]))]
 
 
+def table(paths) -> str:
+    """Markdown: per model and setting, the median AUCs of every ranking key and operator, and
+    on how many clips each key beats magnitude (deletion lower, insertion higher)."""
+    rows = [json.loads(line) for p in paths if os.path.exists(p) for line in open(p) if line.strip()]
+    out = []
+    for model in sorted({r["model"] for r in rows}):
+        for setting in sorted({r["setting"] for r in rows if r["model"] == model}):
+            rs = [r for r in rows if r["model"] == model and r["setting"] == setting]
+            durations = ", ".join(sorted({"%g s" % r["duration"] for r in rs}))
+            out += [f"**{model}, n_bands/resolution {setting}** ({len(rs)} clips, {durations})", "",
+                    "| key | zero: deletion | insertion | noise: deletion | insertion | beats magnitude (z del/ins, n del/ins) |",
+                    "|---|---:|---:|---:|---:|---|"]
+            for key in rs[0]["curves"]:
+                k, op = key.split("|")
+                if op != "zero":
+                    continue
+                cells, wins = [], []
+                for o in ("zero", "noise"):
+                    d = [r["curves"][f"{k}|{o}"][0] for r in rs]
+                    i = [r["curves"][f"{k}|{o}"][1] for r in rs]
+                    cells += [f"{np.median(d):.3f}", f"{np.median(i):.3f}"]
+                    wins += [sum(r["curves"][f"{k}|{o}"][0] < r["curves"][f"magnitude|{o}"][0] for r in rs),
+                             sum(r["curves"][f"{k}|{o}"][1] > r["curves"][f"magnitude|{o}"][1] for r in rs)]
+                out.append(f"| {k} | " + " | ".join(cells) + " | " + ", ".join(f"{w}/{len(rs)}" for w in wins) + " |")
+            out.append("")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("corpus", help="a folder of clips (order.txt gives the order when present)")
@@ -65,7 +93,11 @@ def main(argv=None) -> int:
     ap.add_argument("--settings", default="16/96", help="comma-separated n_bands/resolution pairs")
     ap.add_argument("--max-queries", type=int, default=400)
     ap.add_argument("--out", default="docs/results/margin-tuning.jsonl")
+    ap.add_argument("--table", nargs="*", help="print the markdown table of these records files and stop")
     args = ap.parse_args(argv)
+    if args.table is not None:
+        print(table(args.table or [args.out]))
+        return 0
 
     import freqrex
     from freqrex import quality
