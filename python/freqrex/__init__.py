@@ -11,7 +11,7 @@ from . import _core
 from .errors import AudioFileError, BudgetError, FreqrexError, ModelError, ParameterError
 from .explainer import Explainer, explain
 from .explanation import Explanation
-from .manipulation import FlipResult, flip
+from .manipulation import FlipResult, VulnerabilitySpectrum, flip, vulnerability
 from .options import ExplainOptions
 
 __version__ = _core.__version__
@@ -28,5 +28,7 @@ __all__ = [
     "explain",
     "flip",
     "FlipResult",
+    "VulnerabilitySpectrum",
+    "vulnerability",
     "__version__",
 ]

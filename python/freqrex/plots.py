@@ -1,7 +1,8 @@
 """Plots of explanations and flips: the names of :mod:`freqrex.viz`, re-exported.
 
 ``ax=`` in, Axes out for single panels (:func:`plot_waveform`,
-:func:`plot_responsibility`, :func:`plot_sets`, :func:`plot_flip`); ``fig=`` in,
+:func:`plot_responsibility`, :func:`plot_sets`, :func:`plot_flip`,
+:func:`plot_vulnerability`); ``fig=`` in,
 Figure out for the multi-panel Figure 1 (:func:`plot_explanation`). See
 :mod:`freqrex.viz`.
 
@@ -18,6 +19,7 @@ from .viz import (
     plot_flip,
     plot_responsibility,
     plot_sets,
+    plot_vulnerability,
     plot_waveform,
     require_matplotlib,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "plot_flip",
     "plot_responsibility",
     "plot_sets",
+    "plot_vulnerability",
     "plot_waveform",
     "require_matplotlib",
 ]

@@ -30,8 +30,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=100, help="model queries of the flip search (default 100)")
     p.add_argument("--explain-budget", type=int, default=400, help="budget of the explanation (default 400)")
     p.add_argument("--iterations", type=int, default=4, help="iterations of the explanation (default 4)")
-    p.add_argument("--strategy", choices=("causal", "random", "magnitude", "tone_scan"), default="causal",
-                   help="where candidates come from: the causal maps (default) or a baseline")
+    p.add_argument("--strategy", choices=("causal", "random", "magnitude", "tone_scan", "additive"),
+                   default="causal",
+                   help="where candidates come from: the causal maps (default), the additive partition search "
+                        "(quiet tones added to mel bands), or a baseline")
+    p.add_argument("--vulnerability", action="store_true",
+                   help="also write the vulnerability spectrum (where an added quiet tone moves the model): "
+                        "vulnerability/ (vulnerability.json) and vulnerability.png; the additive strategy's own, "
+                        "else an additive search of --budget more queries")
     p.add_argument("--change", choices=("quietest", "auto", "remove", "gain", "phase"), default="quietest",
                    help="quietest (default): the quietest addition/subtraction (fft) or masked change (stft); "
                         "auto: fixed removal, then gain")
@@ -86,11 +92,25 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
+    spectrum = r.vulnerability
+    if args.vulnerability and spectrum is None:
+        from ..manipulation import vulnerability
+
+        bar = ProgressBar("vulnerability", enabled=not args.quiet)
+        try:
+            spectrum = vulnerability(audio, sr, model, budget=args.budget, seed=args.seed,
+                                     target=_target(args.target, model), probe_snr_db=args.probe_snr_db,
+                                     min_snr_db=args.min_snr_db, progress=bar)
+        finally:
+            bar.close()
+        r.vulnerability = spectrum
     out = Path(args.out)
     r.save(out, closest_attempt=args.save_closest)  # perturbed.wav only for a flip
     save_wav(out / "original.wav", audio, sr)
     summary = r.summary()
     summary.update(audio=source, model=args.model, out=str(out), seconds=time.perf_counter() - start)
+    if args.vulnerability:
+        summary["vulnerability"] = _save_spectrum(spectrum, out)
     write_text(out / "flip.json", json.dumps(summary, indent=2))
     if args.report:
         from ..report import write_flip_report
@@ -121,9 +141,44 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(no_flip_line(r))
         wrote = "original.wav, flip.json" + (", closest_attempt.wav" if args.save_closest else "")
+    if args.vulnerability:
+        wrote += ", vulnerability/" + (", vulnerability.png" if summary["vulnerability"]["plot"] else "")
+        print(vulnerability_line(spectrum))
     print(f"queries {r.queries} (explanation {r.explanation_queries}, flip {r.flip_queries}), "
           f"{summary['seconds']:.1f} s; wrote {out}/ ({wrote})")
     return 0
+
+
+def _save_spectrum(spectrum, out: Path) -> dict:
+    """Save the spectrum under ``out/vulnerability`` and plot it to ``out/vulnerability.png``
+    (when matplotlib is installed); what was written, for flip.json."""
+    spectrum.save(out / "vulnerability")
+    plot = None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        from ..viz.vulnerability import plot_vulnerability
+
+        ax = plot_vulnerability(spectrum)
+        ax.figure.savefig(out / "vulnerability.png", dpi=120)
+        plot = "vulnerability.png"
+    return {"directory": "vulnerability", "plot": plot, "queries": spectrum.queries,
+            "most_vulnerable": spectrum.most_vulnerable(5)}
+
+
+def vulnerability_line(spectrum) -> str:
+    """The most vulnerable bands of a spectrum, in one line."""
+    bands = spectrum.most_vulnerable(3)
+    if not bands:
+        return "vulnerability: no band measured"
+    parts = []
+    for b in bands:
+        share = "n/a" if b["cut_share"] is None else f"{100 * b['cut_share']:.0f}%"
+        flip = "" if b["flip_snr_db"] is None else f", flips at {b['flip_snr_db']:.1f} dB SNR"
+        parts.append(f"{b['lo_hz']:.0f}-{b['hi_hz']:.0f} Hz (margin cut {share}{flip})")
+    return f"vulnerability ({spectrum.queries} queries): most vulnerable " + "; ".join(parts)
 
 
 def _pct(v) -> str:

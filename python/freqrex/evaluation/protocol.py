@@ -41,7 +41,10 @@ class EvalOptions:
     ks : tuple of int
         Sizes of the FFT flips (default 1..5).
     strategies : tuple of str
-        ``causal`` (freqrex) and the baselines ``random`` and ``magnitude``.
+        ``causal`` (freqrex) and the baselines ``random``, ``magnitude`` and
+        ``tone_scan`` (the default); ``additive`` (the additive partition
+        search, ``fft`` only) runs as a peer column when asked: like the
+        baselines it gets the causal strategy's total queries.
     flip_budget : int
         Flip-search queries of the causal strategy (its explanation is
         counted on top).  Baselines get the same total: ``flip_budget`` plus
@@ -78,7 +81,7 @@ class EvalOptions:
     extraction_batch: int = 16
     tol: float = 0.01
     ks: Tuple[int, ...] = (1, 2, 3, 4, 5)
-    strategies: Tuple[str, ...] = STRATEGIES
+    strategies: Tuple[str, ...] = tuple(s for s in STRATEGIES if s != "additive")
     flip_budget: int = 100
     equal_total: bool = True
     change: str = "quietest"
@@ -132,8 +135,9 @@ class EvalOptions:
 
         if self.change not in CHANGES:
             raise ParameterError(f"change must be one of {', '.join(CHANGES)}, got {self.change!r}")
-        if self.change != "quietest" and "tone_scan" in self.strategies:
-            object.__setattr__(self, "strategies", tuple(s for s in self.strategies if s != "tone_scan"))
+        if self.change != "quietest":  # tone_scan and additive add tones: quietest changes only
+            object.__setattr__(self, "strategies",
+                               tuple(s for s in self.strategies if s not in ("tone_scan", "additive")))
         if self.duration <= 0:
             raise ParameterError(f"duration must be > 0 s, got {self.duration}")
 
@@ -217,7 +221,14 @@ def _flip_summary(r: Any) -> Dict[str, Any]:
         "n_cells": r.n_changed if r.space == "stft" else None,
         "queries": r.queries,
         "seconds": r.elapsed,
+        # audibility by both masking models, and how close a failed flip came (FlipResult's fields)
+        **{name: getattr(r, name, None) for name in _FLIP_FIELDS},
     }
+
+
+#: FlipResult fields copied into every flip record as they are.
+_FLIP_FIELDS = ("quietest_frame_snr_db", "over_threshold_share", "max_excess_db", "art_over_threshold_share",
+                "art_max_excess_db", "louder_than_clip_share", "closest_margin", "closest_class", "closest_name")
 
 
 def evaluate_clip(
@@ -294,7 +305,7 @@ def evaluate_clip(
         cache = {}
         stft_flips = {}
         stft_given = {}
-        for strategy in (s for s in o.strategies if s != "tone_scan"):
+        for strategy in (s for s in o.strategies if s not in ("tone_scan", "additive")):
             r = flip(audio, sample_rate, model, k=o.stft_k, space="stft", explanation=es,
                      budget=_budget(o, strategy, es, stft=True), strategy=strategy, n_fft=o.n_fft,
                      hop_length=o.hop_length, _cache=cache, **knobs)

@@ -32,6 +32,12 @@ time-frequency tiles sets cells to their masking bound, in phase or in
 anti-phase, guided by an ``stft`` explanation, and spreads the change over as
 many cells as it needs (``n_changed``).  ``change="remove" | "gain" | "phase" |
 "auto"`` runs the fixed-change enumeration instead (:mod:`.fixed`).
+
+``strategy="additive"`` (``fft``) runs the additive partition search instead
+(:mod:`freqrex.manipulation.additive`): quiet tones added to mel bands at the
+masking threshold, the bands that cut the decision's margin refined toward
+single tones, then the same level search; its by-product is the
+:class:`VulnerabilitySpectrum` (also :func:`vulnerability`).
 """
 
 from __future__ import annotations
@@ -49,13 +55,15 @@ from ..errors import ParameterError
 from ..models import as_model
 from ..options import make_options
 from .candidates import STRATEGIES, Change, fft_candidates
+from .additive import additive_flip
 from .fixed import fixed_flip, ranked_elements
 from .oracle import Oracle
 from .perturbation import SpectralClip, db_x, snr_db
 from .result import FlipResult
 from .search import masked_flip, quietest_flip
+from .vulnerability import VulnerabilitySpectrum
 
-__all__ = ["FlipResult", "flip", "STRATEGIES", "CHANGES", "SpectralClip"]
+__all__ = ["FlipResult", "flip", "vulnerability", "STRATEGIES", "CHANGES", "SpectralClip", "VulnerabilitySpectrum"]
 
 CHANGES = ("quietest", "remove", "gain", "phase", "auto")
 #: Changes tried, in order, for the fixed ``change="auto"``.
@@ -141,8 +149,10 @@ def flip(
     change : {"quietest", "auto", "remove", "gain", "phase"}
         ``"quietest"``: amplitude-searched additions/subtractions (``fft``) or
         the masked envelope search (``stft``); the others run fixed changes.
-    strategy : {"causal", "random", "magnitude", "tone_scan"}
-        Where candidates come from (``tone_scan``: ``fft`` only).
+    strategy : {"causal", "random", "magnitude", "tone_scan", "additive"}
+        Where candidates come from (``tone_scan``: ``fft`` only; ``additive``:
+        the additive partition search, ``fft`` and ``change="quietest"`` only,
+        whose vulnerability spectrum is ``result.vulnerability``).
     target : int, optional
         Targeted flip: succeed only when the top-1 class becomes ``target``.
     probe_snr_db : float, default 20
@@ -171,6 +181,9 @@ def flip(
     Returns
     -------
     FlipResult
+        With ``vulnerability``: the
+        :class:`~freqrex.manipulation.vulnerability.VulnerabilitySpectrum` of
+        the ``additive`` strategy (None for the others; not saved with the flip).
 
     Raises
     ------
@@ -190,8 +203,8 @@ def flip(
     _choice(strategy, "strategy", STRATEGIES)
     if space == "stft" and strategy not in STFT_STRATEGIES:
         raise ParameterError(f"strategy {strategy!r} works in the fft space only")
-    if change != "quietest" and strategy == "tone_scan":
-        raise ParameterError("the tone_scan strategy adds tones: use change='quietest'")
+    if change != "quietest" and strategy in ("tone_scan", "additive"):
+        raise ParameterError(f"the {strategy} strategy adds tones: use change='quietest'")
     max_gain_db = _check_real(max_gain_db, "max_gain_db")
     if max_gain_db == 0 or abs(max_gain_db) > 60:
         raise ParameterError(f"max_gain_db must be non-zero and at most 60 dB in size, got {max_gain_db}")
@@ -295,12 +308,19 @@ def flip(
     directions = None
     scale = None
     gain = phase_rad = None
+    spectrum = None
     if change == "quietest" and space == "fft":
         method = "quietest"
-        best, closest = quietest_flip(
-            clip, oracle, fft_candidates(strategy, clip.coef, band, explanation, seed), k=k,
-            probe_db=probe_snr_db, min_db=min_snr_db, max_db=max_snr_db, tol_db=tol_db,
-        )
+        if strategy == "additive":
+            best, closest, spectrum = additive_flip(
+                clip, oracle, band=band, seed=seed, k=k, original_scores=original, probe_db=probe_snr_db,
+                min_db=min_snr_db, max_db=max_snr_db, tol_db=tol_db,
+            )
+        else:
+            best, closest = quietest_flip(
+                clip, oracle, fft_candidates(strategy, clip.coef, band, explanation, seed), k=k,
+                probe_db=probe_snr_db, min_db=min_snr_db, max_db=max_snr_db, tol_db=tol_db,
+            )
         chosen = best if best is not None else closest
         success = best is not None
         if chosen is None:
@@ -368,7 +388,7 @@ def flip(
         others = np.delete(np.arange(n_classes), orig_class)
         closest_class = int(others[np.argmax(scores[others])])
         closest_margin = float(scores[closest_class] - scores[orig_class])
-    return FlipResult(
+    result = FlipResult(
         success=bool(success),
         strategy=strategy,
         space=space,
@@ -415,3 +435,59 @@ def flip(
         directions=directions,
         method=method,
     )
+    if spectrum is not None:
+        spectrum.original_name = name(orig_class)
+        spectrum.queries = result.queries
+        spectrum.flip = result
+    result.vulnerability = spectrum
+    return result
+
+
+def vulnerability(
+    audio: Any,
+    sample_rate: int,
+    model: Callable[[np.ndarray], Any],
+    *,
+    budget: int = 100,
+    seed: int = 0,
+    target: Optional[int] = None,
+    batch_size: int = 16,
+    progress: Optional[ProgressCallback] = None,
+    **flip_options: Any,
+) -> VulnerabilitySpectrum:
+    """Where a quiet added tone moves the model: the additive search's vulnerability spectrum.
+
+    Runs :func:`flip` with ``strategy="additive"`` (``k=1``, the ``fft``
+    space) within ``budget`` queries and returns its spectrum: for every band
+    of the partition the search ended with, the margin the decision lost when
+    tones at the masking threshold were added there, and the quietest SNR at
+    which one tone in it flipped (:mod:`freqrex.manipulation.additive`).
+
+    Parameters
+    ----------
+    audio : array_like, shape (samples,)
+    sample_rate : int
+    model : callable
+    budget : int, default 100
+        Model queries of the search (exact; the original clip's costs one more).
+    seed : int, default 0
+        Fixes the tones' phases; same seed, same spectrum, whatever ``batch_size``.
+    target : int, optional
+        Probe the way to this class instead of any other.
+    batch_size : int, default 16
+    progress : callable, optional
+    **flip_options
+        ``probe_snr_db``, ``min_snr_db``, ``max_snr_db``, ``tol_db``,
+        ``fmin``, ``fmax``: as :func:`flip`.
+
+    Returns
+    -------
+    VulnerabilitySpectrum
+        Its ``flip`` is the :class:`FlipResult` of the search.
+    """
+    bad = sorted(set(flip_options) & {"k", "space", "strategy", "change", "explanation"})
+    if bad:
+        raise ParameterError(f"vulnerability() fixes {', '.join(bad)} (the additive k = 1 fft search)")
+    r = flip(audio, sample_rate, model, k=1, space="fft", strategy="additive", change="quietest",
+             budget=budget, seed=seed, target=target, batch_size=batch_size, progress=progress, **flip_options)
+    return r.vulnerability

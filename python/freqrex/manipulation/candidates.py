@@ -28,6 +28,10 @@ Strategies
     The largest-magnitude bins, each attenuated, then amplified.
 ``"random"``
     Bins drawn uniformly (seeded) from the searched band, random direction.
+``"additive"``
+    Not a candidate list: the additive partition search of
+    :mod:`freqrex.manipulation.additive` chooses its tones from the margin
+    cuts it measures (``fft``, ``change="quietest"`` only).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import numpy as np
 
 __all__ = ["Change", "fft_candidates", "STRATEGIES", "log_grid", "parts_of"]
 
-STRATEGIES = ("causal", "random", "magnitude", "tone_scan")
+STRATEGIES = ("causal", "random", "magnitude", "tone_scan", "additive")
 
 
 @dataclass(frozen=True)

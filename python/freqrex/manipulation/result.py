@@ -46,7 +46,7 @@ class FlipResult:
     success : bool
         Whether the top-1 class moved away from the original (or, for a
         targeted flip, onto ``target``).
-    strategy : {"causal", "random", "magnitude", "tone_scan"}
+    strategy : {"causal", "random", "magnitude", "tone_scan", "additive"}
     space : {"fft", "stft"}
     k : int
         Largest number of elements allowed to change (``fft``; for the
@@ -174,6 +174,10 @@ class FlipResult:
     closest_margin: Optional[float] = None
     closest_class: Optional[int] = None
     closest_name: Optional[str] = None
+
+    #: The ``additive`` strategy's vulnerability spectrum (:class:`~freqrex.manipulation.vulnerability.
+    #: VulnerabilitySpectrum`); None for other strategies and for a loaded flip (it has its own ``save``).
+    vulnerability = None
 
     def __repr__(self) -> str:
         return _notebook.flip_repr(self)

@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -137,9 +137,10 @@ def _score(oracle: Oracle, items: Sequence[Tuple["LevelSearch", float]]) -> List
             for (s, level), r, (w, d, a) in zip(items, rows, made)]
 
 
-def _attempt_round(clip: SpectralClip, oracle: Oracle, changes: Sequence[Change], level: float) -> List[Attempt]:
+def _attempt_round(clip: SpectralClip, oracle: Oracle, changes: Sequence[Change], level: float,
+                   make_search: Callable[..., LevelSearch] = LevelSearch) -> List[Attempt]:
     """Score several changes at one level: one query each, one batch."""
-    return _score(oracle, [(LevelSearch(clip, oracle, ch), level) for ch in changes])
+    return _score(oracle, [(make_search(clip, oracle, ch), level) for ch in changes])
 
 
 def quietest_level(
@@ -200,11 +201,19 @@ def quietest_flip(
     min_db: float,
     max_db: float,
     tol_db: float,
+    make_search: Callable[..., LevelSearch] = LevelSearch,
+    initial: Sequence[Attempt] = (),
 ) -> Tuple[Optional[Attempt], Optional[Attempt]]:
     """The quietest flip of at most ``k`` elements within the oracle's budget.
 
     Returns ``(flip, closest)``: the quietest flipping attempt (or None) and
-    the non-flipping attempt that came closest (or None).
+    the non-flipping attempt that came closest (or None).  ``make_search(clip,
+    oracle, change)`` builds the level search of a candidate (default: the
+    in-phase :class:`LevelSearch`; the additive search adds tones of a seeded
+    random phase).  ``initial``: attempts already scored by the caller (at most
+    ``k`` elements each); the quietest of those that flipped is pushed to its
+    quietest level first, the others join the singles that combinations and
+    loud retries draw on.
     """
     best: Optional[Attempt] = None
     closest: Optional[Attempt] = None
@@ -228,6 +237,13 @@ def quietest_flip(
             best = q
 
     loud_tested: set = set()
+    for a in initial:
+        consider(a)
+        if not a.flipped and len(a.change) == 1:
+            tried.append(a)
+    started = [a for a in initial if a.flipped and len(a.change) <= k]
+    if started and oracle.remaining > 0:
+        improve(max(started, key=lambda a: (a.level_db, -a.gap)))
 
     def loud_retry() -> None:
         """No flip yet: the closest candidate not yet tried loud, at the loudest level allowed."""
@@ -265,7 +281,7 @@ def quietest_flip(
             level = probe_db if best is None else min(best.level_db + tol_db, max_db)
             if best is not None and best.level_db >= max_db:
                 break
-            results = _attempt_round(clip, oracle, batch, level)
+            results = _attempt_round(clip, oracle, batch, level, make_search)
             for a in results:
                 consider(a)
                 if not a.flipped:
@@ -298,7 +314,7 @@ def quietest_flip(
                 break
             combo = Change.of([p for s in singles[:m] for p in zip(s.elements, s.directions)], f"combo-{m}")
             level = probe_db if best is None else min(best.level_db + tol_db, max_db)
-            a = LevelSearch(clip, oracle, combo).attempts([level])[0]
+            a = make_search(clip, oracle, combo).attempts([level])[0]
             consider(a)
             if not a.flipped and best is None and oracle.remaining > 0 and a.search.loudest(min_db) < level:
                 loud = a.search.attempts([a.search.loudest(min_db)])[0]

@@ -8,7 +8,8 @@ One module per figure, one convention for all of them:
   and :func:`plot_sets` (:mod:`.spectrum`), :func:`plot_flip` (:mod:`.flip`);
 * a multi-panel figure takes ``fig=`` (a Figure or SubFigure; a new one when
   None) and returns it: :func:`plot_explanation` (:mod:`.figure`, the paper's
-  Figure 1).
+  Figure 1); :func:`plot_vulnerability` (:mod:`.vulnerability`) draws the
+  additive search's vulnerability spectrum (``ax=`` in, Axes out).
 
 matplotlib is imported only inside the functions (``pip install
 'freqrex[plot]'``), and nothing touches ``matplotlib.pyplot``: figures are plain
@@ -26,6 +27,7 @@ from ._common import SET_COLORS, SET_LABELS, band_text, mathtext_escape, require
 from .figure import plot_explanation
 from .flip import plot_flip
 from .spectrum import plot_responsibility, plot_sets
+from .vulnerability import plot_vulnerability
 from .waveform import plot_waveform
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "plot_flip",
     "plot_responsibility",
     "plot_sets",
+    "plot_vulnerability",
     "plot_waveform",
     "require_matplotlib",
 ]

@@ -219,6 +219,9 @@ def _flip(flip, audio, sample_rate, stft_params=(None, None)) -> Tuple[Dict[str,
             section["figure"] = {"uri": uri, "width": w, "height": h}
         except Exception as exc:  # a flip we cannot draw must not lose the rest of the report
             section["notes"].append(f"No flip plot: {type(exc).__name__}: {exc}")
+    spectrum = getattr(flip, "vulnerability", None)
+    if spectrum is not None:
+        section["vulnerability"] = _vulnerability(spectrum)
     rows = section["rows"]
     success = _first_attr(flip, ("success",))
     if success is not None:
@@ -255,6 +258,32 @@ def _flip(flip, audio, sample_rate, stft_params=(None, None)) -> Tuple[Dict[str,
         t = np.unique(np.asarray(times, dtype=np.float64).reshape(-1))
         rows.append(_kv("changed frames at (s)", ", ".join(f"{v:.2f}" for v in t[:40]) + (" …" if t.size > 40 else "")))
     return section, wave
+
+
+def _vulnerability(spectrum) -> Dict[str, Any]:
+    """The vulnerability section: the plot, and the most vulnerable bands as a table."""
+    from .vulnerability import plot_vulnerability
+
+    out: Dict[str, Any] = {"figure": None, "notes": [], "rows": [],
+                           "head": ["from (Hz)", "to (Hz)", "margin cut", "quietest flip (SNR dB)", "headroom (dB)"]}
+    try:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(11.0, 3.4), layout="constrained")
+        plot_vulnerability(spectrum, ax=fig.add_subplot())
+        uri, (w, h) = png_data_uri(fig, dpi=100)
+        out["figure"] = {"uri": uri, "width": w, "height": h}
+    except Exception as exc:  # a spectrum we cannot draw must not lose the rest of the report
+        out["notes"].append(f"No vulnerability plot: {type(exc).__name__}: {exc}")
+    for band in spectrum.most_vulnerable(10):
+        share = band["cut_share"]
+        out["rows"].append([fmt_hz(band["lo_hz"]), fmt_hz(band["hi_hz"]),
+                            "—" if share is None else f"{100 * share:.1f}%",
+                            "—" if band["flip_snr_db"] is None else f"{band['flip_snr_db']:.1f}",
+                            "—" if band["headroom_db"] is None else f"{band['headroom_db']:.1f}"])
+    out["lead"] = (f"{spectrum.n_bands} bands, {spectrum.queries} queries; tones {spectrum.level_db:+g} dB "
+                   "relative to the masking threshold (the lower of freqrex's and ART's).")
+    return out
 
 
 # =========================================================================== page
