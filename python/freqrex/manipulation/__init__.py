@@ -69,6 +69,9 @@ CHANGES = ("quietest", "remove", "gain", "phase", "auto")
 #: Changes tried, in order, for the fixed ``change="auto"``.
 AUTO_CHANGES = ("remove", "gain")
 STFT_STRATEGIES = ("causal", "random", "magnitude")
+#: Whether the ``causal`` fft flip starts with the additive refinement (its candidates come after the
+#: refined tones).
+CAUSAL_STARTS_ADDITIVE = False
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -311,10 +314,11 @@ def flip(
     spectrum = None
     if change == "quietest" and space == "fft":
         method = "quietest"
-        if strategy == "additive":
+        if strategy == "additive" or (strategy == "causal" and CAUSAL_STARTS_ADDITIVE):
+            then = fft_candidates(strategy, clip.coef, band, explanation, seed) if strategy == "causal" else None
             best, closest, spectrum = additive_flip(
                 clip, oracle, band=band, seed=seed, k=k, original_scores=original, probe_db=probe_snr_db,
-                min_db=min_snr_db, max_db=max_snr_db, tol_db=tol_db,
+                min_db=min_snr_db, max_db=max_snr_db, tol_db=tol_db, then=then,
             )
         else:
             best, closest = quietest_flip(

@@ -201,8 +201,13 @@ def additive_flip(
     tol_db: float,
     level_db: float = 0.0,
     refine_share: float = REFINE_SHARE,
+    then: Optional[Iterator[Change]] = None,
 ) -> Tuple[Optional[Attempt], Optional[Attempt], VulnerabilitySpectrum]:
     """The additive search (see the module docstring) in the ``fft`` space.
+
+    ``then``: the candidates tried after the refined tones, instead of the
+    tone grid ordered by the cuts (the ``causal`` strategy passes its own:
+    the explanation's candidates, which end with the tone grid).
 
     Returns ``(flip, closest, spectrum)``: the quietest flipping attempt (or
     None), the closest non-flipping one (or None), and the vulnerability
@@ -272,6 +277,13 @@ def additive_flip(
                 if int(b) not in seen:
                     seen.add(int(b))
                     yield Change.of([(int(b), 1)], "additive-tone")
+        if then is not None:
+            for ch in then:
+                if len(ch) != 1 or ch.directions[0] < 0 or int(ch.elements[0]) not in seen:
+                    if len(ch) == 1 and ch.directions[0] > 0:
+                        seen.add(int(ch.elements[0]))
+                    yield ch
+            return
         for level in range(0, 12):
             g = log_grid(band[0], band[1], 1.0, 64, level)
             key = [(-_round(holder(int(b)).cut, gap0), -holder(int(b)).headroom, int(b)) for b in g]
@@ -280,8 +292,10 @@ def additive_flip(
                     seen.add(b)
                     yield Change.of([(b, 1)], "additive-grid")
 
-    def make_search(c: SpectralClip, o: Oracle, change: Change) -> ToneSearch:
-        return ToneSearch(c, o, change, seed, None, log)
+    def make_search(c: SpectralClip, o: Oracle, change: Change) -> LevelSearch:
+        if all(d > 0 for d in change.directions):
+            return ToneSearch(c, o, change, seed, None, log)
+        return LevelSearch(c, o, change)  # a subtraction (``then``): anti-phase with the clip, as usual
 
     initial = [p.attempt for p in leaves if p.attempt is not None and len(p.tones) == 1]
     best_flip, closest = quietest_flip(

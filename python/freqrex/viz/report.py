@@ -195,7 +195,7 @@ def _flip(flip, audio, sample_rate, stft_params=(None, None)) -> Tuple[Dict[str,
     """(the flip section, (perturbed, rate) or None)."""
     from .flip import _flip_waves, _wave_attr, plot_flip
 
-    section: Dict[str, Any] = {"notes": [], "figure": None, "rows": []}
+    section: Dict[str, Any] = {"notes": [], "figure": None, "rows": [], "vulnerability": None}
     wave = None
     drawable = False
     try:
