@@ -310,7 +310,9 @@ def summarize(path: str) -> str:
             ("|X| ctrl", lambda r: r["magnitude_top"]["control_pitches"]),
             ("set bins on", lambda r: r["sufficient_bins_on_pitches"]),
             ("|X| bins on", lambda r: r["magnitude_top_bins_on_pitches"]),
-            ("resp+ in range", lambda r: r["responsibility_positive"]["in_range"])]
+            ("resp+ in range", lambda r: r["responsibility_positive"]["in_range"]),
+            ("resp+ on, of in range", lambda r: r["responsibility_positive"]["pitches"]
+             / max(r["responsibility_positive"]["in_range"], 1e-12))]
     head = ["clip", "decision", "set size"] + [c for c, _ in cols] + ["kept margin", "queries"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ok = [r for r in recs if r.get("sufficient")]
@@ -323,17 +325,25 @@ def summarize(path: str) -> str:
         lines.append(f"| {r['clip']} | {r['decision']}{mark} | {r['sufficient_bins_share'] * 100:.2f}% | "
                      + " | ".join(f"{f(r):.3f}" for _, f in cols)
                      + f" | {'' if m is None else f'{m:.3f}'} | {r['queries']} |")
-    med = [float(np.median([f(r) for r in ok])) for _, f in cols]
-    size = float(np.median([r["sufficient_bins_share"] for r in ok]))
-    margin = float(np.median([(r.get("set_margins") or {}).get("sufficient", {}).get("kept_margin", np.nan) for r in ok]))
-    lines.append(f"| **median** ({len(ok)} clips) | {sum(r['correct'] for r in recs)}/{len(recs)} right | {size * 100:.2f}% | "
-                 + " | ".join(f"**{v:.3f}**" for v in med) + f" | {margin:.3f} | "
-                 + f"{int(np.median([r['queries'] for r in ok]))} |")
+    right = [r for r in ok if r["correct"]]
+    for label, group in ((f"**median** ({len(ok)} clips)", ok), (f"median, the {len(right)} decided right", right)):
+        if not group:
+            continue
+        med = [float(np.median([f(r) for r in group])) for _, f in cols]
+        size = float(np.median([r["sufficient_bins_share"] for r in group]))
+        margin = float(np.median([(r.get("set_margins") or {}).get("sufficient", {}).get("kept_margin", np.nan)
+                                  for r in group]))
+        lines.append(f"| {label} | {sum(r['correct'] for r in group)}/{len(group)} right | {size * 100:.2f}% | "
+                     + " | ".join(f"**{v:.3f}**" for v in med) + f" | {margin:.3f} | "
+                     + f"{int(np.median([r['queries'] for r in group]))} |")
     share = cols[0][1]
     wins = {c: sum(share(r) > g(r) for r in ok) for c, g in cols[1:4]}
     lines.append("")
     lines.append("clips where the sufficient set's energy share on the scale pitches is above that of: "
-                 + ", ".join(f"{c} {w}/{len(ok)}" for c, w in wins.items()))
+                 + ", ".join(f"{c} {w}/{len(ok)}" for c, w in wins.items())
+                 + "; positive responsibility above the clip's energy: "
+                 + f"{sum(r['responsibility_positive']['pitches'] > r['clip_energy']['pitches'] for r in ok)}/{len(ok)}"
+                 + f"; clips with drums: {sum(bool(r.get('drums')) for r in ok)}")
     return "\n".join(lines)
 
 

@@ -73,6 +73,7 @@ def table_row(clip: str, rex: dict, fr: dict) -> dict:
         "rex_sufficient_bins": rex.get("sufficient"),
         "rex_sufficient_share": rex.get("sufficient_share"),
         "rex_target": rex.get("target"),
+        "rex_iters": rex.get("iters"),
         "rex_iterations": rex.get("iterations_done"),
         "freqrex_queries": s.get("queries"),
         "freqrex_wall_s": fr.get("wall_seconds"),
@@ -97,17 +98,24 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds a rex-xai run may take")
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", default="docs/results/rex-side-by-side.json")
+    ap.add_argument("--append", action="store_true", help="add the runs to those already in --out")
     args = ap.parse_args(argv)
     work = args.work or tempfile.mkdtemp(prefix="rexsbs-")
-    result = {"command": "python -m benches.peers.rex_side_by_side " + " ".join(argv or sys.argv[1:]),
-              "iters": args.iters, "model": args.model, "seed": args.seed, "runs": [], "table": []}
+    command = "python -m benches.peers.rex_side_by_side " + " ".join(argv or sys.argv[1:])
+    result = {"commands": [], "model": args.model, "seed": args.seed, "runs": [], "table": []}
+    if args.append and os.path.exists(args.out):
+        with open(args.out) as fh:
+            result = json.load(fh)
+        if "command" in result:  # a file written before --append existed
+            result["commands"] = [{"command": result.pop("command"), "iters": result.pop("iters", None)}]
+    result["commands"].append({"command": command, "iters": args.iters})
     for clip in args.clips:
         cw = os.path.join(work, os.path.splitext(os.path.basename(clip))[0])
         os.makedirs(cw, exist_ok=True)
         rex = run_rex(clip, args, cw)
         fr = run_freqrex(clip, args.model, args.seed, cw)
         result["runs"].append({"clip": os.path.abspath(clip), "rex": rex, "freqrex": fr})
-        result["table"].append(table_row(clip, rex, fr))
+        result["table"] = [table_row(r["clip"], r["rex"], r["freqrex"]) for r in result["runs"]]
         write_text(args.out, json.dumps(result, indent=1, sort_keys=True, default=str) + "\n")
         print(json.dumps(result["table"][-1], default=str), flush=True)
     return 0
