@@ -43,6 +43,9 @@ N_FFT = 512
 HOP = 256
 N_MELS = 96
 PATCH_FRAMES = 187
+#: Patches per onnxruntime call. onnxruntime's arena keeps the largest call's activations: 32
+#: patches held 1.7 GB for a batch of 16 30 s clips, 8 patches 0.6 GB, at about 15% more CPU.
+PATCH_BATCH = 8
 #: Fewest samples that give one whole patch (``1 + n // 256 >= 187``): 2.976 s.
 PATCH_SAMPLES = (PATCH_FRAMES - 1) * HOP
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -197,7 +200,7 @@ class MusicnnModel(Model):
     output = "sigmoid"
     input_samples = None
 
-    def __init__(self, name: str, session, class_names: Sequence[str], batch_size: int = 32):
+    def __init__(self, name: str, session, class_names: Sequence[str], batch_size: int = PATCH_BATCH):
         self.name = name
         self.session = session
         self.class_names = list(class_names)
@@ -291,7 +294,7 @@ def find_checkpoints() -> Optional[str]:
 
 
 def musicnn(name: str = "MSD_musicnn", *, providers: Optional[Sequence] = None,
-            batch_size: int = 32) -> MusicnnModel:
+            batch_size: int = PATCH_BATCH) -> MusicnnModel:
     """Load a shipped musicnn tagger.
 
     Parameters
@@ -302,8 +305,8 @@ def musicnn(name: str = "MSD_musicnn", *, providers: Optional[Sequence] = None,
         (guitar, piano, techno, vocal, ...).
     providers : sequence, optional
         onnxruntime execution providers (default ``["CPUExecutionProvider"]``).
-    batch_size : int, default 32
-        Patches per onnxruntime call.
+    batch_size : int, default 8
+        Patches per onnxruntime call (:data:`PATCH_BATCH`).
 
     Returns
     -------
