@@ -169,7 +169,7 @@ impl Engine {
         search_opts.validate()?;
         // Per cell: the responsibility, the magnitudes, the ranking, a mask, and
         // one map per kept class (at most one per queried mutant); per iteration
-        // its state.
+        // its state and its first round of mutants.
         let maps = (search_opts.class_maps as u64).min(search_opts.budget.saturating_add(1));
         limits::check(
             &format!(
@@ -182,6 +182,11 @@ impl Engine {
                 limits::bytes(
                     search_opts.iterations as usize,
                     crate::search::ITERATION_BYTES,
+                ),
+                // Every iteration proposes its first split's 2^n_parts subsets at once.
+                limits::bytes(
+                    search_opts.iterations as usize,
+                    crate::search::MUTANT_BYTES << search_opts.n_parts,
                 ),
             ]),
         )?;

@@ -178,6 +178,9 @@ pub struct Extraction {
     /// Whether `hi` is a candidate known to satisfy the stage's predicate.
     hi_holds: bool,
     cands: Vec<usize>,
+    /// Candidates before this index have every probe known (asked and told):
+    /// `ask` starts there, so asking a wide step in small batches stays linear.
+    scan: usize,
     ends: Vec<usize>,
     known: HashMap<Probe, Outcome>,
     in_flight: Vec<Probe>,
@@ -223,6 +226,7 @@ impl Extraction {
             hi: n,
             hi_holds: false,
             cands: Vec::new(),
+            scan: 0,
             ends: ends.into_iter().filter(|&e| e >= 1 && e < n).collect(),
             known,
             in_flight: Vec::new(),
@@ -233,6 +237,7 @@ impl Extraction {
         e.ends.sort_unstable();
         e.ends.dedup();
         e.cands = e.first(1, n);
+        e.scan = 0;
         Ok(e)
     }
 
@@ -319,11 +324,28 @@ impl Extraction {
             if self.stage == Stage::Done {
                 return Ok(Vec::new());
             }
+            // At most `room` probes, deduplicated in linear time (a wide batch
+            // has as many candidates as the bracket: no quadratic scan).
+            let room = self
+                .remaining()
+                .map_or(max, |r| max.min(usize::try_from(r).unwrap_or(usize::MAX)));
+            while self.scan < self.cands.len()
+                && self
+                    .probes_of(self.cands[self.scan])
+                    .iter()
+                    .all(|p| self.known.contains_key(p))
+            {
+                self.scan += 1;
+            }
             let mut want = Vec::new();
-            for &c in &self.cands {
+            let mut seen = std::collections::HashSet::new();
+            'fill: for &c in &self.cands[self.scan..] {
                 for p in self.probes_of(c) {
-                    if !self.known.contains_key(&p) && !want.contains(&p) {
+                    if !self.known.contains_key(&p) && seen.insert(p) {
                         want.push(p);
+                        if want.len() > room {
+                            break 'fill;
+                        }
                     }
                 }
             }
@@ -331,7 +353,6 @@ impl Extraction {
                 self.step();
                 continue;
             }
-            let room = self.remaining().map_or(max, |r| max.min(r as usize));
             if room == 0 {
                 self.exhaust();
                 continue;
@@ -385,6 +406,7 @@ impl Extraction {
         self.hi = c;
         self.hi_holds = true;
         self.cands = self.make(lo, c);
+        self.scan = 0;
     }
 
     /// The allowance is spent: keep what is known to hold, give up the rest.
@@ -463,6 +485,7 @@ impl Extraction {
                 self.hi = c;
                 self.hi_holds = false;
                 self.cands = vec![c];
+                self.scan = 0;
             }
             Stage::NecessaryRemove | Stage::NecessaryVerify | Stage::NecessaryBoth => {
                 self.sets.sufficient_necessary = whole(result);
@@ -509,6 +532,7 @@ impl Extraction {
         self.hi = self.n;
         self.hi_holds = false;
         self.cands = self.first(lo, self.n);
+        self.scan = 0;
     }
 }
 

@@ -32,6 +32,8 @@ pub enum Rule {
 
 /// Bytes one iteration's state takes before it grows (for the memory estimate).
 pub const ITERATION_BYTES: usize = std::mem::size_of::<Iteration>() + 64;
+/// Bytes one proposed mutant takes (its record, canonical key and slots), for the estimate.
+pub const MUTANT_BYTES: usize = std::mem::size_of::<Mutant>() + 128;
 
 /// Options of the search.
 #[derive(Clone, Debug)]
