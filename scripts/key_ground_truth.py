@@ -70,6 +70,8 @@ INSTRUMENTS = {"piano": 0, "strings": 48}
 SEEDS_RANDOM = 0
 #: Random sets drawn per clip (their shares are averaged).
 RANDOM_DRAWS = 20
+#: Sufficient sets of at most this many bins have their frequencies recorded.
+SMALL_SET = 20
 
 
 def key_label(tonic: int, mode: str) -> str:
@@ -231,6 +233,8 @@ def measure(audio: np.ndarray, explanation, pcs: list, control_pcs: list, seed: 
     out["sufficient_size"] = k
     out["sufficient_bins_share"] = k / suff.size
     out["sufficient"] = shares(np.where(suff, energy, 0.0), masks, control)
+    if k <= SMALL_SET:  # a handful of bins: say which
+        out["sufficient_hz"] = [float(f) for f in freqs[suff]]
     resp = np.asarray(explanation.responsibility, dtype=np.float64).reshape(-1)
     out["responsibility_positive"] = shares(np.clip(resp, 0, None), masks, control)
     top = np.argsort(-energy, kind="stable")[:k]
@@ -322,7 +326,9 @@ def summarize(path: str) -> str:
             continue
         mark = "" if r["correct"] else " (wrong)"
         m = (r.get("set_margins") or {}).get("sufficient", {}).get("kept_margin")
-        lines.append(f"| {r['clip']} | {r['decision']}{mark} | {r['sufficient_bins_share'] * 100:.2f}% | "
+        size = (f"{r['sufficient_size']} bins" if r["sufficient_size"] < 100
+                else f"{r['sufficient_bins_share'] * 100:.2f}%")
+        lines.append(f"| {r['clip']} | {r['decision']}{mark} | {size} | "
                      + " | ".join(f"{f(r):.3f}" for _, f in cols)
                      + f" | {'' if m is None else f'{m:.3f}'} | {r['queries']} |")
     right = [r for r in ok if r["correct"]]
