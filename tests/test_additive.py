@@ -193,3 +193,33 @@ def test_cli_writes_and_plots_the_spectrum(tmp_path):
     v = VulnerabilitySpectrum.load(out / "vulnerability")
     assert v.queries == data["queries"] and math.isfinite(v.margin)
     assert (out / "vulnerability.png").exists()
+
+
+def test_the_evaluation_runs_additive_as_a_peer_column(clip):
+    from freqrex.evaluation.protocol import EvalOptions, evaluate_clip
+
+    o = EvalOptions(explain_budget=20, explain_iterations=1, ks=(1,), strategies=("causal", "additive"),
+                    flip_budget=16, stft=False)
+    rec = evaluate_clip(clip, SR, ToneTrigger(clip, 35.0), o)
+    causal, additive = rec["fft_flips"]["causal"]["1"], rec["fft_flips"]["additive"]["1"]
+    # equal total queries: the peer gets the causal flip budget plus the explanation's queries
+    assert additive["queries"] == causal["queries"] and additive["flip_queries"] > 16
+    assert rec["fft_flips_given_explanation"]["additive"]["1"]["flip_queries"] <= 16
+    assert additive["success"] and 34.0 <= additive["snr_db"] <= 35.1
+    assert additive["closest_name"] == "alarm" and additive["art_max_excess_db"] is not None
+
+
+def test_the_causal_flip_starts_from_the_additive_refinement(clip):
+    from freqrex import manipulation
+
+    assert manipulation.CAUSAL_STARTS_ADDITIVE
+    model = ToneTrigger(clip, snr=35.0)
+    r = flip(clip, SR, model, strategy="causal", budget=40, explain_budget=30, explain_iterations=1)
+    assert r.success and BAND[0] <= r.frequencies_hz[0] <= BAND[1] and 34.0 <= r.snr_db <= 35.1
+    v = r.vulnerability
+    assert v is not None and v.queries == r.queries  # the explanation's queries counted
+    top = v.most_vulnerable(1)[0]
+    assert top["lo_hz"] < BAND[1] and top["hi_hz"] > BAND[0]
+    # the stft search and fixed changes are not additive: no spectrum
+    assert flip(clip, SR, model, strategy="causal", change="remove", budget=4, explain_budget=30,
+                explain_iterations=1).vulnerability is None

@@ -44,6 +44,10 @@ The search (``strategy="additive"`` of :func:`freqrex.flip`)
    flip to its quietest level (a single tone that flipped during the
    refinement starts it).
 
+The ``causal`` strategy starts from this search: after the refinement its
+level search tries the refined tones and the explanation's candidates
+alternately (``then``).
+
 The parts, their cuts and the flipping levels seen form the
 :class:`~freqrex.manipulation.vulnerability.VulnerabilitySpectrum`.  Every
 mutant is fixed by the seed and the order of the search; the batch size only
@@ -205,9 +209,9 @@ def additive_flip(
 ) -> Tuple[Optional[Attempt], Optional[Attempt], VulnerabilitySpectrum]:
     """The additive search (see the module docstring) in the ``fft`` space.
 
-    ``then``: the candidates tried after the refined tones, instead of the
-    tone grid ordered by the cuts (the ``causal`` strategy passes its own:
-    the explanation's candidates, which end with the tone grid).
+    ``then``: candidates tried alternately with the refined tones, instead of
+    the tone grid ordered by the cuts after them (the ``causal`` strategy
+    passes the explanation's candidates, which end with the tone grid).
 
     Returns ``(flip, closest, spectrum)``: the quietest flipping attempt (or
     None), the closest non-flipping one (or None), and the vulnerability
@@ -268,29 +272,39 @@ def additive_flip(
     def holder(b: int) -> _Part:
         return leaves[max(int(np.searchsorted(starts, b, side="right")) - 1, 0)]
 
-    def candidates() -> Iterator[Change]:
-        seen = set()
-        ranked = sorted((p for p in leaves if p.attempt is not None),
-                        key=lambda p: (-_round(p.cut, gap0), p.leaf[3] - p.leaf[2], p.leaf[2]))
+    ranked = sorted((p for p in leaves if p.attempt is not None),
+                    key=lambda p: (-_round(p.cut, gap0), p.leaf[3] - p.leaf[2], p.leaf[2]))
+
+    def refined() -> Iterator[Change]:
         for p in ranked:
             for b in p.tones:
-                if int(b) not in seen:
-                    seen.add(int(b))
-                    yield Change.of([(int(b), 1)], "additive-tone")
-        if then is not None:
-            for ch in then:
-                if len(ch) != 1 or ch.directions[0] < 0 or int(ch.elements[0]) not in seen:
-                    if len(ch) == 1 and ch.directions[0] > 0:
-                        seen.add(int(ch.elements[0]))
-                    yield ch
-            return
+                yield Change.of([(int(b), 1)], "additive-tone")
+
+    def grid() -> Iterator[Change]:
         for level in range(0, 12):
             g = log_grid(band[0], band[1], 1.0, 64, level)
             key = [(-_round(holder(int(b)).cut, gap0), -holder(int(b)).headroom, int(b)) for b in g]
             for _, _, b in sorted(key):
-                if b not in seen:
-                    seen.add(b)
-                    yield Change.of([(b, 1)], "additive-grid")
+                yield Change.of([(b, 1)], "additive-grid")
+
+    def candidates() -> Iterator[Change]:
+        """The refined tones, then the grid; with ``then``, the refined tones and ``then`` alternately."""
+        seen = set()
+        streams = [refined(), grid()] if then is None else [refined(), iter(then)]
+        alternate = then is not None
+        while streams:
+            for st in list(streams):
+                for ch in st:
+                    key = (ch.elements, ch.directions)
+                    if key not in seen:
+                        seen.add(key)
+                        yield ch
+                        if alternate:
+                            break
+                else:
+                    streams.remove(st)
+                if not alternate:
+                    break
 
     def make_search(c: SpectralClip, o: Oracle, change: Change) -> LevelSearch:
         if all(d > 0 for d in change.directions):

@@ -21,7 +21,10 @@ Strategies
     (corrupt the evidence's pattern: a model reading a band's shape is
     thrown by a foreign partial in it).  After them comes the tone grid of
     ``"tone_scan"``, most responsible grid points first, so the causal
-    strategy never has fewer places to look than the scan.
+    strategy never has fewer places to look than the scan.  The ``fft``
+    quietest flip runs the additive refinement first and tries its tones
+    and these candidates alternately
+    (:data:`freqrex.manipulation.CAUSAL_STARTS_ADDITIVE`).
 ``"tone_scan"``
     One added tone at log-spaced frequencies (64, then the midpoints, ...).
 ``"magnitude"``
