@@ -23,7 +23,6 @@ import os
 import statistics
 import time
 
-import numpy as np
 
 from freqrex import manipulation
 from freqrex.io import load_audio
