@@ -18,8 +18,10 @@ from ..manipulation import STRATEGIES, flip
 #: The paper's manipulation results (Kelly & Chockler 2026, 8 models, GTZAN and a sung-emotion set).
 PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
 
-#: Version of the record layout; part of the protocol key.
-RECORD_VERSION = 2
+#: Version of the record layout and of what produces it; part of the protocol key, so a resumed
+#: run never mixes records of two versions. 3: the margin explanation (400 queries in all), the
+#: causal flip starting from the additive search, the audibility and closeness fields.
+RECORD_VERSION = 3
 
 ProgressCallback = Callable[[str, int, int], None]
 
