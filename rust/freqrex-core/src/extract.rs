@@ -161,7 +161,10 @@ pub fn steps(n: usize, batch: usize) -> u64 {
 /// and one verification): the reserve the search leaves under a total budget.
 pub fn reserve(n: usize, batch: usize) -> u64 {
     let b = batch.max(2);
-    3 * (b as u64 - 1) * (steps(n, b) + 1) + FIRST_STEP.saturating_sub(b) as u64 + 1
+    // Saturating: a batch near usize::MAX must not overflow (found by the fuzz corpus).
+    3u64.saturating_mul(b as u64 - 1)
+        .saturating_mul(steps(n, b) + 1)
+        .saturating_add(FIRST_STEP.saturating_sub(b) as u64 + 1)
 }
 
 const OUT_OF_BUDGET: &str = "the query budget ran out before this set was found";
