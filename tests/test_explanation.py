@@ -23,7 +23,15 @@ def test_fields(explanation):
     assert e.queries == 1 + e.search_queries + e.extraction_queries
     assert e.seed == 0 and e.options["budget"] == 1500
     assert e.ranking.dtype == np.int64 and sorted(e.ranking.tolist()) == list(range(SR // 2 + 1))
-    assert np.all(np.diff(e.responsibility[e.ranking]) <= 0)  # ranked by responsibility
+    # rule="margin" (the default) ranks by its key: each bin's log-energy reordered by its part's effect
+    from freqrex.margin import ranking_key
+
+    leaves = [tuple(int(v) for v in p[:4]) for p in e.parts]
+    energy = np.abs(np.fft.rfft(make_clip().astype(np.float64)))[None, :] ** 2
+    key = ranking_key(e.parts[:, 4], leaves, energy, e.options["effect_weight"])[0]
+    assert np.all(np.diff(key[e.ranking]) <= 0)
+    paper = freqrex.explain(make_clip(), SR, BandClassifier("and"), rule="minimal", iterations=2, budget=200)
+    assert np.all(np.diff(paper.responsibility[paper.ranking]) <= 0)  # the pass/fail rules: by responsibility
 
 
 def test_bands_and_sizes(explanation):

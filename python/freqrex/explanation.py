@@ -46,9 +46,12 @@ class Explanation:
     times : ndarray or None
         Centre time in seconds of every STFT frame (``stft`` only).
     ranking : ndarray of int64
-        Searched elements (flat indices) by responsibility, descending; ties
-        between credited elements by the magnitude of the original
-        coefficient, descending; then the lower index (option ``tiebreak``).
+        Searched elements (flat indices), most important first: with
+        ``rule="margin"`` by the key of :func:`freqrex.margin.ranking_key`
+        (log-energy reordered by the part's effect); with the pass/fail rules
+        by responsibility, descending, ties between credited elements by the
+        magnitude of the original coefficient, then the lower index (option
+        ``tiebreak``). The sets are prefixes of it.
     sufficient, sufficient_necessary, complete : ndarray of bool or None
         Boolean masks over the space (same shape as ``responsibility``) of the
         three nested sets, or None when a set does not exist; ``reasons`` says why.
