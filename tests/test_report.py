@@ -583,6 +583,19 @@ def test_cli_report(synth, tmp_path, capsys):
     assert "freqrex: error:" in capsys.readouterr().err
 
 
+def test_cli_report_refuses_a_save_altered_since(synth, tmp_path, capsys):
+    """``freqrex report`` reads a run as Explanation.load does: checked against its manifest."""
+    from freqrex.cli import main
+
+    d = synth.fft.save(tmp_path / "run")
+    summary = d / "summary.json"
+    summary.write_text(summary.read_text().replace('"score"', '"score" ', 1))
+    assert main(["report", str(d)]) == 3
+    err = capsys.readouterr().err
+    assert "changed since it was saved" in err and "Traceback" not in err
+    assert not (d / "report.html").exists()
+
+
 # =========================================================================== browser
 def test_reports_in_headless_chromium(browser, reports):
     for name in ("fft", "stft", "absent"):

@@ -47,7 +47,7 @@ def _results_in(directory: Path):
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ParameterError
-    from ..viz.saved import load_explanation_dir, load_flip_beside, load_flip_dir
+    from ..viz.saved import load_flip_beside, load_flip_dir
 
     src = Path(args.input)
     if not src.exists():
@@ -55,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if src.is_dir() and (src / "summary.json").is_file() and (src / "explanation.npz").is_file():
         from ..viz.report import write_explanation_report
 
-        e = load_explanation_dir(src)
+        from ..explanation import Explanation
+
+        e = Explanation.load(src)  # checked against its manifest: an interrupted save is refused
         out = Path(args.out) if args.out else src / "report.html"
         write_explanation_report(e, out, model_name=args.model, source=args.source, title=args.title,
                                  flip=load_flip_beside(src, e))
