@@ -240,3 +240,28 @@ def test_a_huge_batch_size_runs_in_batches_that_fit():
         assert 1 < e.queries <= 1 + 200 + e.extraction_queries
     finally:
         _core.memory_limit(old)
+
+
+@pytest.mark.parametrize("attrs, error", [
+    ({"sample_rate": "x"}, "ModelError"), ({"sample_rate": float("nan")}, "ModelError"),
+    ({"sample_rate": -3}, "ModelError"), ({"class_names": 5}, "ParameterError"),
+])
+def test_unguarded_model_attributes_are_our_errors(attrs, error):
+    """A model whose declared rate or names are nonsense gets our error in explain and flip."""
+    import freqrex
+
+    class Declares:
+        sample_rate = None
+        class_names = None
+
+        def __call__(self, waves):
+            return np.tile([0.2, 0.8], (len(waves), 1))
+
+    m = Declares()
+    for k, v in attrs.items():
+        setattr(m, k, v)
+    x = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    for call in (lambda: freqrex.explain(x, 8000, m, max_queries=20),
+                 lambda: freqrex.flip(x, 8000, m, budget=5, strategy="random")):
+        with pytest.raises(getattr(freqrex, error)):
+            call()

@@ -79,6 +79,18 @@ def _pcm_to_float(x: np.ndarray) -> np.ndarray:
     return y / scale
 
 
+def model_sample_rate(model: Any) -> Optional[int]:
+    """The sample rate a model declares (its ``sample_rate`` attribute), or None; a declared rate
+    that is not a positive integer number of Hz is a :class:`ModelError`, not a crash later."""
+    rate = getattr(model, "sample_rate", None)
+    if rate is None:
+        return None
+    try:
+        return check_sample_rate(rate)
+    except ParameterError:
+        raise ModelError(f"the model declares sample_rate={rate!r}, not a positive integer number of Hz") from None
+
+
 def check_sample_rate(sample_rate: Any) -> int:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
         raise ParameterError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")

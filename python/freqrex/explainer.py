@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from . import _stft
-from ._checks import check_audio, check_sample_rate
+from ._checks import check_audio, check_sample_rate, model_sample_rate
 from ._oracle import Oracle
 from .margin import margin_of, margin_search, ranking_key
 from .reference import search_share
@@ -79,8 +79,8 @@ class Explainer:
         opts = self.options if not overrides else make_options(**{**self.options.to_dict(), **overrides})
         x = check_audio(audio)
         sr = check_sample_rate(sample_rate)
-        model_rate = getattr(self.model, "sample_rate", None)
-        if model_rate is not None and int(model_rate) != sr:
+        model_rate = model_sample_rate(self.model)
+        if model_rate is not None and model_rate != sr:
             raise ParameterError(
                 f"the model expects {model_rate} Hz audio but the clip is {sr} Hz; resample it "
                 "(freqrex.io.load_audio(path, sample_rate=...) does)"

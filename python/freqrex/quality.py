@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _stft
-from ._checks import call_model, check_audio, check_sample_rate
+from ._checks import call_model, check_audio, check_sample_rate, model_sample_rate
 from .errors import ParameterError
 
 #: Fractions of the elements removed (deletion) or kept (insertion).
@@ -248,8 +248,8 @@ def ranking_curves(
     """
     x = check_audio(audio)
     sr = check_sample_rate(sample_rate)
-    model_rate = getattr(model, "sample_rate", None)
-    if model_rate is not None and int(model_rate) != sr:
+    model_rate = model_sample_rate(model)
+    if model_rate is not None and model_rate != sr:
         raise ParameterError(f"the model expects {model_rate} Hz audio but the clip is {sr} Hz")
     f = _check_fractions(fractions)
     if operator not in OPERATORS:

@@ -48,7 +48,12 @@ def class_name_list(names: Union[Sequence, Mapping, None]) -> Optional[list]:
             )
         out = [by_index[i] for i in range(len(by_index))]
     else:
-        out = [str(c) for c in names]
+        try:
+            out = [str(c) for c in names]
+        except TypeError:
+            raise ParameterError(
+                f"class_names must be a sequence of names or a {{index: name}} mapping, got {type(names).__name__}"
+            ) from None
     if not out:
         raise ParameterError("class_names must not be empty")
     return out
@@ -101,8 +106,9 @@ class FunctionModel(Model):
 
     def __init__(self, fn) -> None:
         self.fn = fn
-        rate = getattr(fn, "sample_rate", None)
-        self.sample_rate = None if rate is None else int(rate)
+        from .._checks import model_sample_rate
+
+        self.sample_rate = model_sample_rate(fn)  # a ModelError for a rate that is not a positive integer
         self._names = class_name_list(getattr(fn, "class_names", None))
 
     @property
