@@ -206,6 +206,23 @@ def test_model_timeout():
         release.set()
 
 
+def test_model_timeout_bounds_the_flip_search_too():
+    release = threading.Event()
+
+    def stuck(w):
+        if len(w) > 1:
+            release.wait(30)  # hangs on the flip search's batches, answers the original clip
+        return np.tile([0.3, 0.7], (len(w), 1))
+
+    try:
+        start = time.monotonic()
+        with pytest.raises(ModelError, match="model_timeout=0.2"):
+            freqrex.flip(make_clip(), SR, stuck, strategy="random", budget=20, batch_size=8, model_timeout=0.2)
+        assert time.monotonic() - start < 25
+    finally:
+        release.set()
+
+
 def test_model_timeout_passes_results_and_errors_through():
     e = freqrex.explain(make_clip(), SR, BandClassifier(), model_timeout=60, **FAST)
     assert e.queries > 1

@@ -287,13 +287,14 @@ def flip(
     else:
         make_options(**explain_options)  # validate names and values
 
+    model_timeout = explain_options.get("model_timeout")  # seconds a model call may take (also the flip's)
     if explanation is not None and explanation.original_scores is not None:
         original = np.asarray(explanation.original_scores, dtype=np.float64)
         original_queries = 0
     else:
         key = ("original",)
         if key not in cache:
-            cache[key] = call_model(model, x[None, :])[0]
+            cache[key] = call_model(model, x[None, :], timeout=model_timeout, original=True)[0]
         original = cache[key]
         original_queries = 1
     n_classes = original.size
@@ -313,7 +314,8 @@ def flip(
     ).band(clip.n_bins, clip.n_fft, sr)
     if explanation is not None and space == "fft" and explanation.space == "fft":
         band = tuple(explanation.options.get("_band", band))  # type: ignore[assignment]
-    oracle = Oracle(model, n_classes, orig_class, target, budget, batch_size, cache, progress)
+    oracle = Oracle(model, n_classes, orig_class, target, budget, batch_size, cache, progress,
+                    timeout=model_timeout)
 
     amplitude = None
     directions = None

@@ -31,8 +31,10 @@ class Oracle:
         batch_size: int,
         cache: Dict,
         progress: Optional[ProgressCallback] = None,
+        timeout: Optional[float] = None,
     ) -> None:
         self.model = model
+        self.timeout = timeout
         self.n_classes = n_classes
         self.original_class = original_class
         self.target = target
@@ -64,7 +66,8 @@ class Oracle:
         todo = [i for i, key in enumerate(keys) if key not in self.cache]
         for s in range(0, len(todo), self.batch_size):
             chunk = todo[s : s + self.batch_size]
-            rows = call_model(self.model, np.stack([waves[i] for i in chunk]), self.n_classes)
+            rows = call_model(self.model, np.stack([waves[i] for i in chunk]), self.n_classes,
+                              timeout=self.timeout)
             for i, row in zip(chunk, rows):
                 self.cache[keys[i]] = row
         self.used += len(waves)
