@@ -129,3 +129,15 @@ class FunctionModel(Model):
 
     def __repr__(self) -> str:
         return f"FunctionModel({self.fn!r})"
+
+
+def as_wave_batch(waves) -> np.ndarray:
+    """Validate a wave batch: float32 ``(batch, samples)``, finite, non-empty (1-D: batch of 1)."""
+    x = np.asarray(waves, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ParameterError(f"waves must have shape (batch, samples), got {np.shape(waves)}")
+    if not np.isfinite(x).all():
+        raise ParameterError("waves contain NaN or inf")
+    return x

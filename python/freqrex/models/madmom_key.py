@@ -67,7 +67,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ModelError, ParameterError
-from .base import Model
+from .base import Model, as_wave_batch as _as_waves
 
 __all__ = [
     "MadmomKey",
@@ -178,15 +178,6 @@ def _window() -> np.ndarray:
     return w
 
 
-def _as_waves(waves) -> np.ndarray:
-    x = np.asarray(waves, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ParameterError(f"waves must have shape (batch, samples), got {np.shape(waves)}")
-    if not np.isfinite(x).all():
-        raise ParameterError("waves contain NaN or inf")
-    return x
 
 
 @functools.lru_cache(maxsize=None)

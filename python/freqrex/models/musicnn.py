@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ModelError, ParameterError
-from .base import Model
+from .base import Model, as_wave_batch as _as_waves
 
 __all__ = ["MusicnnModel", "musicnn", "log_mel", "patches", "mel_filterbank", "NAMES"]
 
@@ -97,16 +97,6 @@ def _hann() -> np.ndarray:
     return get_window("hann", N_FFT, fftbins=True)
 
 
-def _as_waves(waves) -> np.ndarray:
-    """Validate a wave batch: float32 ``(batch, samples)``, finite, non-empty (1-D: batch of 1)."""
-    x = np.asarray(waves, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ParameterError(f"waves must have shape (batch, samples), got {np.shape(waves)}")
-    if not np.isfinite(x).all():
-        raise ParameterError("waves contain NaN or inf")
-    return x
 
 
 def log_mel(waves, n_frames: Optional[int] = None) -> np.ndarray:
