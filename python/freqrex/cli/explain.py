@@ -27,7 +27,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=30.0, help="seconds of audio analysed from the start (default 30)")
     p.add_argument("--report", action="store_true", help="also write report.html in the output directory")
     p.add_argument("--no-quality", action="store_true",
-                   help="skip the deletion/insertion curves of the ranking (14 more queries, reported apart)")
+                   help="skip the deletion/insertion curves of the ranking (14 queries, counted inside --max-queries)")
     p.add_argument("--workers", type=int, default=None,
                    help="with a directory: explain on a local Ray instance with N workers (pip install 'freqrex[ray]')")
     p.add_argument("--address", default=None, help="with a directory: run on an existing Ray cluster ('auto' or its address)")
