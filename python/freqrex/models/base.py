@@ -141,3 +141,20 @@ def as_wave_batch(waves) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ParameterError("waves contain NaN or inf")
     return x
+
+
+def onnx_session(path: str, *, providers=None, n_threads=None, what: str = "model"):
+    """An onnxruntime session for ``path`` (``n_threads`` intra-op threads, one inter-op thread
+    when given); any failure to load is a :class:`ModelError` naming ``what``."""
+    from ..errors import ModelError
+
+    try:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if n_threads is not None:
+            options.intra_op_num_threads = int(n_threads)
+            options.inter_op_num_threads = 1
+        return ort.InferenceSession(path, sess_options=options, providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as exc:
+        raise ModelError(f"cannot load {what} {path}: {exc}") from exc

@@ -67,7 +67,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ModelError, ParameterError
-from .base import Model, as_wave_batch as _as_waves
+from .base import Model, as_wave_batch as _as_waves, onnx_session
 
 __all__ = [
     "MadmomKey",
@@ -443,17 +443,7 @@ class MadmomKey(Model):
         if not os.path.isfile(path):
             raise ModelError(f"madmom key CNN file not found: {path}")
         self.path = path
-        try:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            if n_threads is not None:
-                options.intra_op_num_threads = int(n_threads)
-                options.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(path, sess_options=options,
-                                                providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as exc:
-            raise ModelError(f"cannot load the madmom key CNN {path}: {exc}") from exc
+        self.session = onnx_session(path, providers=providers, n_threads=n_threads, what="the madmom key CNN")
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 2 or len(outputs) != 1:
             raise ModelError(f"{path} is not madmom's key CNN (one (frames, bands) input, one output)")

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ModelError, ParameterError
-from .base import Model
+from .base import Model, as_wave_batch as _as_waves, onnx_session
 
 __all__ = ["SileroVAD", "silero_vad", "find_model_file", "SAMPLE_RATE", "CHUNK", "CONTEXT"]
 
@@ -62,16 +62,6 @@ def find_model_file() -> Optional[str]:
             return path
     return None
 
-
-def _as_waves(waves) -> np.ndarray:
-    x = np.asarray(waves, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ParameterError(f"waves must have shape (batch, samples), got {np.shape(waves)}")
-    if not np.isfinite(x).all():
-        raise ParameterError("waves contain NaN or inf")
-    return x
 
 
 class SileroVAD(Model):
@@ -133,17 +123,7 @@ class SileroVAD(Model):
         if not os.path.isfile(path):
             raise ModelError(f"silero VAD model file not found: {path}")
         self.path = path
-        try:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            if n_threads is not None:
-                options.intra_op_num_threads = int(n_threads)
-                options.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(path, sess_options=options,
-                                                providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as exc:
-            raise ModelError(f"cannot load the silero VAD model {path}: {exc}") from exc
+        self.session = onnx_session(path, providers=providers, n_threads=n_threads, what="the silero VAD model")
         names = {i.name for i in self.session.get_inputs()}
         if not {"input", "state", "sr"} <= names:
             raise ModelError(f"{path} is not a silero VAD model with inputs input/state/sr (has {sorted(names)})")
