@@ -11,7 +11,7 @@ from . import _core
 from .errors import AudioFileError, BudgetError, FreqrexError, ModelError, ParameterError
 from .explainer import Explainer, explain
 from .explanation import Explanation
-from .manipulation import FlipResult, VulnerabilitySpectrum, flip, vulnerability
+from .manipulation import FlipOptions, FlipResult, VulnerabilitySpectrum, flip, vulnerability
 from .options import ExplainOptions
 
 __version__ = _core.__version__
@@ -27,6 +27,7 @@ __all__ = [
     "ParameterError",
     "explain",
     "flip",
+    "FlipOptions",
     "FlipResult",
     "VulnerabilitySpectrum",
     "vulnerability",

@@ -8,7 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from ..evaluation.protocol import EvalOptions
+from ..manipulation.options import CHANGES, STRATEGIES
+from ..options import CUTS
 from . import add_common, add_model_options, open_model_spec
+from .dataclass_options import CliOption, add_options, given_options
 
 
 def _ints(text: str):
@@ -16,6 +20,54 @@ def _ints(text: str):
         return tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str):
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+#: ``freqrex evaluate``'s protocol options: one for every field of EvalOptions, which holds the defaults.
+EVALUATE_CLI = (
+    CliOption("explain_budget", "budget of the fft explanation", flag="--budget"),
+    CliOption("explain_iterations", "iterations of the fft explanation, and of the stft one unless "
+              "--stft-iterations is given", flag="--iterations"),
+    CliOption("flip_budget", "flip-search queries of the causal strategy; baselines get this plus the "
+              "explanation's queries (equal total), and this alone"),
+    CliOption("equal_total", "give the baselines the flip budget only (no equal-total runs)",
+              flag="--no-equal-total", switch_off=True),
+    CliOption("probe_snr_db", "SNR at which candidates are first tried (dB)"),
+    CliOption("min_snr_db", "the loudest change allowed (SNR, dB)"),
+    CliOption("max_snr_db", "the quietest change worth finding (SNR, dB)"),
+    CliOption("tol_db", "resolution of the amplitude search (dB)"),
+    CliOption("masking_safety_db", "STFT flips: cells are bounded this many dB under the masking threshold"),
+    CliOption("ks", "flip sizes, comma-separated", parse=_ints),
+    CliOption("strategies", f"comma-separated, among {', '.join(STRATEGIES)}", parse=_names),
+    CliOption("change", "quietest: amplitude-searched changes; or a fixed change", choices=CHANGES),
+    CliOption("max_gain_db", "gain of the fixed 'gain' change (dB)"),
+    CliOption("stft", "skip the STFT explanation and flip", flag="--no-stft", switch_off=True),
+    CliOption("stft_explain_budget", "budget of the stft explanation (0: rank cells by the fft explanation)",
+              flag="--stft-budget"),
+    CliOption("stft_explain_iterations", "iterations of the stft explanation (not given: --iterations)",
+              flag="--stft-iterations"),
+    CliOption("stft_k", "STFT cells changed by fixed changes"),
+    CliOption("stft_flip_budget", "queries of the masked STFT flip"),
+    CliOption("n_fft", "STFT window"),
+    CliOption("hop_length", "STFT hop"),
+    CliOption("cuts", "cut spacing of the explanations", choices=CUTS),
+    CliOption("extraction_batch", "candidate prefixes per extraction step"),
+    CliOption("tol", "tolerance of the complete set"),
+    CliOption("seed", "seed of the explanations and the flips"),
+    CliOption("duration", "seconds analysed from the start of each file"),
+)
+
+
+def protocol(args: argparse.Namespace) -> EvalOptions:
+    """The EvalOptions of the command line: the options given, EvalOptions' defaults for the rest
+    (``--iterations`` also sets the stft explanation's unless ``--stft-iterations`` is given)."""
+    given = given_options(args, EVALUATE_CLI)
+    if "explain_iterations" in given:
+        given.setdefault("stft_explain_iterations", given["explain_iterations"])
+    return EvalOptions(**given)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -34,29 +86,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate at most the first N clips (per model)")
     p.add_argument("--summarize-only", action="store_true",
                    help="evaluate nothing: summarise the records already in --out for these models and options")
-    p.add_argument("--budget", type=int, default=400, help="budget of the fft explanation (default 400)")
-    p.add_argument("--iterations", type=int, default=4, help="iterations of the explanations (default 4)")
-    p.add_argument("--flip-budget", type=int, default=100,
-                   help="flip-search queries of the causal strategy; baselines get this plus the explanation's "
-                        "queries (equal total), and this alone (default 100)")
-    p.add_argument("--no-equal-total", action="store_true",
-                   help="give the baselines the flip budget only (no equal-total runs)")
-    p.add_argument("--probe-snr-db", type=float, default=20.0, help="SNR at which candidates are first tried")
-    p.add_argument("--min-snr-db", type=float, default=0.0, help="the loudest change allowed (SNR, dB)")
-    p.add_argument("--ks", type=_ints, default=(1, 2, 3, 4, 5), help="flip sizes (default 1,2,3,4,5)")
-    p.add_argument("--strategies", default="causal,random,magnitude,tone_scan", help="comma-separated (default all four)")
-    p.add_argument("--change", choices=("quietest", "auto", "remove", "gain", "phase"), default="quietest",
-                   help="quietest (default): amplitude-searched changes; or a fixed change")
-    p.add_argument("--max-gain-db", type=float, default=20.0)
-    p.add_argument("--no-stft", action="store_true", help="skip the STFT explanation and flip")
-    p.add_argument("--stft-budget", type=int, default=400, help="budget of the stft explanation (default 400)")
-    p.add_argument("--stft-k", type=int, default=5, help="STFT cells changed by fixed changes (default 5)")
-    p.add_argument("--stft-flip-budget", type=int, default=100, help="queries of the masked STFT flip (default 100)")
-    p.add_argument("--cuts", choices=("uniform", "log"), default="log")
-    p.add_argument("--extraction-batch", type=int, default=16)
-    p.add_argument("--tol", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--duration", type=float, default=30.0, help="seconds analysed from the start of each file")
+    add_options(p.add_argument_group("protocol (defaults: freqrex.evaluation.EvalOptions)"), EvalOptions,
+                EVALUATE_CLI)
     p.add_argument("--report", action="store_true", help="also write an HTML report next to --out (RESULTS.html)")
     p.add_argument("--workers", type=int, default=None,
                    help="run on a local Ray instance with N workers (pip install 'freqrex[ray]'); "
@@ -90,19 +121,11 @@ def _outputs(args: argparse.Namespace, out: Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ParameterError
-    from ..evaluation import (EvalOptions, RunProgress, check_outputs, evaluate_many, find_audio, load_records,
+    from ..evaluation import (RunProgress, check_outputs, evaluate_many, find_audio, load_records,
                               summarize, summary_markdown, transfer_path, write_summary)
     from ..evaluation.jobs import ModelFactory
 
-    options = EvalOptions(
-        explain_budget=args.budget, explain_iterations=args.iterations, cuts=args.cuts,
-        extraction_batch=args.extraction_batch, tol=args.tol, ks=args.ks,
-        strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
-        flip_budget=args.flip_budget, equal_total=not args.no_equal_total, change=args.change,
-        probe_snr_db=args.probe_snr_db, min_snr_db=args.min_snr_db, max_gain_db=args.max_gain_db, stft=not args.no_stft,
-        stft_explain_budget=args.stft_budget, stft_explain_iterations=args.iterations, stft_k=args.stft_k,
-        stft_flip_budget=args.stft_flip_budget, seed=args.seed, duration=args.duration,
-    )
+    options = protocol(args)
     if args.limit is not None and args.limit < 1:
         raise ParameterError(f"--limit must be >= 1, got {args.limit}")
     if args.workers is not None and args.workers < 1:

@@ -9,9 +9,43 @@ import time
 from pathlib import Path
 
 from .._atomic import write_text
+from ..manipulation.options import CHANGES, FLIP_SPACES, STRATEGIES, FlipOptions
+from ..options import CUTS, ExplainOptions
 from . import add_common, add_model_options, open_clip, open_model
+from .dataclass_options import CliOption, add_options, given_options
 
 DEFAULT_MODEL = "MSD_musicnn"
+
+#: ``freqrex flip``'s options: one for every field of FlipOptions, which holds the defaults.
+FLIP_CLI = (
+    CliOption("k", "most FFT bins changed together"),
+    CliOption("space", "whole-clip FFT bins, or STFT cells kept under the masking threshold", choices=FLIP_SPACES),
+    CliOption("budget", "model queries of the flip search"),
+    CliOption("explain_budget", "budget of the explanation"),
+    CliOption("explain_iterations", "iterations of the explanation", flag="--iterations"),
+    CliOption("strategy", "where candidates come from: the causal maps, the additive partition search "
+              "(quiet tones added to mel bands), or a baseline", choices=STRATEGIES),
+    CliOption("change", "quietest: the quietest addition/subtraction (fft) or masked change (stft); "
+              "auto: fixed removal, then gain", choices=CHANGES),
+    CliOption("probe_snr_db", "SNR at which candidates are first tried (dB)"),
+    CliOption("min_snr_db", "the loudest change allowed (SNR, dB)"),
+    CliOption("max_snr_db", "the quietest change worth finding (SNR, dB)"),
+    CliOption("tol_db", "resolution of the amplitude search (dB)"),
+    CliOption("masking_safety_db", "stft: cells are bounded this many dB under the masking threshold"),
+    CliOption("max_gain_db", "gain of the fixed 'gain' change (dB)"),
+    CliOption("max_phase", "rotation of the fixed 'phase' change (rad)", parse=float),
+    CliOption("candidates", "fixed changes: candidates considered; None: enough for the budget", parse=int),
+    CliOption("minimize", "fixed changes: keep a flipping block whole instead of shrinking it",
+              flag="--no-minimize", switch_off=True),
+    CliOption("margin_safety_db", "fixed stft changes: margin of the uniform scaling under the threshold (dB)"),
+    CliOption("target", "targeted flip: class index or name to reach; None: any other class", parse=str),
+    CliOption("seed", "seed of the candidates, the tones' phases and the explanation"),
+    CliOption("n_fft", "STFT window (stft space)"),
+    CliOption("hop_length", "STFT hop (stft space)"),
+    CliOption("batch_size", "most perturbed clips per model call"),
+)
+#: Options of the explanation a causal flip computes (the rest of ExplainOptions keeps its defaults).
+EXPLANATION_CLI = (CliOption("cuts", "cut spacing of the explanation", choices=CUTS),)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -25,30 +59,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("audio", nargs="?", help="audio file; default: the built-in demo clip")
     add_model_options(p)
-    p.add_argument("--k", type=int, default=1, help="most FFT bins changed together (default 1)")
-    p.add_argument("--space", choices=("fft", "stft"), default="fft")
-    p.add_argument("--budget", type=int, default=100, help="model queries of the flip search (default 100)")
-    p.add_argument("--explain-budget", type=int, default=400, help="budget of the explanation (default 400)")
-    p.add_argument("--iterations", type=int, default=4, help="iterations of the explanation (default 4)")
-    p.add_argument("--strategy", choices=("causal", "random", "magnitude", "tone_scan", "additive"),
-                   default="causal",
-                   help="where candidates come from: the causal maps (default), the additive partition search "
-                        "(quiet tones added to mel bands), or a baseline")
+    add_options(p.add_argument_group("flip options (defaults: freqrex.manipulation.FlipOptions)"),
+                FlipOptions, FLIP_CLI)
+    add_options(p.add_argument_group("explanation options (defaults: freqrex.options.ExplainOptions)"),
+                ExplainOptions, EXPLANATION_CLI)
     p.add_argument("--vulnerability", action="store_true",
                    help="also write the vulnerability spectrum (where an added quiet tone moves the model): "
                         "vulnerability/ (vulnerability.json) and vulnerability.png; the additive strategy's own, "
                         "else an additive search of --budget more queries")
-    p.add_argument("--change", choices=("quietest", "auto", "remove", "gain", "phase"), default="quietest",
-                   help="quietest (default): the quietest addition/subtraction (fft) or masked change (stft); "
-                        "auto: fixed removal, then gain")
-    p.add_argument("--probe-snr-db", type=float, default=20.0, help="SNR at which candidates are first tried")
-    p.add_argument("--min-snr-db", type=float, default=0.0, help="the loudest change allowed (SNR, dB)")
-    p.add_argument("--max-gain-db", type=float, default=20.0, help="gain of the 'gain' change (default 20 dB)")
-    p.add_argument("--target", type=str, default=None, help="targeted flip: class index or name to reach")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cuts", choices=("uniform", "log"), default="log", help="cut spacing of the explanation")
-    p.add_argument("--n-fft", type=int, default=2048, help="STFT window (stft space)")
-    p.add_argument("--hop-length", type=int, default=512, help="STFT hop (stft space)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of audio analysed from the start (default 30)")
     p.add_argument("--out", default="freqrex-flip", help="output directory (default ./freqrex-flip)")
     p.add_argument("--report", action="store_true", help="also write report.html in the output directory")
@@ -80,16 +98,14 @@ def run(args: argparse.Namespace) -> int:
 
     model = open_model(args)
     audio, sr, source = open_clip(args, model)
+    given = given_options(args, FLIP_CLI)
+    if "target" in given:
+        given["target"] = _target(given["target"], model)
+    options = FlipOptions(**given)
     bar = ProgressBar("flip", enabled=not args.quiet)
     start = time.perf_counter()
     try:
-        r = flip(
-            audio, sr, model,
-            k=args.k, space=args.space, budget=args.budget, seed=args.seed, change=args.change,
-            max_gain_db=args.max_gain_db, probe_snr_db=args.probe_snr_db, min_snr_db=args.min_snr_db, target=_target(args.target, model), strategy=args.strategy,
-            n_fft=args.n_fft, hop_length=args.hop_length, explain_budget=args.explain_budget,
-            explain_iterations=args.iterations, cuts=args.cuts, progress=bar,
-        )
+        r = flip(audio, sr, model, options=options, progress=bar, **given_options(args, EXPLANATION_CLI))
     finally:
         bar.close()
     spectrum = r.vulnerability
@@ -98,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
 
         bar = ProgressBar("vulnerability", enabled=not args.quiet)
         try:
-            spectrum = vulnerability(audio, sr, model, budget=args.budget, seed=args.seed,
-                                     target=_target(args.target, model), probe_snr_db=args.probe_snr_db,
-                                     min_snr_db=args.min_snr_db, progress=bar)
+            spectrum = vulnerability(audio, sr, model, budget=options.budget, seed=options.seed,
+                                     target=options.target, batch_size=options.batch_size,
+                                     probe_snr_db=options.probe_snr_db, min_snr_db=options.min_snr_db,
+                                     max_snr_db=options.max_snr_db, tol_db=options.tol_db, progress=bar)
         finally:
             bar.close()
         r.vulnerability = spectrum

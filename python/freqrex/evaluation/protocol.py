@@ -14,6 +14,8 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..manipulation import STRATEGIES, flip
+from ..manipulation.options import CHANGES, FlipOptions
+from ..options import ExplainOptions
 
 #: The paper's manipulation results (Kelly & Chockler 2026, 8 models, GTZAN and a sung-emotion set).
 PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
@@ -77,30 +79,30 @@ class EvalOptions:
         Seconds analysed from the start of each file.
     """
 
-    explain_budget: int = 400
-    explain_iterations: int = 4
-    cuts: str = "log"
+    explain_budget: int = FlipOptions.explain_budget
+    explain_iterations: int = FlipOptions.explain_iterations
+    cuts: str = ExplainOptions.cuts
     extraction_batch: int = 16
-    tol: float = 0.01
+    tol: float = ExplainOptions.tol
     ks: Tuple[int, ...] = (1, 2, 3, 4, 5)
     strategies: Tuple[str, ...] = tuple(s for s in STRATEGIES if s != "additive")
-    flip_budget: int = 100
+    flip_budget: int = FlipOptions.budget
     equal_total: bool = True
-    change: str = "quietest"
-    max_gain_db: float = 20.0
-    probe_snr_db: float = 20.0
-    min_snr_db: float = 0.0
-    max_snr_db: float = 60.0
-    tol_db: float = 0.5
-    masking_safety_db: float = 3.0
+    change: str = FlipOptions.change
+    max_gain_db: float = FlipOptions.max_gain_db
+    probe_snr_db: float = FlipOptions.probe_snr_db
+    min_snr_db: float = FlipOptions.min_snr_db
+    max_snr_db: float = FlipOptions.max_snr_db
+    tol_db: float = FlipOptions.tol_db
+    masking_safety_db: float = FlipOptions.masking_safety_db
     stft: bool = True
-    stft_explain_budget: int = 400
-    stft_explain_iterations: int = 4
+    stft_explain_budget: int = FlipOptions.explain_budget
+    stft_explain_iterations: int = FlipOptions.explain_iterations
     stft_k: int = 5
-    stft_flip_budget: int = 100
-    n_fft: int = 2048
-    hop_length: int = 512
-    seed: int = 0
+    stft_flip_budget: int = FlipOptions.budget
+    n_fft: int = FlipOptions.n_fft
+    hop_length: int = FlipOptions.hop_length
+    seed: int = FlipOptions.seed
     duration: float = 30.0
 
     def __post_init__(self) -> None:
@@ -133,8 +135,6 @@ class EvalOptions:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
                 raise ParameterError(f"{name} must be a finite number, got {v!r}")
             object.__setattr__(self, name, float(v))
-        from ..manipulation import CHANGES
-
         if self.change not in CHANGES:
             raise ParameterError(f"change must be one of {', '.join(CHANGES)}, got {self.change!r}")
         if self.change != "quietest":  # tone_scan and additive add tones: quietest changes only
@@ -142,6 +142,18 @@ class EvalOptions:
                                tuple(s for s in self.strategies if s not in ("tone_scan", "additive")))
         if self.duration <= 0:
             raise ParameterError(f"duration must be > 0 s, got {self.duration}")
+        self.flip_options()  # the flips' own bounds (SNR range, gain, STFT geometry) are FlipOptions'
+
+    def flip_options(self) -> FlipOptions:
+        """The options every flip of the protocol shares (``k``, ``space``, ``strategy`` and the
+        budget are set per flip); a ParameterError if the protocol's flip fields are out of bounds."""
+        return FlipOptions(
+            budget=self.flip_budget, seed=self.seed, change=self.change, max_gain_db=self.max_gain_db,
+            probe_snr_db=self.probe_snr_db, min_snr_db=self.min_snr_db, max_snr_db=self.max_snr_db,
+            tol_db=self.tol_db, masking_safety_db=self.masking_safety_db, n_fft=self.n_fft,
+            hop_length=self.hop_length, explain_budget=self.explain_budget,
+            explain_iterations=self.explain_iterations,
+        )
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)

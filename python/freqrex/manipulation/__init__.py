@@ -2,7 +2,8 @@
 
 Holds the flip search (``candidates``: where to look; ``perturbation``: the
 clip in a space and how loud a change is; ``search``: the quietest and the
-masked searches; ``fixed``: fixed changes; ``result``: :class:`FlipResult`).
+masked searches; ``fixed``: fixed changes; ``result``: :class:`FlipResult`;
+``options``: :class:`FlipOptions`, every option's default and bounds).
 May import :mod:`freqrex.psychoacoustic`, the checks and the explainer; never
 the report or the CLI.
 
@@ -47,7 +48,6 @@ single tones, then the same level search; its by-product is the
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from typing import Any, Callable, Dict, Optional
 
@@ -61,45 +61,27 @@ from ..options import make_options
 from .candidates import STRATEGIES, Change, fft_candidates
 from .additive import additive_flip
 from .fixed import fixed_flip, ranked_elements
+from .options import CHANGES, FLIP_FIELDS, STFT_STRATEGIES, FlipOptions, resolve_flip_options
 from .oracle import Oracle
 from .perturbation import SpectralClip, db_x, snr_db
 from .result import FlipResult
 from .search import masked_flip, quietest_flip
 from .vulnerability import VulnerabilitySpectrum
 
-__all__ = ["FlipResult", "flip", "vulnerability", "STRATEGIES", "CHANGES", "SpectralClip", "VulnerabilitySpectrum"]
+__all__ = ["FlipOptions", "FlipResult", "flip", "vulnerability", "STRATEGIES", "CHANGES", "SpectralClip",
+           "VulnerabilitySpectrum"]
 
-CHANGES = ("quietest", "remove", "gain", "phase", "auto")
 #: Changes tried, in order, for the fixed ``change="auto"``.
 AUTO_CHANGES = ("remove", "gain")
-STFT_STRATEGIES = ("causal", "random", "magnitude")
 #: Whether the ``causal`` fft flip starts with the additive refinement: half its flip budget measures
 #: which mel bands an added quiet tone moves the model in, then the refined tones and the
 #: explanation's candidates are tried alternately (docs/evaluation.md, "Additive causal search":
 #: 3 of 8 key-CNN clips flipped at SNR >= 20 dB against 1 of 8 without it).
 CAUSAL_STARTS_ADDITIVE = True
+#: Options of the explanation that flip sets from its own (FlipOptions) fields.
+_EXPLANATION_OPTIONS_SET_BY_FLIP = ("budget", "iterations", "space", "seed", "n_fft", "hop_length")
 
 ProgressCallback = Callable[[str, int, int], None]
-
-
-def _check_int(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(f"{name} must be an integer, got {value!r}")
-    if int(value) < low:
-        raise ParameterError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def _check_real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ParameterError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _choice(value: Any, name: str, allowed) -> str:
-    if value not in allowed:
-        raise ParameterError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-    return value
 
 
 def flip(
@@ -107,34 +89,40 @@ def flip(
     sample_rate: int,
     model: Callable[[np.ndarray], Any],
     *,
-    k: int = 1,
-    space: str = "fft",
+    options: Optional[FlipOptions] = None,
     explanation: Any = None,
-    budget: int = 100,
-    seed: int = 0,
-    change: str = "quietest",
-    strategy: str = "causal",
+    k: Optional[int] = None,
+    space: Optional[str] = None,
+    budget: Optional[int] = None,
+    seed: Optional[int] = None,
+    change: Optional[str] = None,
+    strategy: Optional[str] = None,
     target: Optional[int] = None,
-    probe_snr_db: float = 20.0,
-    min_snr_db: float = 0.0,
-    max_snr_db: float = 60.0,
-    tol_db: float = 0.5,
-    masking_safety_db: float = 3.0,
-    max_gain_db: float = 20.0,
-    max_phase: float = math.pi,
+    probe_snr_db: Optional[float] = None,
+    min_snr_db: Optional[float] = None,
+    max_snr_db: Optional[float] = None,
+    tol_db: Optional[float] = None,
+    masking_safety_db: Optional[float] = None,
+    max_gain_db: Optional[float] = None,
+    max_phase: Optional[float] = None,
     candidates: Optional[int] = None,
-    n_fft: int = 2048,
-    hop_length: int = 512,
-    batch_size: int = 16,
-    minimize: bool = True,
-    margin_safety_db: float = 0.5,
-    explain_budget: int = 400,
-    explain_iterations: int = 4,
+    n_fft: Optional[int] = None,
+    hop_length: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    minimize: Optional[bool] = None,
+    margin_safety_db: Optional[float] = None,
+    explain_budget: Optional[int] = None,
+    explain_iterations: Optional[int] = None,
     progress: Optional[ProgressCallback] = None,
     _cache: Optional[Dict] = None,
     **explain_options: Any,
 ) -> FlipResult:
     """Find the quietest change of at most ``k`` frequencies that changes the model's mind.
+
+    Every flip option (``k`` to ``explain_iterations``) is a field of
+    :class:`~freqrex.manipulation.options.FlipOptions`, which holds its
+    default, its bounds and its full description; an option left at None
+    takes its value from ``options`` (default ``FlipOptions()``).
 
     Parameters
     ----------
@@ -143,43 +131,46 @@ def flip(
     sample_rate : int
     model : callable
         ``model(waves) -> scores`` on float32 ``(batch, samples)``.
-    k : int, default 1
-        Most rFFT bins changed together (``fft``; fixed changes: also STFT
-        cells).  The masked ``stft`` search uses as many cells as it needs.
-    space : {"fft", "stft"}
+    options : FlipOptions, optional
+        The options to start from; the keywords below given (not None)
+        replace its fields.
     explanation : Explanation, optional
         An explanation of this clip in ``space`` (``causal``); computed with
         ``explain_budget``, ``explain_iterations``, ``seed`` and
         ``explain_options`` when not given (its queries are counted in
         ``queries``).  Baselines use it only for the original scores.
-    budget : int, default 100
+    k : int, default FlipOptions.k (1)
+        Most rFFT bins changed together (``fft``; fixed changes: also STFT
+        cells).  The masked ``stft`` search uses as many cells as it needs.
+    space : {"fft", "stft"}, default FlipOptions.space ("fft")
+    budget : int, default FlipOptions.budget (100)
         Most perturbed clips the flip search may evaluate (never exceeded).
-    seed : int, default 0
-    change : {"quietest", "auto", "remove", "gain", "phase"}
+    seed : int, default FlipOptions.seed (0)
+    change : {"quietest", "auto", "remove", "gain", "phase"}, default FlipOptions.change ("quietest")
         ``"quietest"``: amplitude-searched additions/subtractions (``fft``) or
         the masked envelope search (``stft``); the others run fixed changes.
-    strategy : {"causal", "random", "magnitude", "tone_scan", "additive"}
+    strategy : {"causal", "random", "magnitude", "tone_scan", "additive"}, default FlipOptions.strategy ("causal")
         Where candidates come from (``tone_scan``: ``fft`` only; ``additive``:
         the additive partition search, ``fft`` and ``change="quietest"`` only,
         whose vulnerability spectrum is ``result.vulnerability``).
     target : int, optional
         Targeted flip: succeed only when the top-1 class becomes ``target``.
-    probe_snr_db : float, default 20
+    probe_snr_db : float, default FlipOptions.probe_snr_db (20)
         SNR at which candidates are first tried (``fft``).
-    min_snr_db, max_snr_db : float, default 0 and 60
+    min_snr_db, max_snr_db : float, default FlipOptions' (0 and 60)
         The loudest change allowed, and the quietest worth finding (``fft``).
-    tol_db : float, default 0.5
+    tol_db : float, default FlipOptions.tol_db (0.5)
         Resolution of the amplitude search.
-    masking_safety_db : float, default 3
+    masking_safety_db : float, default FlipOptions.masking_safety_db (3)
         ``stft``: cells are bounded this many dB under the masking threshold.
     max_gain_db, max_phase, candidates, minimize, margin_safety_db
         Fixed changes only: gain (dB), rotation (rad), candidates considered,
         shrinking of blocks, and the ``stft`` margin of the uniform scaling.
-    n_fft, hop_length : int
+    n_fft, hop_length : int, default FlipOptions' (2048 and 512)
         STFT geometry (``space="stft"``).
-    batch_size : int, default 16
+    batch_size : int, default FlipOptions.batch_size (16)
         Most perturbed clips per model call (results do not depend on it).
-    explain_budget, explain_iterations : int
+    explain_budget, explain_iterations : int, default FlipOptions' (400 and 4)
         Budget and iterations of the explanation computed here.
     progress : callable, optional
         ``progress(phase, done, total)`` after every model call.
@@ -205,49 +196,16 @@ def flip(
         The model misbehaves.
     """
     start = time.perf_counter()
-    k = _check_int(k, "k", 1)
-    budget = _check_int(budget, "budget", 1)
-    seed = _check_int(seed, "seed", 0)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    _choice(space, "space", ("fft", "stft"))
-    _choice(change, "change", CHANGES)
-    _choice(strategy, "strategy", STRATEGIES)
-    if space == "stft" and strategy not in STFT_STRATEGIES:
-        raise ParameterError(f"strategy {strategy!r} works in the fft space only")
-    if change != "quietest" and strategy in ("tone_scan", "additive"):
-        raise ParameterError(f"the {strategy} strategy adds tones: use change='quietest'")
-    max_gain_db = _check_real(max_gain_db, "max_gain_db")
-    if max_gain_db == 0 or abs(max_gain_db) > 60:
-        raise ParameterError(f"max_gain_db must be non-zero and at most 60 dB in size, got {max_gain_db}")
-    max_phase = _check_real(max_phase, "max_phase")
-    if max_phase == 0 or abs(max_phase) > math.pi + 1e-12:
-        raise ParameterError(f"max_phase must be non-zero and at most pi in size, got {max_phase}")
-    margin_safety_db = _check_real(margin_safety_db, "margin_safety_db")
-    if margin_safety_db < 0:
-        raise ParameterError(f"margin_safety_db must be >= 0, got {margin_safety_db}")
-    masking_safety_db = _check_real(masking_safety_db, "masking_safety_db")
-    if masking_safety_db < 0:
-        raise ParameterError(f"masking_safety_db must be >= 0, got {masking_safety_db}")
-    probe_snr_db = _check_real(probe_snr_db, "probe_snr_db")
-    min_snr_db = _check_real(min_snr_db, "min_snr_db")
-    max_snr_db = _check_real(max_snr_db, "max_snr_db")
-    if not min_snr_db <= probe_snr_db <= max_snr_db:
-        raise ParameterError(
-            f"need min_snr_db <= probe_snr_db <= max_snr_db, got {min_snr_db}, {probe_snr_db}, {max_snr_db}")
-    tol_db = _check_real(tol_db, "tol_db")
-    if tol_db <= 0:
-        raise ParameterError(f"tol_db must be > 0, got {tol_db}")
-    if candidates is not None:
-        candidates = _check_int(candidates, "candidates", 1)
-    reserved = sorted(set(explain_options) & {"budget", "iterations", "space", "seed", "n_fft", "hop_length"})
+    arguments = dict(locals())  # the parameters, before anything else is bound
+    o = resolve_flip_options(options, {name: arguments[name] for name in FLIP_FIELDS})
+    k, space, budget, seed, n_fft, hop_length = o.k, o.space, o.budget, o.seed, o.n_fft, o.hop_length
+    change, strategy, target = o.change, o.strategy, o.target
+    reserved = sorted(set(explain_options) & set(_EXPLANATION_OPTIONS_SET_BY_FLIP))
     if reserved:
         raise ParameterError(
             f"option(s) {', '.join(reserved)} of the explanation are set by flip's own arguments "
             "(explain_budget, explain_iterations, space, seed, n_fft, hop_length)"
         )
-    if space == "stft":
-        opts = make_options(space="stft", n_fft=n_fft, hop_length=hop_length)
-        n_fft, hop_length = opts.n_fft, opts.hop_length
     model = as_model(model)  # HF models, pipelines, torch modules, paths -> a freqrex Model
     x = check_audio(audio)
     sr = check_sample_rate(sample_rate)
@@ -278,9 +236,9 @@ def flip(
         from ..explainer import explain
 
         if progress is not None:
-            progress("explain", 0, explain_budget)
+            progress("explain", 0, o.explain_budget)
         explanation = explain(
-            x, sr, model, space=space, seed=seed, budget=explain_budget, iterations=explain_iterations,
+            x, sr, model, space=space, seed=seed, budget=o.explain_budget, iterations=o.explain_iterations,
             n_fft=n_fft, hop_length=hop_length, progress=progress, **explain_options,
         )
         explanation_queries = int(explanation.queries)
@@ -301,7 +259,6 @@ def flip(
     orig_class = int(explanation.target) if explanation is not None else int(np.argmax(original))
     orig_score = float(original[orig_class])
     if target is not None:
-        target = _check_int(target, "target", 0)
         if target >= n_classes:
             raise ParameterError(f"target must be a class index below {n_classes}, got {target}")
         if target == orig_class:
@@ -314,7 +271,7 @@ def flip(
     ).band(clip.n_bins, clip.n_fft, sr)
     if explanation is not None and space == "fft" and explanation.space == "fft":
         band = tuple(explanation.options.get("_band", band))  # type: ignore[assignment]
-    oracle = Oracle(model, n_classes, orig_class, target, budget, batch_size, cache, progress,
+    oracle = Oracle(model, n_classes, orig_class, target, budget, o.batch_size, cache, progress,
                     timeout=model_timeout)
 
     amplitude = None
@@ -327,13 +284,13 @@ def flip(
         if strategy == "additive" or (strategy == "causal" and CAUSAL_STARTS_ADDITIVE):
             then = fft_candidates(strategy, clip.coef, band, explanation, seed) if strategy == "causal" else None
             best, closest, spectrum = additive_flip(
-                clip, oracle, band=band, seed=seed, k=k, original_scores=original, probe_db=probe_snr_db,
-                min_db=min_snr_db, max_db=max_snr_db, tol_db=tol_db, then=then,
+                clip, oracle, band=band, seed=seed, k=k, original_scores=original, probe_db=o.probe_snr_db,
+                min_db=o.min_snr_db, max_db=o.max_snr_db, tol_db=o.tol_db, then=then,
             )
         else:
             best, closest = quietest_flip(
                 clip, oracle, fft_candidates(strategy, clip.coef, band, explanation, seed), k=k,
-                probe_db=probe_snr_db, min_db=min_snr_db, max_db=max_snr_db, tol_db=tol_db,
+                probe_db=o.probe_snr_db, min_db=o.min_snr_db, max_db=o.max_snr_db, tol_db=o.tol_db,
             )
         chosen = best if best is not None else closest
         success = best is not None
@@ -350,7 +307,7 @@ def flip(
         method = "masked"
         state, success, n_cells = masked_flip(
             clip, oracle, strategy=strategy, explanation=explanation, band=band, seed=seed,
-            safety_db=masking_safety_db, original_scores=original,
+            safety_db=o.masking_safety_db, original_scores=original,
         )
         flat = np.flatnonzero(np.abs(state.spec).reshape(-1) > 0).astype(np.int64)
         scores, y, delta = state.scores, state.wave, state.delta
@@ -362,10 +319,10 @@ def flip(
         method = "fixed"
         kinds = AUTO_CHANGES if change == "auto" else (change,)
         reach = int(math.ceil(budget / len(kinds))) + k
-        cands = ranked_elements(strategy, clip, explanation, band, candidates if candidates else reach, seed)
+        cands = ranked_elements(strategy, clip, explanation, band, o.candidates if o.candidates else reach, seed)
         found, worst = fixed_flip(
-            clip, oracle, cands, k=k, kinds=kinds, max_gain_db=max_gain_db, max_phase=max_phase,
-            batch_size=batch_size, minimize=minimize, margin_safety_db=margin_safety_db,
+            clip, oracle, cands, k=k, kinds=kinds, max_gain_db=o.max_gain_db, max_phase=o.max_phase,
+            batch_size=o.batch_size, minimize=o.minimize, margin_safety_db=o.margin_safety_db,
         )
         if found is not None:
             s, kind, scores, scale, y = found
@@ -378,8 +335,8 @@ def flip(
             success = False
         flat = np.sort(cands[list(s)]) if s else np.zeros(0, dtype=np.int64)
         delta = y.astype(np.float64) - clip.x
-        gain = max_gain_db if kind == "gain" else None
-        phase_rad = max_phase if kind == "phase" else None
+        gain = o.max_gain_db if kind == "gain" else None
+        phase_rad = o.max_phase if kind == "phase" else None
         scale = float(scale) if space == "stft" and kind else None
 
     frames, bins = np.divmod(flat, clip.n_bins)
@@ -462,10 +419,10 @@ def vulnerability(
     sample_rate: int,
     model: Callable[[np.ndarray], Any],
     *,
-    budget: int = 100,
-    seed: int = 0,
+    budget: Optional[int] = None,
+    seed: Optional[int] = None,
     target: Optional[int] = None,
-    batch_size: int = 16,
+    batch_size: Optional[int] = None,
     progress: Optional[ProgressCallback] = None,
     **flip_options: Any,
 ) -> VulnerabilitySpectrum:
@@ -482,17 +439,17 @@ def vulnerability(
     audio : array_like, shape (samples,)
     sample_rate : int
     model : callable
-    budget : int, default 100
+    budget : int, default FlipOptions.budget (100)
         Model queries of the search (exact; the original clip's costs one more).
-    seed : int, default 0
+    seed : int, default FlipOptions.seed (0)
         Fixes the tones' phases; same seed, same spectrum, whatever ``batch_size``.
     target : int, optional
         Probe the way to this class instead of any other.
-    batch_size : int, default 16
+    batch_size : int, default FlipOptions.batch_size (16)
     progress : callable, optional
     **flip_options
-        ``probe_snr_db``, ``min_snr_db``, ``max_snr_db``, ``tol_db``,
-        ``fmin``, ``fmax``: as :func:`flip`.
+        ``options``, ``probe_snr_db``, ``min_snr_db``, ``max_snr_db``,
+        ``tol_db``, ``fmin``, ``fmax``: as :func:`flip`.
 
     Returns
     -------
