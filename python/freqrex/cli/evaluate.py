@@ -121,9 +121,10 @@ def _outputs(args: argparse.Namespace, out: Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ParameterError
-    from ..evaluation import (RunProgress, check_outputs, evaluate_many, find_audio, load_records,
-                              summarize, summary_markdown, transfer_path, write_summary)
+    from ..evaluation import (check_outputs, evaluate_many, find_audio, load_records, summarize, summary_markdown,
+                              transfer_path, write_summary)
     from ..evaluation.jobs import ModelFactory
+    from ..progress import RunProgress
 
     options = protocol(args)
     if args.limit is not None and args.limit < 1:

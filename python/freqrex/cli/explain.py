@@ -105,9 +105,9 @@ def _hz(lo: float, hi: float) -> str:
 def _run_directory(args: argparse.Namespace) -> int:
     """``freqrex explain DIR --out OUT``: one output folder per clip (see freqrex.evaluation.explain_many)."""
     from ..errors import ParameterError
-    from ..evaluation import RunProgress
     from ..evaluation.explain_many import explain_many
     from ..evaluation.jobs import ModelFactory
+    from ..progress import RunProgress
     from . import open_model_spec
 
     for name in ("workers", "threads_per_worker"):

@@ -32,7 +32,7 @@ model's sufficient and complete sets to the others (:func:`transfer_matrix`).
 from .protocol import PAPER, RECORD_VERSION, EvalOptions, evaluate_clip
 from .records import (AUDIO_SUFFIXES, OutputLock, _clean, _num, append_record, check_outputs, clip_id, comparable,
                       find_audio, load_records)
-from .run_progress import RunProgress
+from ..progress import RunProgress
 from .runner import evaluate, evaluate_many
 from .summary import SNR_THRESHOLDS, curves_markdown, summarize, summary_markdown, write_summary
 from .transfer import transfer_markdown, transfer_matrix, transfer_path

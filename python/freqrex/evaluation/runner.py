@@ -120,7 +120,7 @@ def evaluate_many(
         ``<out stem>.transfer.jsonl``.
     run_progress : object, optional
         Told of the run: ``start(total)``, ``update(record)`` per clip record,
-        ``close()`` (see :class:`~.run_progress.RunProgress`).
+        ``close()`` (see :class:`freqrex.progress.RunProgress`).
 
     Interleaving keeps the models' clip counts level when a long run is
     stopped early; a stopped run resumes where it stopped.  Returns each

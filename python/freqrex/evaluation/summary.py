@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from .._atomic import write_text
+from ..viz.html import markdown_table
 from .protocol import PAPER, STRATEGIES
 from .records import _clean, _num
 
@@ -175,17 +176,18 @@ def curves_markdown(summary: Dict[str, Any]) -> str:
                 cells += [_pct(st["inaudible_rate"]) if st else "–", _db(st["snr_db_median"]) if st else "–",
                           "–" if not st or st["cells_median"] is None else f"{st['cells_median']:.0f}"]
                 cells.append(f"{c[ks[0]]['queries_median']:.0f}" if c[ks[0]]["queries_median"] is not None else "–")
-                rows.append("| " + " | ".join(cells) + " |")
+                rows.append(cells)
         if not rows:
             continue
         lines.append(f"Flip rate by SNR, {title}:")
         lines.append("")
-        th = " | ".join(f">= {t} dB" for t in SNR_THRESHOLDS)
-        lines.append(f"| model | clips | strategy | k=1: {th} | median SNR | k<=5: {th} | median SNR "
-                     "| STFT inaudible | its SNR | cells | median queries (k=1) |")
-        lines.append("|---|--:|---|" + "|".join(["--:"] * (2 * len(SNR_THRESHOLDS) + 6)) + "|")
-        lines.extend(rows)
-        lines.append("")
+        header = ["model", "clips", "strategy"]
+        for k_label in ("k=1", "k<=5"):
+            header += [f"{k_label}: >= {SNR_THRESHOLDS[0]} dB"] + [f">= {t} dB" for t in SNR_THRESHOLDS[1:]]
+            header.append("median SNR")
+        header += ["STFT inaudible", "its SNR", "cells", "median queries (k=1)"]
+        align = ["left", "right", "left"] + ["right"] * (len(header) - 3)
+        lines.append(markdown_table(header, rows, align=align))
     return "\n".join(lines)
 
 
@@ -207,40 +209,38 @@ def summary_markdown(summary: Dict[str, Any]) -> str:
     ks = sorted({int(k) for m in models.values() for s in m["strategies"].values() for k in s["k"]}) or [1, 2, 3, 4, 5]
     lines = []
     head = ["model", "clips", "method"] + [f"{k} freq." for k in ks] + ["STFT flip", "STFT inaudible flip"]
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "|".join(["---"] * 3 + ["--:"] * (len(ks) + 2)) + "|")
     paper = summary.get("paper", PAPER)
     prow = ["**paper** (8 models, GTZAN + sung emotion)", "–", "ReX, causal"]
     prow += [_pct(paper["k1"]) if k == 1 else _pct(paper["k5"]) if k == 5 else "–" for k in ks]
     prow += ["–", _pct(paper["stft"])]
-    lines.append("| " + " | ".join(prow) + " |")
+    rows = [prow]
     for model, m in models.items():
         for s, row in m["strategies"].items():
             name = f"**{model}**" if model == "all models" else model
             cells = [name, str(m["clips"]), LABELS.get(s, s)]
             cells += [_pct(row["k"].get(str(k))) for k in ks]
             cells += [_pct(row["stft"]), _pct(row["stft_inaudible"])]
-            lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
+            rows.append(cells)
+    lines.append(markdown_table(head, rows, align=["left"] * 3 + ["right"] * (len(ks) + 2)))
     lines.append("Flip rate: share of clips whose top-1 class changed. \"k freq.\": at most k whole-clip FFT bins "
                  "changed (the quietest change found; fixed changes: removal or a +{g} dB gain), at any SNR. "
                  "STFT: cells changed within the MPEG-1 masking threshold; \"inaudible\": every frame under "
                  "the threshold.".format(g=_fmt_gain(models)))
     lines.append("")
     # SNR and cost
-    lines.append("| model | method | " + " | ".join(f"median SNR k={k} (dB)" for k in ks)
-                 + " | STFT median SNR (dB) | STFT median margin (dB) | removal-only k=1 | removal-only k=5 |")
-    lines.append("|---|---|" + "|".join(["--:"] * (len(ks) + 4)) + "|")
+    head = (["model", "method"] + [f"median SNR k={k} (dB)" for k in ks]
+            + ["STFT median SNR (dB)", "STFT median margin (dB)", "removal-only k=1", "removal-only k=5"])
+    rows = []
     for model, m in models.items():
         for s, row in m["strategies"].items():
             cells = [model, LABELS.get(s, s)] + [_db(row["snr_db_median"].get(str(k))) for k in ks]
             cells += [_db(row["stft_snr_db_median"]), _db(row["stft_margin_db_median"]),
                       _pct(row.get("removal_only", {}).get("1")), _pct(row.get("removal_only", {}).get("5"))]
-            lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("| model | clips | FFT bins | sufficient (median bins, share) | sufficient & necessary | complete "
-                 "| explanation queries (fft / stft) | top-1 vs runner-up gap | seconds per clip |")
-    lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+            rows.append(cells)
+    lines.append(markdown_table(head, rows, align=["left"] * 2 + ["right"] * (len(ks) + 4)))
+    head = ["model", "clips", "FFT bins", "sufficient (median bins, share)", "sufficient & necessary", "complete",
+            "explanation queries (fft / stft)", "top-1 vs runner-up gap", "seconds per clip"]
+    rows = []
     for model, m in models.items():
         def cell(name: str) -> str:
             v = m["fft_sets"][name]
@@ -256,7 +256,8 @@ def summary_markdown(summary: Dict[str, Any]) -> str:
                  + ("fft's, projected" if m["stft_explain_queries_median"] == 0 else _db(m["stft_explain_queries_median"])),
                  "–" if m["runner_up_gap_median"] is None else f"{m['runner_up_gap_median']:.3f}",
                  _db(m["seconds_median"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines.append(markdown_table(head, rows, align=["left"] + ["right"] * (len(head) - 1)).rstrip("\n"))
     curves = curves_markdown(summary)
     if curves:
         lines.append("")

@@ -25,6 +25,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from ..viz.html import markdown_table
+
 #: The sets played to the other model.
 TRANSFER_SETS = ("sufficient", "complete")
 
@@ -180,18 +182,18 @@ def transfer_markdown(matrix: Dict[str, Any]) -> str:
         lines.append(f"Transfer of the {s} set: model A's set played to model B; cell = B keeps its own decision "
                      f"/ B's decision equals A's (clips with A's set):")
         lines.append("")
-        lines.append("| A's set \\ played to B | " + " | ".join(models) + " |")
-        lines.append("|---|" + "|".join(["--:"] * len(models)) + "|")
+        rows = []
         for a in models:
-            cells = []
+            cells = [a]
             for b in models:
                 c = matrix["cells"].get(a, {}).get(b)
                 if a == b or c is None:
                     cells.append("–")
                     continue
                 cells.append(f"{pct(c[s]['keeps'])} / {pct(c[s]['equals'])} ({c[s]['present']})")
-            lines.append(f"| {a} | " + " | ".join(cells) + " |")
-        lines.append("")
+            rows.append(cells)
+        lines.append(markdown_table(["A's set \\ played to B", *models], rows,
+                                    align=["left"] + ["right"] * len(models)))
     if matrix.get("errors"):
         lines.append(f"Transfers that could not be measured: {matrix['errors']}")
         lines.append("")
