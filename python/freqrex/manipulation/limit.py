@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -116,6 +116,15 @@ def tone_grid(n_samples: int, sample_rate: int, fmin: float, fmax: float, step_o
     hz = fmin * 2.0 ** (step_octaves * np.arange(count))
     bins = np.unique(np.rint(hz / hz_per_bin).astype(np.int64))
     return bins[(bins >= 1) & (bins <= n_bins - 2)]
+
+
+def _flipped(oracle: Oracle, items: List[Tuple[LevelSearch, float]]) -> np.ndarray:
+    """Whether each (tone, level) flips; scored in chunks, so that memory stays a few clips' worth."""
+    out = np.zeros(len(items), dtype=bool)
+    step = max(oracle.batch_size, 1)
+    for s in range(0, len(items), step):
+        out[s:s + step] = [a.flipped for a in _score(oracle, items[s:s + step])]
+    return out
 
 
 def probe_levels(min_snr_db: float, max_snr_db: float, step_db: float) -> np.ndarray:
@@ -236,8 +245,7 @@ def tone_limit(
     searches = [LevelSearch(clip, oracle, Change.of([(int(b), 1)], "limit")) for b in bins]
     result = np.full(bins.size, np.nan)
     # every tone at every probe level (one batch): the quietest flipping probe level brackets the limit
-    probed = _score(oracle, [(s, float(v)) for s in searches for v in levels])
-    flipped = np.array([a.flipped for a in probed]).reshape(bins.size, levels.size)
+    flipped = _flipped(oracle, [(s, float(v)) for s in searches for v in levels]).reshape(bins.size, levels.size)
     lo: Dict[int, float] = {}  # flips
     hi: Dict[int, float] = {}  # the next quieter probe level, which did not flip
     for i in range(bins.size):
@@ -252,9 +260,9 @@ def tone_limit(
     active = sorted(hi)
     while active:
         mids = [0.5 * (lo[i] + hi[i]) for i in active]
-        scored = _score(oracle, [(searches[i], m) for i, m in zip(active, mids)])
-        for i, m, a in zip(active, mids, scored):
-            if a.flipped:
+        scored = _flipped(oracle, [(searches[i], m) for i, m in zip(active, mids)])
+        for i, m, f in zip(active, mids, scored):
+            if f:
                 lo[i] = m
             else:
                 hi[i] = m
