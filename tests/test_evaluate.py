@@ -243,12 +243,41 @@ def test_summary_table_has_the_paper_beside_ours(finished):
     assert "58%" in md and "78%" in md and "62%" in md
     assert "| tone | 3 | freqrex (causal ranking) | 100%" in md
     assert "random bins" in md and "largest magnitude" in md
+    assert "under ART's threshold" in md  # the independent check of "inaudible"
+    for st in m["stft"].values():
+        assert 0.0 <= st["under_art_rate"] <= st["inaudible_rate"] <= 1.0
     assert s["paper"] == PAPER
     # written atomically, both formats
     md_path = out.parent / "summary.md"
     summary = write_summary(records, md_path, out.parent / "summary.json")
     assert md_path.read_text() == summary_markdown(summary)
     assert json.loads((out.parent / "summary.json").read_text())["models"]["tone"]["clips"] == 3
+
+
+def test_limit_comparison_clip_by_clip(finished):
+    from freqrex.evaluation.summary import limit_comparison, limit_markdown
+
+    _, records = finished
+    recs = [r for r in records if r["status"] == "ok"]
+    snrs = {r["clip"]: r["fft_flips"]["causal"]["1"]["snr_db"] for r in recs}
+    assert all(v is not None for v in snrs.values())
+    # limits: one the causal flip beats, one it misses by 5 dB, one where no tone flips
+    names = sorted(snrs)
+    limits = [
+        {"model": "tone", "clip": names[0] + ".wav", "best_snr_db": snrs[names[0]] - 3.0, "queries": 900},
+        {"model": "tone", "clip": names[1] + ".wav", "best_snr_db": snrs[names[1]] + 5.0, "queries": 1000},
+        {"model": "tone", "clip": names[2] + ".wav", "best_snr_db": None, "queries": 700},
+        {"model": "other", "clip": names[0] + ".wav", "best_snr_db": 10.0, "queries": 5},
+    ]
+    c = limit_comparison(recs, limits)
+    assert set(c) == {"tone"}
+    m = c["tone"]
+    assert m["clips"] == 3 and m["limit_queries_median"] == 900
+    row = m["strategies"]["causal"]
+    assert row["flipped"] == 3
+    assert row["within_1db"] == pytest.approx(2 / 3)
+    md = limit_markdown(c)
+    assert "exhaustive one-tone limit" in md and "3/3, 67%" in md
 
 
 def test_find_audio_and_bad_options(clips, tmp_path):
