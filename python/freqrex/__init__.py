@@ -12,6 +12,7 @@ from .errors import AudioFileError, BudgetError, FreqrexError, ModelError, Param
 from .explainer import Explainer, explain
 from .explanation import Explanation
 from .manipulation import FlipOptions, FlipResult, VulnerabilitySpectrum, flip, vulnerability
+from .manipulation.limit import ToneLimit, tone_limit
 from .options import ExplainOptions
 
 __version__ = _core.__version__
@@ -29,7 +30,9 @@ __all__ = [
     "flip",
     "FlipOptions",
     "FlipResult",
+    "ToneLimit",
     "VulnerabilitySpectrum",
+    "tone_limit",
     "vulnerability",
     "__version__",
 ]
