@@ -5,6 +5,7 @@ import pytest
 
 import freqrex
 from freqrex import ModelError, ParameterError, reference
+from freqrex.options import EngineOptions
 from synthetic import SR, BandClassifier, make_clip
 
 
@@ -165,7 +166,7 @@ def test_core_protocol_misuse_is_an_error_not_a_crash():
     from freqrex import _core
 
     space = _core.FrequencySpace(make_clip())
-    engine = _core.Engine(space, 1, 0.8, band=(0, space.n_bins), budget=30)
+    engine = _core.Engine(space, 1, 0.8, EngineOptions(band=(0, space.n_bins), budget=30))
     waves = engine.ask(8)
     with pytest.raises(freqrex.FreqrexError):
         engine.ask(8)  # ask twice without tell
@@ -174,8 +175,40 @@ def test_core_protocol_misuse_is_an_error_not_a_crash():
     with pytest.raises(ModelError):
         engine.tell(np.zeros((len(waves), 1)))  # too few classes for the target
     with pytest.raises(ParameterError):
-        _core.Engine(space, 1, 0.8, band=(10, 5))
+        _core.Engine(space, 1, 0.8, EngineOptions(band=(10, 5)))
     with pytest.raises(ParameterError):
-        _core.Engine(space, 1, float("nan"), band=(0, 10))
+        _core.Engine(space, 1, float("nan"), EngineOptions(band=(0, 10)))
     with pytest.raises(ParameterError):
-        _core.Engine(space, 1, 0.8, band=(0, 10), n_parts=100)
+        _core.Engine(space, 1, 0.8, EngineOptions(band=(0, 10), n_parts=100))
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"band": (0, 10)}, "engine options"),  # a dict has items, not the attributes
+        (object(), "engine options"),  # no attributes at all
+        (EngineOptions(band=(0, 10), iterations=2**40), "engine options"),  # above u32
+        (EngineOptions(band=(0, 10), budget=-1), "engine options"),  # negative into u64
+        (EngineOptions(band=(0, 10), cuts=3), "engine options"),  # not a string
+        (EngineOptions(band=(0, 10), rule="margin"), "rule"),  # the core's own check
+        (EngineOptions(band=(0, 10), cuts="linear"), "cuts"),
+    ],
+)
+def test_core_engine_options_are_parsed_once_into_our_errors(options, match):
+    from freqrex import _core
+
+    space = _core.FrequencySpace(make_clip())
+    with pytest.raises(ParameterError, match=match):
+        _core.Engine(space, 1, 0.8, options)
+
+
+def test_both_engines_take_the_same_options_object():
+    from freqrex import _core
+
+    clip = make_clip()
+    options = EngineOptions(band=(0, 200), budget=12, iterations=2, rule="minimal", seed=3)
+    rust = _core.Engine(_core.FrequencySpace(clip), 1, 0.8, options)
+    numpy = reference.Engine(reference.FrequencySpace(clip), 1, 0.8, options)
+    a, b = rust.ask(64), numpy.ask(64)
+    assert a is not None and b is not None and a.shape == b.shape
+    np.testing.assert_allclose(a, b, atol=1e-5)

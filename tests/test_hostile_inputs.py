@@ -14,7 +14,7 @@ import pytest
 import freqrex
 from freqrex import _core
 from freqrex.errors import FreqrexError, FreqrexWarning, ModelError, ParameterError
-from freqrex.options import MAX_CELLS, MAX_ITERATIONS, MAX_N_THREADS, make_options
+from freqrex.options import MAX_CELLS, MAX_ITERATIONS, MAX_N_THREADS, EngineOptions, make_options
 from synthetic import PASS_FAIL, SR, BandClassifier, make_clip
 
 FAST = dict(PASS_FAIL, budget=24, iterations=2)
@@ -101,7 +101,7 @@ def test_core_memory_estimate_is_in_the_message():
 def test_core_engine_sizes_are_errors():
     space = _core.FrequencySpace(make_clip(), space="fft")
     with pytest.raises(ParameterError, match="memory"):
-        _core.Engine(space, 1, 0.9, band=(0, space.n_bins), iterations=2**32 - 1)
+        _core.Engine(space, 1, 0.9, EngineOptions(band=(0, space.n_bins), iterations=2**32 - 1))
     with pytest.raises(ParameterError):
         _core.FrequencySpace(make_clip(), n_threads=100_000)
     with pytest.raises(ParameterError):
@@ -121,7 +121,7 @@ def test_core_memory_limit_is_adjustable():
 
 def test_core_ask_with_a_huge_batch_is_bounded():
     space = _core.FrequencySpace(make_clip(), space="fft")
-    engine = _core.Engine(space, 1, 0.9, band=(0, space.n_bins), iterations=1, budget=8, rule="minimal")
+    engine = _core.Engine(space, 1, 0.9, EngineOptions(band=(0, space.n_bins), iterations=1, budget=8, rule="minimal"))
     waves = engine.ask(2**62)
     assert waves is not None and 1 <= waves.shape[0] <= 8
 

@@ -5,6 +5,8 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
+from .options import EngineOptions
+
 __version__: str
 
 class FrequencySpace:
@@ -45,25 +47,14 @@ class Engine:
         space: FrequencySpace,
         target: int,
         target_score: float,
+        options: EngineOptions,
         *,
-        band: Tuple[int, int],
-        n_parts: int = 4,
-        min_part: int = 2,
-        max_depth: int = 16,
-        iterations: int = 20,
-        budget: int = 2000,
-        seed: int = 0,
-        cuts: Literal["uniform", "log"] = "uniform",
-        rule: Literal["minimal", "rex", "confidence"] = "minimal",
-        threshold: Optional[float] = None,
-        extraction_batch: int = 2,
-        tol: float = 0.01,
-        alternatives: int = 4,
-        class_maps: int = 5,
-        max_queries: Optional[int] = None,
         magnitude: Optional[npt.NDArray[np.float64]] = None,
         responsibility: Optional[npt.NDArray[np.float64]] = None,
-    ) -> None: ...
+    ) -> None:
+        """``options`` (``freqrex.options.EngineOptions``, or any object with its attributes) is read
+        once; a missing attribute, a wrong type or a value out of bounds is a ParameterError."""
+        ...
     def ask(self, batch_size: int) -> Optional[npt.NDArray[np.float32]]: ...
     def tell(self, scores: npt.NDArray[np.float64]) -> None: ...
     @property

@@ -16,7 +16,7 @@ from .trust import set_margins, warnings_for
 from .errors import ParameterError
 from .explanation import SET_NAMES, Explanation
 from .models import as_model
-from .options import ExplainOptions, make_options
+from .options import EngineOptions, ExplainOptions, make_options
 
 #: Queries kept back under ``max_queries`` to score the sets' margins (kept alone and removed).
 SET_CHECKS = 3
@@ -118,10 +118,6 @@ class Explainer:
         # The margin rule keeps queries back to score the sets it did not query on the way; the
         # pass/fail rules report the margins their extraction already knows (no extra query).
         checks = 0 if total is None or opts.rule != "margin" else SET_CHECKS
-        common = dict(band=band, n_parts=opts.n_parts, min_part=opts.min_part, max_depth=opts.max_depth,
-                      iterations=opts.iterations, seed=opts.seed, cuts=opts.cuts, threshold=opts.threshold,
-                      extraction_batch=opts.extraction_batch, tol=opts.tol, alternatives=opts.alternatives,
-                      class_maps=opts.class_maps, magnitude=magnitude)
         found = None
         if opts.rule == "margin":
             n_cells = n_frames * (band[1] - band[0])
@@ -134,12 +130,15 @@ class Explainer:
                 resolution=opts.resolution, class_maps=opts.class_maps,
             )
             key = ranking_key(found.effects, found.leaves, amplitude ** 2, opts.effect_weight)
-            engine = engine_cls(space, target, score, budget=0, rule="minimal", responsibility=key,
-                                max_queries=None if total is None else max(total - checks - found.queries, 1),
-                                **common)
+            engine_options = EngineOptions.from_explain(
+                opts, band=band, budget=0, rule="minimal",
+                max_queries=None if total is None else max(total - checks - found.queries, 1))
+            engine = engine_cls(space, target, score, engine_options, magnitude=magnitude, responsibility=key)
         else:
-            engine = engine_cls(space, target, score, budget=opts.budget, rule=opts.rule,
-                                max_queries=None if total is None else max(total - checks, 1), **common)
+            engine_options = EngineOptions.from_explain(
+                opts, band=band, budget=opts.budget, rule=opts.rule,
+                max_queries=None if total is None else max(total - checks, 1))
+            engine = engine_cls(space, target, score, engine_options, magnitude=magnitude)
         while True:
             waves = engine.ask(opts.batch_size)
             if waves is None:

@@ -182,6 +182,69 @@ class ExplainOptions:
         return b0, b1
 
 
+#: The pass/fail rules the core's Engine runs (``margin`` runs in Python, then ranks through the engine).
+ENGINE_RULES = ("minimal", "rex", "confidence")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The options of one core engine, as they cross the ``_core`` seam.
+
+    ``freqrex._core.Engine(space, target, target_score, options, *,
+    magnitude=None, responsibility=None)`` reads these attributes once, in
+    Rust (``#[derive(FromPyObject)]``); the NumPy reference's
+    :class:`freqrex.reference.Engine` takes the same object.  The explainer
+    builds it in one place (:meth:`from_explain`), from validated
+    :class:`ExplainOptions`, whose defaults the fields share.  A missing
+    attribute or a value of the wrong type or size is a
+    :class:`~freqrex.errors.ParameterError` raised by the core; so are values
+    out of the core's bounds.
+
+    Attributes
+    ----------
+    band : (int, int)
+        The half-open bin range ``[b0, b1)`` searched.
+    budget : int
+        Search queries (the pass/fail rules; 0 with a given responsibility).
+    rule : {"minimal", "rex", "confidence"}
+        The pass/fail rule of the search.
+    max_queries : int, optional
+        Queries of the engine in all (search and extraction).
+    n_parts, min_part, max_depth, iterations, seed, cuts, threshold, extraction_batch, tol, alternatives, class_maps
+        As in :class:`ExplainOptions`.
+    """
+
+    band: Tuple[int, int]
+    budget: int = ExplainOptions.budget
+    rule: str = ENGINE_RULES[0]
+    max_queries: Optional[int] = None
+    n_parts: int = ExplainOptions.n_parts
+    min_part: int = ExplainOptions.min_part
+    max_depth: int = ExplainOptions.max_depth
+    iterations: int = ExplainOptions.iterations
+    seed: int = ExplainOptions.seed
+    cuts: str = ExplainOptions.cuts
+    threshold: Optional[float] = ExplainOptions.threshold
+    extraction_batch: int = ExplainOptions.extraction_batch
+    tol: float = ExplainOptions.tol
+    alternatives: int = ExplainOptions.alternatives
+    class_maps: int = ExplainOptions.class_maps
+
+    @classmethod
+    def from_explain(cls, options: ExplainOptions, *, band: Tuple[int, int], budget: int, rule: str,
+                     max_queries: Optional[int]) -> "EngineOptions":
+        """The engine options of an explanation: ``options``' search and extraction fields, with the
+        band, the engine's share of the budget, its rule and its query limit."""
+        return cls(
+            band=(int(band[0]), int(band[1])), budget=int(budget), rule=rule,
+            max_queries=None if max_queries is None else int(max_queries), n_parts=options.n_parts,
+            min_part=options.min_part, max_depth=options.max_depth, iterations=options.iterations,
+            seed=options.seed, cuts=options.cuts, threshold=options.threshold,
+            extraction_batch=options.extraction_batch, tol=options.tol, alternatives=options.alternatives,
+            class_maps=options.class_maps,
+        )
+
+
 def make_options(**kwargs: Any) -> ExplainOptions:
     """Build options, turning unknown names into a ParameterError."""
     fields = {f.name for f in dataclasses.fields(ExplainOptions)}

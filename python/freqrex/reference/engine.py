@@ -35,10 +35,13 @@ class _Iteration:
 class Engine:
     """The explanation as an ask/tell loop; mirrors the Rust ``Engine``."""
 
-    def __init__(self, space, target, target_score, *, band, n_parts=4, min_part=2, max_depth=16,
-                 iterations=20, budget=2000, seed=0, cuts="uniform", rule="minimal", threshold=None,
-                 extraction_batch=2, tol=0.01, alternatives=4, class_maps=5, max_queries=None,
-                 magnitude=None, responsibility=None):
+    def __init__(self, space, target, target_score, options, *, magnitude=None, responsibility=None):
+        """As ``freqrex._core.Engine``: ``options`` is a :class:`freqrex.options.EngineOptions`."""
+        band, n_parts, min_part, max_depth = options.band, options.n_parts, options.min_part, options.max_depth
+        iterations, budget, seed, cuts, rule = (options.iterations, options.budget, options.seed, options.cuts,
+                                                options.rule)
+        threshold, extraction_batch, tol = options.threshold, options.extraction_batch, options.tol
+        alternatives, class_maps, max_queries = options.alternatives, options.class_maps, options.max_queries
         self.space = space
         self.n_frames, self.n_bins = space.shape
         b0, b1 = band

@@ -234,6 +234,66 @@ fn parse_rule(s: &str) -> core::Result<core::Rule> {
     }
 }
 
+/// The options of an `Engine`, parsed once from the attributes of a Python
+/// object (`freqrex.options.EngineOptions`, a frozen dataclass built in one
+/// place by the explainer). A missing attribute or a value of the wrong type
+/// or size is a `freqrex.errors.ParameterError`; the bounds are the core's.
+#[derive(FromPyObject)]
+struct EngineOptions {
+    band: (usize, usize),
+    n_parts: u32,
+    min_part: u64,
+    max_depth: u32,
+    iterations: u32,
+    budget: u64,
+    seed: u64,
+    cuts: String,
+    rule: String,
+    threshold: Option<f64>,
+    extraction_batch: usize,
+    tol: f64,
+    alternatives: u32,
+    class_maps: u32,
+    max_queries: Option<u64>,
+}
+
+impl EngineOptions {
+    /// Read the options from `obj`, any failure as a ParameterError.
+    fn parse(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        obj.extract::<EngineOptions>().map_err(|e| {
+            let mut detail = e.value(py).to_string();
+            if let Some(cause) = e.cause(py) {
+                detail = format!("{detail} ({})", cause.value(py));
+            }
+            freqrex_error(py, "ParameterError", format!("bad engine options: {detail}"))
+        })
+    }
+
+    /// The core's search and extraction options.
+    fn to_core(&self) -> core::Result<(core::SearchOptions, core::ExtractOptions)> {
+        let search = core::SearchOptions {
+            n_parts: self.n_parts,
+            min_part: self.min_part,
+            max_depth: self.max_depth,
+            iterations: self.iterations,
+            budget: self.budget,
+            seed: self.seed,
+            cut_scale: parse_cuts(&self.cuts)?,
+            rule: parse_rule(&self.rule)?,
+            threshold: self.threshold,
+            alternatives: self.alternatives,
+            class_maps: self.class_maps,
+        };
+        let extract = core::ExtractOptions {
+            batch: self.extraction_batch,
+            tol: self.tol,
+            threshold: self.threshold,
+            max_queries: None,
+        };
+        Ok((search, extract))
+    }
+}
+
 /// One explanation as an ask/tell loop over a `FrequencySpace`.
 #[pyclass(module = "freqrex._core")]
 struct Engine {
@@ -244,36 +304,22 @@ struct Engine {
 
 #[pymethods]
 impl Engine {
+    /// `Engine(space, target, target_score, options, *, magnitude=None,
+    /// responsibility=None)`: `options` is a `freqrex.options.EngineOptions`
+    /// (any object with its attributes), read once here.
     #[new]
-    #[pyo3(signature = (space, target, target_score, *, band, n_parts = 4, min_part = 2, max_depth = 16,
-        iterations = 20, budget = 2000, seed = 0, cuts = "uniform", rule = "minimal", threshold = None,
-        extraction_batch = 2, tol = 0.01, alternatives = 4, class_maps = 5, max_queries = None,
-        magnitude = None, responsibility = None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (space, target, target_score, options, *, magnitude = None, responsibility = None))]
     fn new(
         py: Python<'_>,
         space: &FrequencySpace,
         target: usize,
         target_score: f64,
-        band: (usize, usize),
-        n_parts: u32,
-        min_part: u64,
-        max_depth: u32,
-        iterations: u32,
-        budget: u64,
-        seed: u64,
-        cuts: &str,
-        rule: &str,
-        threshold: Option<f64>,
-        extraction_batch: usize,
-        tol: f64,
-        alternatives: u32,
-        class_maps: u32,
-        max_queries: Option<u64>,
+        options: &Bound<'_, PyAny>,
         magnitude: Option<PyReadonlyArray2<'_, f64>>,
         responsibility: Option<PyReadonlyArray2<'_, f64>>,
     ) -> PyResult<Self> {
         guard(py, "Engine()", move || {
+            let options = EngineOptions::parse(py, options)?;
             let responsibility: Option<Vec<f64>> =
                 responsibility.map(|r| r.as_array().iter().copied().collect());
             let magnitude: Vec<f64> = match magnitude {
@@ -286,34 +332,16 @@ impl Engine {
                     .collect(),
             };
             let build = || -> core::Result<core::Engine> {
-                let search = core::SearchOptions {
-                    n_parts,
-                    min_part,
-                    max_depth,
-                    iterations,
-                    budget,
-                    seed,
-                    cut_scale: parse_cuts(cuts)?,
-                    rule: parse_rule(rule)?,
-                    threshold,
-                    alternatives,
-                    class_maps,
-                };
-                let extract = core::ExtractOptions {
-                    batch: extraction_batch,
-                    tol,
-                    threshold,
-                    max_queries: None,
-                };
+                let (search, extract) = options.to_core()?;
                 let mut engine = core::Engine::with_limits(
                     search,
                     extract,
                     space.inner.n_frames(),
                     space.inner.n_bins(),
-                    band,
+                    options.band,
                     target,
                     target_score,
-                    max_queries,
+                    options.max_queries,
                 )?;
                 engine.set_magnitude(magnitude)?;
                 if let Some(r) = responsibility {
