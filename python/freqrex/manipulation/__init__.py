@@ -61,7 +61,7 @@ from ..options import make_options
 from .candidates import STRATEGIES, Change, fft_candidates
 from .additive import additive_flip
 from .fixed import fixed_flip, ranked_elements
-from .options import CHANGES, FLIP_FIELDS, STFT_STRATEGIES, FlipOptions, resolve_flip_options
+from .options import CHANGES, FLIP_FIELDS, STFT_STRATEGIES, FlipOptions, resolve_flip_options  # noqa: F401
 from .oracle import Oracle
 from .perturbation import SpectralClip, db_x, snr_db
 from .result import FlipResult
