@@ -3,6 +3,8 @@
 Usage::
 
     python scripts/compare_masking_threshold.py [--segment 2.5] [--clips 24] [--flip-budget 30] [--json OUT]
+    python scripts/compare_masking_threshold.py --corpus /tmp/freqrex-corpus/order.txt --clips 20 --flip-budget 0 \\
+        --json docs/results/masking-threshold-agreement-corpus.json   # one 2.5 s segment of 20 corpus clips
 
 Clips: the built-in demo clip (30 s) and the musicnn test fixtures
 (tests/data/musicnn_clip_*.flac, 10 s each), cut into segments of
@@ -44,6 +46,21 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def corpus_segments(order: Path, seconds: float, limit: int, offset: float):
+    """One segment of every clip of a corpus (``order.txt`` of scripts/make_corpus.py), from ``offset`` s."""
+    from freqrex.io import load_audio
+
+    out = []
+    for line in order.read_text().split():
+        if len(out) >= limit:
+            break
+        x, sr = load_audio(line, sample_rate=16000)
+        a, n = int(offset * sr), int(seconds * sr)
+        if x.size >= a + n:
+            out.append((f"{Path(line).stem}@{offset:g}s", np.asarray(x[a:a + n], dtype=np.float32)))
+    return out, 16000
 
 
 def segments(seconds: float, limit: int):
@@ -125,6 +142,10 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=24, help="number of clips (default 24)")
     ap.add_argument("--flip-budget", type=int, default=30, help="queries per masked flip (0: no flips)")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="order.txt of a corpus (scripts/make_corpus.py): one segment of each of its first "
+                         "--clips clips, from --offset s, instead of the demo clip and the fixtures")
+    ap.add_argument("--offset", type=float, default=10.0, help="start of the corpus segments (s)")
     args = ap.parse_args()
 
     from art.attacks.evasion.imperceptible_asr.imperceptible_asr import PsychoacousticMasker
@@ -132,7 +153,8 @@ def main() -> None:
     from freqrex import psychoacoustic as pa
     from freqrex.signal import art_masking_threshold
 
-    clips, sr = segments(args.segment, args.clips)
+    clips, sr = (corpus_segments(args.corpus, args.segment, args.clips, args.offset) if args.corpus
+                 else segments(args.segment, args.clips))
     g_db = 20 * math.log10(math.sqrt(8.0 / 3.0))
     pooled = {"ours_vs_art": [], "bybin_vs_art": [], "ours_vs_bybin": [], "ours_vs_bybin_limited": [],
               "tonal_vs_art": [], "tonal_vs_bybin_limited": []}
@@ -192,6 +214,7 @@ def main() -> None:
     summary["psd_max_abs_difference_db"] = psd_err
     summary["clips"] = len(clips)
     summary["segment_s"] = args.segment
+    summary["source"] = f"corpus {args.corpus}, from {args.offset:g} s" if args.corpus else "demo clip and fixtures"
     print()
     print(f"{len(clips)} clips of {args.segment:g} s; normalised PSDs on common frames differ by at most "
           f"{psd_err:.2g} dB")
