@@ -25,7 +25,8 @@ last line (a run killed mid-write) is cut off, and clips already recorded for
 the same model and protocol are skipped, so an interrupted run continues where
 it stopped and loses no finished record.  :func:`summarize` and
 :func:`summary_markdown` turn the records into the results table, with the
-paper's numbers beside ours.  With several models, :mod:`.transfer` plays each
+paper's numbers beside ours; :func:`read_results` reads the records as typed,
+frozen :class:`ClipRecord` objects (:mod:`.results`).  With several models, :mod:`.transfer` plays each
 model's sufficient and complete sets to the others (:func:`transfer_matrix`).
 """
 
@@ -33,12 +34,18 @@ from .protocol import PAPER, RECORD_VERSION, EvalOptions, evaluate_clip
 from .records import (AUDIO_SUFFIXES, OutputLock, _clean, _num, append_record, check_outputs, clip_id, comparable,
                       find_audio, load_records)
 from ..progress import RunProgress
+from .results import ClipRecord, Decision, ExplanationSummary, FlipSummary, SetSummary, read_results
 from .runner import evaluate, evaluate_many
 from .summary import SNR_THRESHOLDS, curves_markdown, summarize, summary_markdown, write_summary
 from .transfer import transfer_markdown, transfer_matrix, transfer_path
 
 __all__ = [
+    "ClipRecord",
+    "Decision",
     "EvalOptions",
+    "ExplanationSummary",
+    "FlipSummary",
+    "SetSummary",
     "PAPER",
     "AUDIO_SUFFIXES",
     "SNR_THRESHOLDS",
@@ -54,6 +61,7 @@ __all__ = [
     "evaluate_many",
     "find_audio",
     "load_records",
+    "read_results",
     "summarize",
     "summary_markdown",
     "transfer_markdown",

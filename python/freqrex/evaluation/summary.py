@@ -7,12 +7,13 @@ import math
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from .._atomic import write_text
 from ..viz.html import markdown_table
 from .protocol import PAPER, STRATEGIES
 from .records import _clean, _num
+from .results import ClipRecord
 
 
 # --------------------------------------------------------------------------- summary
@@ -27,21 +28,26 @@ def _median(values: List[Optional[float]]) -> Optional[float]:
     return None if not vals else float(statistics.median(vals))
 
 
-def summarize(records: Iterable[Dict[str, Any]],
+def summarize(records: Iterable[Union[Dict[str, Any], ClipRecord]],
               transfer_records: Optional[Iterable[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Success rates per model and strategy (and over all models), set sizes, SNRs, cost.
 
-    Records with ``status != "ok"`` are counted as errors and left out of
-    the rates.  With ``transfer_records`` (see :mod:`.transfer`), the
-    summary's ``transfer`` holds :func:`~.transfer.transfer_matrix`.
+    ``records``: the JSON records (:func:`~.records.load_records`) or typed
+    ones (:func:`~.results.read_results`; a JSON record of a newer version
+    raises :class:`~freqrex.errors.ResultFileError`).  Records with ``status != "ok"``
+    are counted as errors and left out of the rates.  With
+    ``transfer_records`` (see :mod:`.transfer`), the summary's ``transfer``
+    holds :func:`~.transfer.transfer_matrix`.
     """
-    by_model: Dict[str, List[Dict[str, Any]]] = {}
+    by_model: Dict[str, List[ClipRecord]] = {}
     errors: Dict[str, int] = {}
     for rec in records:
-        if rec.get("kind") == "transfer":
-            continue
-        model = rec.get("model", "?")
-        if rec.get("status") != "ok":
+        if isinstance(rec, Mapping):
+            if rec.get("kind") == "transfer":
+                continue
+            rec = ClipRecord.from_dict(rec)
+        model = rec.model if rec.model is not None else "?"
+        if not rec.ok:
             errors[model] = errors.get(model, 0) + 1
             continue
         by_model.setdefault(model, []).append(rec)
@@ -54,49 +60,47 @@ def summarize(records: Iterable[Dict[str, Any]],
 
         out["transfer"] = transfer_matrix(transfer_records)
     for model, recs in groups.items():
-        ks = sorted({int(k) for r in recs for s in r.get("fft_flips", {}).values() for k in s})
-        strategies = [s for s in STRATEGIES if any(s in r.get("fft_flips", {}) for r in recs)]
+        ks = sorted({k for r in recs for per_k in r.fft_flips.values() for k in per_k})
+        strategies = [s for s in STRATEGIES if any(s in r.fft_flips for r in recs)]
         m: Dict[str, Any] = {"clips": len(recs), "strategies": {}}
         for s in strategies:
             row: Dict[str, Any] = {"k": {}, "snr_db_median": {}, "queries_median": {}}
             for k in ks:
-                vals = [r["fft_flips"][s][str(k)] for r in recs if str(k) in r.get("fft_flips", {}).get(s, {})]
-                row["k"][str(k)] = _rate([v["success"] for v in vals])
-                row["snr_db_median"][str(k)] = _median([_num(v["snr_db"]) for v in vals if v["success"]])
-                row["queries_median"][str(k)] = _median([float(v["flip_queries"]) for v in vals])
-                row.setdefault("removal_only", {})[str(k)] = _rate(
-                    [bool(v["success"] and v["change"] == "remove") for v in vals])
-            st = [r["stft_flips"][s] for r in recs if s in r.get("stft_flips", {})]
-            row["stft"] = _rate([v["success"] for v in st])
-            row["stft_inaudible"] = _rate([bool(v["success"] and v.get("inaudible")) for v in st])
-            row["stft_snr_db_median"] = _median([_num(v["snr_db"]) for v in st if v["success"]])
-            row["stft_margin_db_median"] = _median([_num(v["margin_db"]) for v in st if v["success"]])
+                vals = [r.fft_flips[s][k] for r in recs if k in r.fft_flips.get(s, {})]
+                row["k"][str(k)] = _rate([v.success for v in vals])
+                row["snr_db_median"][str(k)] = _median([_num(v.snr_db) for v in vals if v.success])
+                row["queries_median"][str(k)] = _median([float(v.flip_queries) for v in vals])
+                row.setdefault("removal_only", {})[str(k)] = _rate([v.success and v.change == "remove" for v in vals])
+            st = [r.stft_flips[s] for r in recs if s in r.stft_flips]
+            row["stft"] = _rate([v.success for v in st])
+            row["stft_inaudible"] = _rate([bool(v.success and v.inaudible) for v in st])
+            row["stft_snr_db_median"] = _median([_num(v.snr_db) for v in st if v.success])
+            row["stft_margin_db_median"] = _median([_num(v.margin_db) for v in st if v.success])
             row["stft_clips"] = len(st)
             m["strategies"][s] = row
         sizes = {}
         for name in ("sufficient", "sufficient_necessary", "complete"):
-            vals = [r["fft_explanation"]["sets"][name] for r in recs]
-            present = [v for v in vals if v["size"] is not None]
+            present = [v for v in (r.fft_explanation.sets[name] for r in recs) if v.size is not None]
             sizes[name] = {
                 "present": len(present),
-                "size_median": _median([float(v["size"]) for v in present]),
-                "fraction_median": _median([float(v["fraction"]) for v in present]),
+                "size_median": _median([float(v.size) for v in present]),
+                "fraction_median": _median([float(v.fraction) for v in present]),
             }
         m["snr_curves"] = _snr_curves(recs, "fft_flips", strategies)
         m["snr_curves_given_explanation"] = _snr_curves(recs, "fft_flips_given_explanation", strategies)
         m["stft"] = _stft_rows(recs, "stft_flips", strategies)
         m["stft_given_explanation"] = _stft_rows(recs, "stft_flips_given_explanation", strategies)
         m["fft_sets"] = sizes
-        m["n_bins_median"] = _median([float(r["fft_explanation"]["n_bins"]) for r in recs])
-        m["explain_queries_median"] = _median([float(r["fft_explanation"]["queries"]) for r in recs])
+        m["n_bins_median"] = _median([float(r.fft_explanation.n_bins) for r in recs])
+        m["explain_queries_median"] = _median([float(r.fft_explanation.queries) for r in recs])
         m["stft_explain_queries_median"] = _median(
-            [float(r["stft_explanation"]["queries"]) for r in recs if "stft_explanation" in r])
-        m["seconds_median"] = _median([float(r["seconds"]) for r in recs])
-        m["seconds_total"] = float(sum(float(r["seconds"]) for r in recs))
+            [float(r.stft_explanation.queries) for r in recs if r.stft_explanation is not None])
+        m["seconds_median"] = _median([float(r.seconds) for r in recs])
+        m["seconds_total"] = float(sum(float(r.seconds) for r in recs))
         m["runner_up_gap_median"] = _median(
-            [float(r["original"]["score"] - r["original"]["runner_up_score"]) for r in recs
-             if r["original"].get("runner_up_score") is not None])
-        opts = [r.get("options") for r in recs]
+            [float(r.original.score - r.original.runner_up_score) for r in recs
+             if r.original.runner_up_score is not None])
+        opts = [r.options for r in recs]
         m["options"] = opts[0] if opts and all(o == opts[0] for o in opts) else "mixed"
         out["models"][model] = m
     return out
@@ -106,47 +110,45 @@ def summarize(records: Iterable[Dict[str, Any]],
 SNR_THRESHOLDS = (10, 20, 30, 40)
 
 
-def _snr_curves(recs: List[Dict[str, Any]], field: str, strategies: Sequence[str]) -> Dict[str, Any]:
+def _snr_curves(recs: List[ClipRecord], field: str, strategies: Sequence[str]) -> Dict[str, Any]:
     """Per strategy and k: the share of clips flipped at SNR >= each threshold, and median queries."""
     out: Dict[str, Any] = {}
     for s in strategies:
         per_k: Dict[str, Any] = {}
-        ks = sorted({int(k) for r in recs for k in r.get(field, {}).get(s, {})})
-        for k in ks:
-            vals = [r[field][s][str(k)] for r in recs if str(k) in r.get(field, {}).get(s, {})]
-            if not vals:
-                continue
-            snrs = [(_num(v["snr_db"]) if v["success"] else None) for v in vals]
+        flips = [getattr(r, field).get(s, {}) for r in recs]
+        for k in sorted({k for f in flips for k in f}):
+            vals = [f[k] for f in flips if k in f]
+            snrs = [(_num(v.snr_db) if v.success else None) for v in vals]
             per_k[str(k)] = {
                 "clips": len(vals),
                 "rate": {str(t): sum(1 for x in snrs if x is not None and x >= t) / len(vals) for t in SNR_THRESHOLDS},
                 "any": sum(1 for x in snrs if x is not None) / len(vals),
-                "inaudible": sum(1 for v in vals if v["success"] and v.get("inaudible")) / len(vals),
+                "inaudible": sum(1 for v in vals if v.success and v.inaudible) / len(vals),
                 "snr_db_median": _median([x for x in snrs if x is not None]),
-                "queries_median": _median([float(v["queries"]) for v in vals]),
+                "queries_median": _median([float(v.queries) for v in vals]),
             }
         if per_k:
             out[s] = per_k
     return out
 
 
-def _stft_rows(recs: List[Dict[str, Any]], field: str, strategies: Sequence[str]) -> Dict[str, Any]:
+def _stft_rows(recs: List[ClipRecord], field: str, strategies: Sequence[str]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for s in strategies:
-        vals = [r[field][s] for r in recs if s in r.get(field, {})]
+        vals = [getattr(r, field)[s] for r in recs if s in getattr(r, field)]
         if not vals:
             continue
-        ok = [v for v in vals if v["success"] and v.get("inaudible")]
+        ok = [v for v in vals if v.success and v.inaudible]
         # the independent check: ART's threshold on ART's own framing, never exceeded
-        art = [v for v in ok if v.get("art_max_excess_db") is not None and v["art_max_excess_db"] <= 0]
+        art = [v for v in ok if v.art_max_excess_db is not None and v.art_max_excess_db <= 0]
         out[s] = {
             "clips": len(vals),
             "inaudible_rate": len(ok) / len(vals),
             "under_art_rate": len(art) / len(vals),
-            "snr_db_median": _median([_num(v["snr_db"]) for v in ok]),
-            "margin_db_median": _median([_num(v["margin_db"]) for v in ok]),
-            "cells_median": _median([float(v["n_cells"]) for v in ok if v.get("n_cells") is not None]),
-            "queries_median": _median([float(v["queries"]) for v in vals]),
+            "snr_db_median": _median([_num(v.snr_db) for v in ok]),
+            "margin_db_median": _median([_num(v.margin_db) for v in ok]),
+            "cells_median": _median([float(v.n_cells) for v in ok if v.n_cells is not None]),
+            "queries_median": _median([float(v.queries) for v in vals]),
         }
     return out
 
