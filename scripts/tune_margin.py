@@ -12,6 +12,11 @@ and noise fill (``freqrex.quality.ranking_curves``, 14 queries each), beside pla
 
 One JSON line per (clip, setting) in ``--out``; clips already there are skipped (resumable).
 
+``--variants`` instead runs one search per intervention (``--searches``: ``zero``, ``noise`` = removed
+bins filled by ``quality.noise_fill``, ``paired`` = both per coalition, ``margin_search(fill=...)``),
+caches them (``--cache``) and scores the variant keys of :func:`variant_keys` (``--keys`` picks some):
+standard-error shrinkage, noise-fill effects, their sums. ``--start`` picks the first clip.
+
     python scripts/tune_margin.py /tmp/freqrex-corpus --model MSD_musicnn --n 6 --duration 10 \\
         --out docs/results/margin-tuning.jsonl
 """
@@ -50,6 +55,185 @@ def keys_from(e, energy):
     return keys
 
 
+def _z(effects):
+    eff = np.asarray(effects, dtype=np.float64)
+    sd = float(eff.std()) if eff.size > 1 else 0.0
+    return eff / sd if sd > 0 else np.zeros_like(eff)
+
+
+def _cells(values, leaves, shape):
+    """Per-part values spread to every cell of the part (flat; 0 outside the searched region)."""
+    from freqrex.margin.tree import leaf_index
+
+    idx = leaf_index([tuple(int(v) for v in leaf) for leaf in leaves], *shape).ravel()
+    return np.where(idx >= 0, np.append(np.asarray(values, dtype=np.float64), 0.0)[idx], 0.0)
+
+
+def shrunk(effects, se, c):
+    """Effects shrunk by their standard error: beta * max(0, 1 - (c se / |beta|)^2)."""
+    b = np.asarray(effects, dtype=np.float64)
+    s = np.asarray(se, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(np.abs(b) > 0, np.clip(1.0 - (c * s / np.abs(b)) ** 2, 0.0, None), 0.0)
+    return b * f
+
+
+PREFIX = {"zero": "", "noise": "n", "paired": "p", "paired:fill": "pn"}
+
+
+def variant_keys(searches, energy):
+    """Ranking keys from the searches of one clip ({"zero": (leaves, effects, se), "noise": ...};
+    a paired search adds "paired:fill", its fill channel on the same leaves)."""
+    shape = energy.shape
+    logE = np.log10(energy.ravel() + 1e-30)
+    keys = {"magnitude": logE}
+    for name, (leaves, b, se) in searches.items():
+        p = PREFIX[name]
+        sd = float(np.std(b)) or 1.0
+        for w in (0.5, 1.0, 2.0):
+            keys[f"{p}blend:{w:g}"] = logE + w * _cells(_z(b), leaves, shape)
+        for c in (1.0, 2.0):
+            for w in (1.0, 2.0):
+                keys[f"{p}shr:{c:g}:{w:g}"] = logE + w * _cells(shrunk(b, se, c) / sd, leaves, shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(se > 0, b / se, 0.0)
+        keys[f"{p}t:0.25"] = logE + 0.25 * _cells(t, leaves, shape)
+    if "zero" in searches and "noise" in searches:
+        (lz, bz, _), (ln, bn, _) = searches["zero"], searches["noise"]
+        both = _cells(_z(bz), lz, shape) + _cells(_z(bn), ln, shape)
+        keys["both:0.5"] = logE + 0.5 * both
+        keys["both:1"] = logE + 1.0 * both
+        for a, c in ((1.0, 0.25), (1.0, 0.5), (0.75, 0.5)):
+            keys[f"mix:{a:g}:{c:g}"] = logE + a * _cells(_z(bz), lz, shape) + c * _cells(_z(bn), ln, shape)
+        _, _, sez = searches["zero"]
+        _, _, sen = searches["noise"]
+        for c, w in ((1.0, 0.5), (1.0, 1.0), (2.0, 1.0)):
+            sh = (_cells(shrunk(bz, sez, c) / (float(np.std(bz)) or 1.0), lz, shape)
+                  + _cells(shrunk(bn, sen, c) / (float(np.std(bn)) or 1.0), ln, shape))
+            keys[f"bshr:{c:g}:{w:g}"] = logE + w * sh
+    if "paired" in searches:
+        (lv, bz, _), (_, bn, _) = searches["paired"], searches["paired:fill"]
+        both = _cells(_z(bz) + _z(bn), lv, shape)
+        for w in (0.0625, 0.125, 0.25, 0.5, 1.0):
+            keys[f"pboth:{w:g}"] = logE + w * both
+        for a, c in ((1.0, 0.25), (1.0, 0.5), (0.5, 0.25), (0.5, 0.5), (0.75, 0.5)):
+            keys[f"pmix:{a:g}:{c:g}"] = logE + _cells(a * _z(bz) + c * _z(bn), lv, shape)
+        (_, _, sz), (_, _, sn) = searches["paired"], searches["paired:fill"]
+        for c, w in ((1.0, 0.5), (1.0, 1.0)):
+            sh = (shrunk(bz, sz, c) / (float(np.std(bz)) or 1.0) + shrunk(bn, sn, c) / (float(np.std(bn)) or 1.0))
+            keys[f"pbshr:{c:g}:{w:g}"] = logE + w * _cells(sh, lv, shape)
+    return keys
+
+
+class NoiseSpace:
+    """A frequency space whose removed bins are filled with :func:`freqrex.quality.noise_fill`
+    coefficients (seed 1: not the realisation the curves use) instead of zero (fft space only)."""
+
+    def __init__(self, space, audio):
+        from freqrex import quality
+
+        self.shape = tuple(space.shape)
+        self.audio = np.asarray(audio, dtype=np.float64)
+        self.fill = quality.noise_fill(self.audio, seed=1)
+
+    def synthesize(self, masks):
+        from freqrex import quality
+
+        m = np.asarray(masks, dtype=bool).reshape(-1, *self.shape)
+        return quality._noise_waves(self.audio, m[:, 0, :], self.fill)
+
+
+def run_search(audio, sr, model, intervention, nb, res, max_queries, cache):
+    """One default explanation with the search's removed bins filled by ``intervention`` ("zero",
+    "noise", or "paired": every coalition under both); returns {search: (leaves, effects, se)}, band,
+    target of its margin search (cached as npz in ``cache``)."""
+    if not (cache and os.path.exists(cache)):
+        _search(audio, sr, model, intervention, nb, res, max_queries, cache)
+    d = np.load(cache)
+    out = {intervention: (d["leaves"], d["effects"], d["se"])}
+    if "fill_effects" in d:
+        out[intervention + ":fill"] = (d["leaves"], d["fill_effects"], d["fill_se"])
+    return out, tuple(int(v) for v in d["band"]), int(d["target"])
+
+
+def _search(audio, sr, model, intervention, nb, res, max_queries, cache):
+    import freqrex
+    from freqrex import explainer
+
+    real = explainer.margin_search
+    got = []
+
+    def patched(space, evaluate, **kw):
+        if intervention == "noise":
+            space = NoiseSpace(space, audio)
+        if intervention == "paired":
+            from freqrex import quality
+
+            kw["fill"] = quality.noise_fill(np.asarray(audio, dtype=np.float64), seed=1)
+        found = real(space, evaluate, **kw)
+        got.append(found)
+        return found
+
+    explainer.margin_search = patched
+    try:
+        e = freqrex.explain(audio, sr, model, n_bands=nb, resolution=res, max_queries=max_queries, seed=0)
+    finally:
+        explainer.margin_search = real
+    f = got[0]
+    extra = {} if f.fill_effects is None else {"fill_effects": f.fill_effects, "fill_se": f.fill_se}
+    np.savez(cache, leaves=np.asarray(f.leaves), effects=f.effects, se=f.se, band=np.asarray(e.options["_band"]),
+             target=e.target, queries=f.queries, **extra)
+
+
+def variants(args, names) -> int:
+    """--variants: per clip, one search per intervention (zero, noise), then every variant key."""
+    from freqrex import quality
+    from freqrex.io import load_audio
+    from freqrex.models import load_model
+
+    model = load_model(args.model)
+    os.makedirs(args.cache, exist_ok=True)
+    done = {}
+    if os.path.exists(args.out):
+        for line in open(args.out):
+            r = json.loads(line)
+            done[(r["clip"], r["setting"])] = r
+    for name in names:
+        path = os.path.join(args.corpus, name)
+        audio, sr = load_audio(path, sample_rate=model.sample_rate, duration=args.duration)
+        energy = np.abs(np.fft.rfft(audio.astype(np.float64)))[None, :] ** 2
+        for setting in args.settings.split(","):
+            nb, res = (int(v) for v in setting.split("/"))
+            tag = f"{args.model}-{os.path.basename(name)}-{nb}-{res}-{args.duration:g}"
+            searches, band, target = {}, None, None
+            for iv in args.searches.split(","):
+                got, band, target = run_search(audio, sr, model, iv, nb, res, args.max_queries,
+                                               os.path.join(args.cache, f"{tag}-{iv}.npz"))
+                searches.update(got)
+            rec = done.get((name, setting)) or {"clip": name, "model": args.model, "setting": setting,
+                                                 "duration": args.duration, "target": target, "curves": {}}
+            new = False
+            wanted = set(args.keys.split(",")) if args.keys else None
+            for kname, key in variant_keys(searches, energy).items():
+                if f"{kname}|zero" in rec["curves"] or (wanted and kname not in wanted):
+                    continue
+                r = rank(key, band)
+                for op in ("zero", "noise"):
+                    c = quality.ranking_curves(audio, sr, model, r, target=target, operator=op)
+                    rec["curves"][f"{kname}|{op}"] = [c.deletion_auc, c.insertion_auc]
+                new = True
+            if new:
+                lines = [line for line in open(args.out)] if os.path.exists(args.out) else []
+                lines = [l for l in lines if (json.loads(l)["clip"], json.loads(l)["setting"]) != (name, setting)]
+                lines.append(json.dumps(rec) + "\n")
+                with open(args.out + ".tmp", "w") as fh:
+                    fh.writelines(lines)
+                os.replace(args.out + ".tmp", args.out)
+            done[(name, setting)] = rec
+            print(os.path.basename(name), setting, time.strftime("%H:%M:%S"), flush=True)
+    return 0
+
+
 def rank(key, band):
     b0, b1 = band
     cells = np.arange(b0, b1)
@@ -68,18 +252,24 @@ def table(paths) -> str:
             out += [f"**{model}, n_bands/resolution {setting}** ({len(rs)} clips, {durations})", "",
                     "| key | zero: deletion | insertion | noise: deletion | insertion | beats magnitude (z del/ins, n del/ins) |",
                     "|---|---:|---:|---:|---:|---|"]
-            for key in rs[0]["curves"]:
+            names = list(dict.fromkeys(key for r in rs for key in r["curves"]))
+            for key in names:
                 k, op = key.split("|")
                 if op != "zero":
                     continue
-                cells, wins = [], []
+                rk = [r for r in rs if key in r["curves"]]
+                if len(rk) < len(rs):
+                    k = f"{k} ({len(rk)} clips)"
+                cells, wins, rs_all, rs = [], [], rs, rk
+                k0 = key.split("|")[0]
                 for o in ("zero", "noise"):
-                    d = [r["curves"][f"{k}|{o}"][0] for r in rs]
-                    i = [r["curves"][f"{k}|{o}"][1] for r in rs]
+                    d = [r["curves"][f"{k0}|{o}"][0] for r in rs]
+                    i = [r["curves"][f"{k0}|{o}"][1] for r in rs]
                     cells += [f"{np.median(d):.3f}", f"{np.median(i):.3f}"]
-                    wins += [sum(r["curves"][f"{k}|{o}"][0] < r["curves"][f"magnitude|{o}"][0] for r in rs),
-                             sum(r["curves"][f"{k}|{o}"][1] > r["curves"][f"magnitude|{o}"][1] for r in rs)]
+                    wins += [sum(r["curves"][f"{k0}|{o}"][0] < r["curves"][f"magnitude|{o}"][0] for r in rs),
+                             sum(r["curves"][f"{k0}|{o}"][1] > r["curves"][f"magnitude|{o}"][1] for r in rs)]
                 out.append(f"| {k} | " + " | ".join(cells) + " | " + ", ".join(f"{w}/{len(rs)}" for w in wins) + " |")
+                rs = rs_all
             out.append("")
     return "\n".join(out)
 
@@ -93,6 +283,12 @@ def main(argv=None) -> int:
     ap.add_argument("--settings", default="16/96", help="comma-separated n_bands/resolution pairs")
     ap.add_argument("--max-queries", type=int, default=400)
     ap.add_argument("--out", default="docs/results/margin-tuning.jsonl")
+    ap.add_argument("--start", type=int, default=1, help="first clip of order.txt (1-based)")
+    ap.add_argument("--variants", action="store_true",
+                    help="score the variant keys (standard-error shrinkage, noise-fill searches, blends)")
+    ap.add_argument("--searches", default="zero,noise", help="--variants: the search interventions")
+    ap.add_argument("--keys", default="", help="--variants: only these keys (comma-separated)")
+    ap.add_argument("--cache", default="/tmp/freqrex-tune-cache", help="--variants: npz of every search")
     ap.add_argument("--table", nargs="*", help="print the markdown table of these records files and stop")
     args = ap.parse_args(argv)
     if args.table is not None:
@@ -107,7 +303,9 @@ def main(argv=None) -> int:
     order = os.path.join(args.corpus, "order.txt")
     names = open(order).read().split() if os.path.exists(order) else sorted(
         f for f in os.listdir(args.corpus) if f.endswith((".wav", ".flac")))
-    names = names[: args.n]
+    names = names[args.start - 1: args.start - 1 + args.n]
+    if args.variants:
+        return variants(args, names)
     model = load_model(args.model)
     done = set()
     if os.path.exists(args.out):
