@@ -111,7 +111,7 @@ def test_flip_cli_keeps_its_flag_names():
 def test_flip_api_takes_every_default_from_flip_options():
     sig = inspect.signature(freqrex.flip)
     own = {n: prm for n, prm in sig.parameters.items() if prm.kind is prm.KEYWORD_ONLY}
-    assert set(own) == set(FLIP_DEFAULTS) | {"options", "explanation", "progress", "_cache"}
+    assert set(own) == set(FLIP_DEFAULTS) | {"options", "explanation", "progress", "start_from", "_cache"}
     assert all(prm.default is None for prm in own.values())  # None: FlipOptions' value
     vsig = inspect.signature(freqrex.vulnerability)
     assert all(prm.default is None for prm in vsig.parameters.values() if prm.kind is prm.KEYWORD_ONLY)

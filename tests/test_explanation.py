@@ -28,7 +28,8 @@ def test_fields(explanation):
 
     leaves = [tuple(int(v) for v in p[:4]) for p in e.parts]
     energy = np.abs(np.fft.rfft(make_clip().astype(np.float64)))[None, :] ** 2
-    key = ranking_key(e.parts[:, 4], leaves, energy, e.options["effect_weight"])[0]
+    assert e.parts.shape[1] == 6 and np.all(np.isfinite(e.parts[:, 5]))  # the default: paired noise fill
+    key = ranking_key(e.parts[:, 4], leaves, energy, e.options["effect_weight"], fill_effects=e.parts[:, 5])[0]
     assert np.all(np.diff(key[e.ranking]) <= 0)
     paper = freqrex.explain(make_clip(), SR, BandClassifier("and"), rule="minimal", iterations=2, budget=200)
     assert np.all(np.diff(paper.responsibility[paper.ranking]) <= 0)  # the pass/fail rules: by responsibility

@@ -118,3 +118,41 @@ def test_a_subtraction_is_tried_no_louder_than_removing_its_bin():
     removal = np.fft.irfft(np.where(np.arange(X.size) == 1000, X, 0), n=x.size)
     removal_snr = 10 * np.log10(np.sum(x.astype(np.float64) ** 2) / np.sum(removal**2))
     assert r.snr_db >= removal_snr - 1e-6
+
+
+@pytest.mark.parametrize("mode", ["one", "and", "or"])
+@pytest.mark.parametrize("strategy", ["magnitude", "random", "tone_scan", "additive"])
+def test_k_up_to_five_started_from_k1_is_never_louder(mode, strategy):
+    """``flip(k=5, start_from=flip(k=1))``: the k = 1 flip is re-scored first, so k <= 5 keeps it
+    whatever its own search finds, at its own budget."""
+    for seed in range(3):
+        x = make_clip(seed)
+        model = BandClassifier(mode)
+        one = flip(x, SR, model, k=1, strategy=strategy, budget=40, seed=seed)
+        five = flip(x, SR, model, k=5, strategy=strategy, budget=40, seed=seed, start_from=one)
+        _no_worse(one, five)
+        direct = model(five.audio[None])[0]  # the flip, checked by a direct model call
+        assert (int(np.argmax(direct)) != one.original_class) == five.success
+
+
+def test_start_from_a_loaded_flip_and_the_errors_a_user_can_cause(tmp_path):
+    from freqrex.errors import ParameterError
+
+    x = make_clip(0)
+    model = BandClassifier("one")
+    one = flip(x, SR, model, k=1, strategy="magnitude", budget=40, seed=0)
+    assert one.success
+    one.save(tmp_path / "one")
+    loaded = FlipResult.load(tmp_path / "one")
+    five = flip(x, SR, model, k=5, strategy="magnitude", budget=40, seed=0, start_from=loaded)
+    assert five.success and five.snr_db >= one.snr_db - 0.01  # the loaded flip's level is its SNR
+    with pytest.raises(ParameterError, match="another clip"):
+        flip(x[:-100], SR, model, k=5, budget=10, start_from=one)
+    with pytest.raises(ParameterError, match="FlipResult"):
+        flip(x, SR, model, k=5, budget=10, start_from={"bins": [3]})
+    with pytest.raises(ParameterError, match="fft quietest"):
+        flip(x, SR, model, k=5, budget=10, space="stft", strategy="magnitude", start_from=one)
+    five_bins = flip(x, SR, model, k=5, strategy="magnitude", budget=40, seed=0)
+    if five_bins.success and five_bins.bins.size > 1:
+        with pytest.raises(ParameterError, match="more than k=1"):
+            flip(x, SR, model, k=1, budget=10, start_from=five_bins)

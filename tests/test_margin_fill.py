@@ -61,3 +61,42 @@ def test_without_fill_nothing_changes_and_the_result_is_seeded():
     assert a.fill_effects is None and a.fill_se is None
     np.testing.assert_array_equal(a.effects, b.effects)
     np.testing.assert_array_equal(a.se, b.se)
+
+
+def test_the_default_explanation_scores_both_channels_within_its_budget():
+    import freqrex
+
+    x = make_clip()
+    model = Content()
+    e = freqrex.explain(x, SR, model, seed=0)
+    assert e.options["fill"] == "noise" and e.options["effect_weight"] == 0.125
+    assert model.calls == e.queries <= 400
+    assert e.search_queries % 2 == 0  # every coalition zeroed and noise-filled
+    assert int(e.ranking[0]) == 1000  # the tone the model reads comes first
+
+
+def test_fill_applies_only_to_the_margin_rule_in_the_fft_space_with_zero_masking():
+    import pytest
+
+    from freqrex.errors import ParameterError
+    from freqrex.options import ExplainOptions
+
+    assert ExplainOptions().uses_fill
+    assert not ExplainOptions(fill="none").uses_fill
+    assert not ExplainOptions(space="stft").uses_fill
+    assert not ExplainOptions(rule="rex").uses_fill
+    assert not ExplainOptions(mask_value=1e-3).uses_fill
+    with pytest.raises(ParameterError, match="fill"):
+        ExplainOptions(fill="pink")
+
+
+def test_the_filled_explanation_is_the_same_whatever_the_batch_size():
+    import freqrex
+
+    x = make_clip()
+    a = freqrex.explain(x, SR, Content(), seed=3, batch_size=5, max_queries=120)
+    b = freqrex.explain(x, SR, Content(), seed=3, batch_size=64, max_queries=120)
+    np.testing.assert_array_equal(a.ranking, b.ranking)
+    np.testing.assert_array_equal(a.responsibility, b.responsibility)
+    c = freqrex.explain(x, SR, Content(), seed=3, max_queries=120, fill="none")
+    assert c.options["fill"] == "none" and c.queries <= 120

@@ -27,7 +27,7 @@ from freqrex.evaluation.records import _clean
 from test_evaluate import OPTIONS, ToneModel, make_clips
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-CURRENT = RESULTS / "flips-madmom-key.jsonl"  # record version 3, appended by a running evaluation
+CURRENT = RESULTS / "flips-madmom-key.jsonl"  # record version 3 (the layout of 4)
 OLD = [RESULTS / "musicnn-eval.jsonl", *sorted((RESULTS / "round2").glob("flips-*.jsonl"))]  # versions 1 and 2
 
 
@@ -104,7 +104,7 @@ def test_round_trip_is_exact_on_the_current_records():
         r = ClipRecord.from_dict(d)
         assert r.to_dict() == d
         assert json.dumps(r.to_dict(), sort_keys=True) == line
-    assert lines and json.loads(lines[0])["version"] == RECORD_VERSION
+    assert lines and json.loads(lines[0])["version"] == 3 < RECORD_VERSION
 
 
 @pytest.mark.parametrize("path", OLD, ids=lambda p: p.name)

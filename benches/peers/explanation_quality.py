@@ -30,7 +30,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -74,7 +74,12 @@ def occlusion_ranking(audio, model, queries: int, target: int):
     return _by_band_then_magnitude(per_bin, np.abs(X)), spent
 
 
-def run_clip(path: str, model, model_name: str, methods, seed: int, duration: float) -> dict:
+def run_clip(path: str, model, model_name: str, methods, seed: int, duration: float,
+             reuse: Optional[dict] = None) -> dict:
+    """One clip's record. ``reuse``: an earlier record of the same clip and model whose peers (every
+    method but freqrex's own two) are copied instead of recomputed, when they had at least freqrex's
+    new total of queries (freqrex's ``max_queries`` is capped at theirs, so the comparison can only
+    favour the peers)."""
     import freqrex
     from freqrex import quality
     from freqrex.io import load_audio
@@ -88,7 +93,9 @@ def run_clip(path: str, model, model_name: str, methods, seed: int, duration: fl
                  "methods": {}}
     counted = Counting(model)
     t = time.perf_counter()
-    e = freqrex.explain(audio, sr, counted, seed=seed)
+    # with reused peers, freqrex may spend at most what they had (a handicap for freqrex only)
+    cap = {} if reuse is None else {"max_queries": min(int(reuse["queries"]), 400)}
+    e = freqrex.explain(audio, sr, counted, seed=seed, **cap)
     secs = time.perf_counter() - t
     q = int(e.queries)
     assert counted.rows == q, (counted.rows, q)
@@ -111,8 +118,15 @@ def run_clip(path: str, model, model_name: str, methods, seed: int, duration: fl
         r = np.asarray(e.responsibility)[b0:b1]
         rankings["freqrex_effects"] = cells[np.lexsort((cells, -X[b0:b1], -r))].astype(np.int64)
         info["freqrex_effects"] = {"queries": q, "seconds": 0.0}
+    if reuse is not None and int(reuse["queries"]) < q:
+        reuse = None
+    if reuse is not None:
+        rec["peers_from"] = {"queries": int(reuse["queries"]), "options": reuse.get("options")}
     for name in methods:
         if name in ("freqrex", "freqrex_effects"):
+            continue
+        if reuse is not None and name in reuse["methods"]:
+            rec["methods"][name] = dict(reuse["methods"][name])
             continue
         counted = Counting(model)
         t = time.perf_counter()
@@ -139,7 +153,10 @@ def run_clip(path: str, model, model_name: str, methods, seed: int, duration: fl
         assert counted.rows == spent and spent <= q, (name, counted.rows, spent, q)
         rankings[name] = r
         info[name] = {"queries": int(spent), "seconds": time.perf_counter() - t, **extra}
+    rec["options"] = {k: e.options[k] for k in ("effect_weight", "fill") if k in e.options}
     for name in methods:
+        if name in rec["methods"]:
+            continue
         d = dict(info[name])
         for op in OPERATORS:
             c = quality.ranking_curves(audio, sr, model, rankings[name], target=e.target, operator=op)
@@ -199,6 +216,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--out", default="docs/results/explanation-quality.jsonl")
     ap.add_argument("--summary", default=None)
+    ap.add_argument("--reuse", default=None,
+                    help="earlier records (JSONL) whose peers are copied when they had at least freqrex's queries")
     args = ap.parse_args(argv)
     from freqrex._atomic import write_text
     from freqrex.models import load_model
@@ -215,13 +234,16 @@ def main(argv=None) -> int:
     summary = args.summary or os.path.splitext(args.out)[0] + ".md"
     records = load_records(args.out)
     done = {(r["clip"], r["model"], r["seed"], r.get("duration")) for r in records}
+    reused = {(r["clip"], r["model"], r["seed"], r.get("duration")): r
+              for r in (load_records(args.reuse) if args.reuse else [])}
     for path in clips:
         if (os.path.abspath(path), args.model, args.seed, args.duration) in done:
             print(f"{path}: done, skipped", flush=True)
             continue
         print(f"{path}:", flush=True)
         t = time.perf_counter()
-        rec = run_clip(path, model, args.model, methods, args.seed, args.duration)
+        old = reused.get((os.path.abspath(path), args.model, args.seed, args.duration))
+        rec = run_clip(path, model, args.model, methods, args.seed, args.duration, reuse=old)
         rec["total_seconds"] = time.perf_counter() - t
         records.append(rec)
         write_records(args.out, records)

@@ -17,6 +17,7 @@ from .errors import ParameterError
 from .explanation import SET_NAMES, Explanation
 from .models import as_model
 from .options import EngineOptions, ExplainOptions, make_options
+from .quality import noise_fill
 
 #: Queries kept back under ``max_queries`` to score the sets' margins (kept alone and removed).
 SET_CHECKS = 3
@@ -128,8 +129,10 @@ class Explainer:
                 hz_per_bin=sr / n_fft, sample_rate=sr, budget=budget, seed=opts.seed,
                 batch_size=opts.batch_size, energy=amplitude ** 2, contrast=contrast, n_bands=opts.n_bands,
                 resolution=opts.resolution, class_maps=opts.class_maps,
+                fill=noise_fill(x, seed=opts.seed + 1) if opts.uses_fill else None,
             )
-            key = ranking_key(found.effects, found.leaves, amplitude ** 2, opts.effect_weight)
+            key = ranking_key(found.effects, found.leaves, amplitude ** 2, opts.effect_weight,
+                              fill_effects=found.fill_effects)
             engine_options = EngineOptions.from_explain(
                 opts, band=band, budget=0, rule="minimal",
                 max_queries=None if total is None else max(total - checks - found.queries, 1))
@@ -227,7 +230,10 @@ class Explainer:
             margin=margin,
             contrast=contrast,
             parts=None if found is None else np.asarray(
-                [[*leaf, eff] for leaf, eff in zip(found.leaves, found.effects)], dtype=np.float64),
+                [[*leaf, eff, fe] for leaf, eff, fe in zip(
+                    found.leaves, found.effects,
+                    np.full(len(found.leaves), np.nan) if found.fill_effects is None else found.fill_effects)],
+                dtype=np.float64).reshape(-1, 6),
             set_margins=margins,
             warnings=warns,
             _space=space,
@@ -327,12 +333,21 @@ def explain(
             while others can be).
         margin_tol=0.01
             A set whose margin is below this is flagged in ``warnings``.
-        effect_weight=1.0
+        effect_weight=0.125
             ``margin``: cells are ranked (for the sets and ``ranking``) by
             log10 of their energy plus this times their part's effect in
-            standard deviations of all parts' effects: energy is the zero-query
+            standard deviations of all parts' effects (with ``fill``, the sum
+            of both channels' standardised effects): energy is the zero-query
             prior, the effects reorder it (:func:`freqrex.margin.ranking_key`;
-            0 ranks by magnitude alone).
+            0 ranks by magnitude alone). Tuned in docs/explanations.md.
+        fill="noise"
+            ``margin`` rule, ``fft`` space: every coalition is scored twice,
+            its removed bins zeroed and filled with noise at the clip's local
+            level (:func:`freqrex.quality.noise_fill`, seed ``seed + 1``): two
+            queries a coalition, so what a part's *content* does is told from
+            what its *energy* does. ``"none"``: zero only (then
+            ``effect_weight=1`` was the tuned weight). Ignored by the ``stft``
+            space, the pass/fail rules and a non-zero ``mask_value``.
         iterations=8, cuts="log", n_parts=4, min_part=2, max_depth=16, alternatives=4, threshold=None
             The pass/fail rules' random partition refinements.
         fmin, fmax

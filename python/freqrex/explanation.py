@@ -119,8 +119,9 @@ class Explanation:
     set_margins: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     #: Reasons to distrust this explanation, one line each (:mod:`freqrex.trust`); empty when none.
     warnings: List[str] = field(default_factory=list)
-    #: ``rule="margin"``: the final partition's parts, (n_parts, 5) rows ``t0, t1, f0, f1, effect``
-    #: (half-open frame and bin ranges; effect: the margin lost when the part is removed).
+    #: ``rule="margin"``: the final partition's parts, (n_parts, 6) rows ``t0, t1, f0, f1, effect,
+    #: fill_effect`` (half-open frame and bin ranges; effect: the margin lost when the part is zeroed;
+    #: fill_effect: when it is filled with noise instead, NaN with ``fill="none"``).
     parts: Optional[np.ndarray] = None
     _space: Any = field(default=None, repr=False)
     _audio: Optional[np.ndarray] = field(default=None, repr=False)

@@ -32,6 +32,8 @@ MAX_REAL = 1e12
 CUTS = ("uniform", "log")
 RULES = ("margin", "minimal", "rex", "confidence")
 TIEBREAKS = ("magnitude", "index")
+#: What the margin search puts in the bins a coalition removes, besides zero (``fill``).
+FILLS = ("noise", "none")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ class ExplainOptions:
     n_bands: int = 16
     resolution: int = 96
     margin_tol: float = 0.01
-    effect_weight: float = 1.0
+    effect_weight: float = 0.125
+    fill: str = "noise"
     model_timeout: Optional[float] = None
 
     def __post_init__(self) -> None:
@@ -103,6 +106,7 @@ class ExplainOptions:
         choice("cuts", CUTS)
         choice("rule", RULES)
         choice("tiebreak", TIEBREAKS)
+        choice("fill", FILLS)
         integer("n_fft", 4, MAX_N_FFT)
         integer("hop_length", 1, MAX_N_FFT // 2)
         if self.hop_length > self.n_fft // 2:
@@ -153,6 +157,12 @@ class ExplainOptions:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def uses_fill(self) -> bool:
+        """Whether the margin search also scores every coalition with its removed bins noise-filled:
+        ``fill="noise"`` with the margin rule in the ``fft`` space and zero masking."""
+        return self.fill == "noise" and self.rule == "margin" and self.space == "fft" and self.mask_value == 0
 
     def check_size(self, n_samples: int) -> None:
         """Refuse a frequency space of more than :data:`MAX_CELLS` cells for a clip of

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from typing import Any, Dict, Optional
 
-from ..options import CUTS, RULES, SPACES, ExplainOptions
+from ..options import CUTS, FILLS, RULES, SPACES, ExplainOptions
 
 #: Queries the deletion/insertion curves spend (2 x 7 fractions), kept inside --max-queries.
 QUALITY_QUERIES = 14
@@ -43,6 +43,8 @@ _CLI = {
                    "below one band unless budget is left"),
     "effect_weight": (float, None, "margin rule: the ranking is log-energy plus this times each part's "
                       "standardised effect (0: magnitude alone)"),
+    "fill": (str, FILLS, "margin rule, fft space: also score every coalition with its removed bins "
+             "filled with noise at the clip's local level (two queries a coalition); 'none': zero only"),
     "margin_tol": (float, None, "a set whose margin is below this is reported as not trustworthy"),
     "fmin": (float, None, "lowest frequency searched (Hz); bins outside are always kept"),
     "fmax": (float, None, "highest frequency searched (Hz)"),

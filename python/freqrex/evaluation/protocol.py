@@ -22,8 +22,9 @@ PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
 
 #: Version of the record layout and of what produces it; part of the protocol key, so a resumed
 #: run never mixes records of two versions. 3: the margin explanation (400 queries in all), the
-#: causal flip starting from the additive search, the audibility and closeness fields.
-RECORD_VERSION = 3
+#: causal flip starting from the additive search, the audibility and closeness fields. 4: the
+#: explanation's paired noise fill (``fill="noise"``), k > 1 starting from the previous k's flip.
+RECORD_VERSION = 4
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -287,16 +288,21 @@ def evaluate_clip(
     cache: Dict = {}
     flips: Dict[str, Dict[str, Any]] = {}
     given: Dict[str, Dict[str, Any]] = {}
+    # k > 1 starts from the previous k's flip (flip(start_from=...)), so it is never louder than it
+    fixed = o.change != "quietest"
     for strategy in o.strategies:
         flips[strategy] = {}
+        before = before_given = None
         for k in o.ks:
             r = flip(audio, sample_rate, model, k=k, space="fft", explanation=e, budget=_budget(o, strategy, e),
-                     strategy=strategy, _cache=cache, **knobs)
+                     strategy=strategy, start_from=None if fixed else before, _cache=cache, **knobs)
             flips[strategy][str(k)] = _flip_summary(r)
+            before = r
             if strategy != "causal" and o.equal_total:
                 r = flip(audio, sample_rate, model, k=k, space="fft", explanation=e, budget=o.flip_budget,
-                         strategy=strategy, _cache=cache, **knobs)
+                         strategy=strategy, start_from=None if fixed else before_given, _cache=cache, **knobs)
                 given.setdefault(strategy, {})[str(k)] = _flip_summary(r)
+                before_given = r
     rec["fft_flips"] = flips
     if given:
         rec["fft_flips_given_explanation"] = given

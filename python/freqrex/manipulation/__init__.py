@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -65,7 +65,7 @@ from .options import CHANGES, FLIP_FIELDS, STFT_STRATEGIES, FlipOptions, resolve
 from .oracle import Oracle
 from .perturbation import SpectralClip, db_x, snr_db
 from .result import FlipResult
-from .search import masked_flip, quietest_flip
+from .search import LevelSearch, masked_flip, quietest_flip
 from .vulnerability import VulnerabilitySpectrum
 
 __all__ = ["FlipOptions", "FlipResult", "flip", "vulnerability", "STRATEGIES", "CHANGES", "SpectralClip",
@@ -114,6 +114,7 @@ def flip(
     explain_budget: Optional[int] = None,
     explain_iterations: Optional[int] = None,
     progress: Optional[ProgressCallback] = None,
+    start_from: Optional[FlipResult] = None,
     _cache: Optional[Dict] = None,
     **explain_options: Any,
 ) -> FlipResult:
@@ -174,6 +175,11 @@ def flip(
         Budget and iterations of the explanation computed here.
     progress : callable, optional
         ``progress(phase, done, total)`` after every model call.
+    start_from : FlipResult, optional
+        A successful ``fft`` quietest flip of this clip and model with at most
+        ``k`` bins (typically ``k=1``'s): the search starts from it (re-scored,
+        one query of ``budget``) and only looks for quieter flips, so the
+        result is never louder than it, e.g. ``flip(k=5, start_from=flip(k=1))``.
     **explain_options
         Further options of :func:`freqrex.explain` (``fmin``, ``fmax``,
         ``cuts``, ...).  ``fmin``/``fmax`` also bound the baselines' bins.
@@ -264,6 +270,7 @@ def flip(
         if target == orig_class:
             raise ParameterError(f"target {target} is already the model's class for this clip")
 
+    seed_change = _start_change(start_from, x.size, sr, space, change, k, target)
     clip = SpectralClip(x, sr, space, n_fft, hop_length, cache)
     band = make_options(
         space=space, fmin=explain_options.get("fmin"), fmax=explain_options.get("fmax"),
@@ -274,7 +281,7 @@ def flip(
     oracle = Oracle(model, n_classes, orig_class, target, budget, o.batch_size, cache, progress,
                     timeout=model_timeout)
 
-    amplitude = None
+    amplitude = level_db = None
     directions = None
     scale = None
     gain = phase_rad = None
@@ -285,12 +292,15 @@ def flip(
             then = fft_candidates(strategy, clip.coef, band, explanation, seed) if strategy == "causal" else None
             best, closest, spectrum = additive_flip(
                 clip, oracle, band=band, seed=seed, k=k, original_scores=original, probe_db=o.probe_snr_db,
-                min_db=o.min_snr_db, max_db=o.max_snr_db, tol_db=o.tol_db, then=then,
+                min_db=o.min_snr_db, max_db=o.max_snr_db, tol_db=o.tol_db, then=then, start=seed_change,
             )
         else:
+            initial = [] if seed_change is None else LevelSearch(clip, oracle, seed_change[0]).attempts(
+                [seed_change[1]])
             best, closest = quietest_flip(
                 clip, oracle, fft_candidates(strategy, clip.coef, band, explanation, seed), k=k,
                 probe_db=o.probe_snr_db, min_db=o.min_snr_db, max_db=o.max_snr_db, tol_db=o.tol_db,
+                initial=initial,
             )
         chosen = best if best is not None else closest
         success = best is not None
@@ -298,6 +308,7 @@ def flip(
             flat, scores, y, delta = np.zeros(0, np.int64), original, x, np.zeros(x.size)
             kind = None
         else:
+            level_db = chosen.level_db
             flat = np.asarray(chosen.change.elements, dtype=np.int64)
             directions = np.asarray(chosen.change.directions, dtype=np.int8)
             scores, y, delta = chosen.scores, chosen.wave, chosen.delta
@@ -411,7 +422,31 @@ def flip(
         spectrum.queries = result.queries
         spectrum.flip = result
     result.vulnerability = spectrum
+    result._level_db = level_db
     return result
+
+
+def _start_change(start_from: Any, n_samples: int, sr: int, space: str, change: str, k: int,
+                  target: Optional[int]) -> Optional[Tuple[Change, float]]:
+    """The change and level a search starts from (``flip(start_from=...)``), or None."""
+    if start_from is None:
+        return None
+    if not isinstance(start_from, FlipResult):
+        raise ParameterError(f"start_from must be a FlipResult, got {type(start_from).__name__}")
+    if space != "fft" or change != "quietest" or start_from.space != "fft" or start_from.method != "quietest":
+        raise ParameterError("start_from applies to fft quietest flips (space='fft', change='quietest') only")
+    if int(start_from.audio.size) != n_samples or int(start_from.sample_rate) != sr:
+        raise ParameterError("start_from is a flip of another clip (length or sample rate differ)")
+    if start_from.target != target:
+        raise ParameterError(f"start_from was a flip toward target {start_from.target}, not {target}")
+    if start_from.bins.size > k:
+        raise ParameterError(f"start_from changes {start_from.bins.size} bins, more than k={k}")
+    if not start_from.success or start_from.directions is None or start_from.bins.size == 0:
+        return None  # nothing to start from: a plain search
+    level = getattr(start_from, "_level_db", None)  # exact in memory; a loaded flip has its SNR
+    level = float(start_from.snr_db if level is None else level)
+    ch = Change.of([(int(b), int(d)) for b, d in zip(start_from.bins, start_from.directions)], "start")
+    return ch, level
 
 
 def vulnerability(

@@ -206,12 +206,15 @@ def additive_flip(
     level_db: float = 0.0,
     refine_share: float = REFINE_SHARE,
     then: Optional[Iterator[Change]] = None,
+    start: Optional[Tuple[Change, float]] = None,
 ) -> Tuple[Optional[Attempt], Optional[Attempt], VulnerabilitySpectrum]:
     """The additive search (see the module docstring) in the ``fft`` space.
 
     ``then``: candidates tried alternately with the refined tones, instead of
     the tone grid ordered by the cuts after them (the ``causal`` strategy
     passes the explanation's candidates, which end with the tone grid).
+    ``start``: a change and level that flipped before (``flip(start_from=...)``),
+    re-scored first (one query) so that the search only looks for quieter flips.
 
     Returns ``(flip, closest, spectrum)``: the quietest flipping attempt (or
     None), the closest non-flipping one (or None), and the vulnerability
@@ -246,6 +249,14 @@ def additive_flip(
         for (p, _, _), a in zip(items, _score(oracle, [(s, lv) for _, s, lv in items])):
             p.attempt, p.snr = a, a.level_db
             p.cut = gap0 - a.gap
+
+    # ---- the flip to beat, first (``start``)
+    started = None
+    if start is not None and oracle.remaining > 0:
+        ch = start[0]
+        first = (ToneSearch(clip, oracle, ch, seed, None, log) if all(d > 0 for d in ch.directions)
+                 else LevelSearch(clip, oracle, ch))
+        started = first.attempts([start[1]])[0]
 
     # ---- refinement
     leaves = by_headroom([part(leaf) for leaf in grid.initial(FIRST_PARTS, 1)])
@@ -312,6 +323,8 @@ def additive_flip(
         return LevelSearch(c, o, change)  # a subtraction (``then``): anti-phase with the clip, as usual
 
     initial = [p.attempt for p in leaves if p.attempt is not None and len(p.tones) == 1]
+    if started is not None:
+        initial = [started] + initial
     best_flip, closest = quietest_flip(
         clip, oracle, candidates(), k=k, probe_db=probe_db, min_db=min_db, max_db=max_db, tol_db=tol_db,
         make_search=make_search, initial=initial,

@@ -178,6 +178,9 @@ class FlipResult:
     #: The ``additive`` strategy's vulnerability spectrum (:class:`~freqrex.manipulation.vulnerability.
     #: VulnerabilitySpectrum`); None for other strategies and for a loaded flip (it has its own ``save``).
     vulnerability = None
+    #: The exact level (dB SNR) of an ``fft`` quietest flip's change, for ``flip(start_from=...)``;
+    #: None for other flips and for a loaded one (which has its ``snr_db``).
+    _level_db = None
 
     def __repr__(self) -> str:
         return _notebook.flip_repr(self)
