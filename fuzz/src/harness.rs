@@ -198,6 +198,7 @@ pub fn engine(data: &[u8]) {
         batch: b.size(8) as usize,
         tol: if b.chance(4) { b.f64() } else { 0.01 },
         threshold: search.threshold,
+        min_margin: if b.chance(3) { Some(b.f64()) } else { None },
         max_queries: None,
     };
     let n_classes = 1 + (b.u8() % 5) as usize;
@@ -266,6 +267,7 @@ pub fn engine(data: &[u8]) {
                 Err(_) => outcomes.push(Outcome {
                     top: b.u8() as usize,
                     score: b.f64(),
+                    margin: b.f64(),
                 }),
             }
         }

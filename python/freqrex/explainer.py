@@ -135,7 +135,8 @@ class Explainer:
                               fill_effects=found.fill_effects)
             engine_options = EngineOptions.from_explain(
                 opts, band=band, budget=0, rule="minimal",
-                max_queries=None if total is None else max(total - checks - found.queries, 1))
+                max_queries=None if total is None else max(total - checks - found.queries, 1),
+                min_margin=set_margin(original[0], target, opts.margin_tol))
             engine = engine_cls(space, target, score, engine_options, magnitude=magnitude, responsibility=key)
         else:
             engine_options = EngineOptions.from_explain(
@@ -259,6 +260,17 @@ def resolve_class(value: Any, names: Optional[Sequence[str]], n_classes: int, wh
     return c
 
 
+def set_margin(scores: np.ndarray, target: int, margin_tol: float) -> Optional[float]:
+    """The margin a kept set must hold (``rule="margin"``): ``margin_tol`` over the best other class,
+    or half the clip's own margin when that is smaller (so the whole clip always qualifies); None
+    when the clip's decision has no margin at all (a tie: being top-1 is all there is)."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if s.size < 2:
+        return None
+    own = float(s[target] - np.max(np.delete(s, target)))
+    return min(float(margin_tol), 0.5 * own) if own > 0 else None
+
+
 def _amplitude(x: np.ndarray, opts: ExplainOptions) -> np.ndarray:
     """|coefficient| of every cell, (n_frames, n_bins), by the NumPy convention (the same for both
     backends, so their rankings agree exactly)."""
@@ -332,7 +344,11 @@ def explain(
             in mel bands over 0..Nyquist (parts are not split below one band
             while others can be).
         margin_tol=0.01
-            A set whose margin is below this is flagged in ``warnings``.
+            ``margin``: the sufficient and sufficient-and-necessary sets are
+            the shortest prefixes of the ranking that keep the target ahead of
+            every other class by at least this much when kept alone (or by half
+            the clip's own margin, when that is smaller), not by a hair; any
+            set whose margin is below it is flagged in ``warnings``.
         effect_weight=0.125
             ``margin``: cells are ranked (for the sets and ``ranking``) by
             log10 of their energy plus this times their part's effect in

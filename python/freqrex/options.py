@@ -220,6 +220,9 @@ class EngineOptions:
         The pass/fail rule of the search.
     max_queries : int, optional
         Queries of the engine in all (search and extraction).
+    min_margin : float, optional
+        A kept prefix counts as sufficient only when the target leads the best
+        other class by at least this (None: being top-1 is enough).
     n_parts, min_part, max_depth, iterations, seed, cuts, threshold, extraction_batch, tol, alternatives, class_maps
         As in :class:`ExplainOptions`.
     """
@@ -228,6 +231,7 @@ class EngineOptions:
     budget: int = ExplainOptions.budget
     rule: str = ENGINE_RULES[0]
     max_queries: Optional[int] = None
+    min_margin: Optional[float] = None
     n_parts: int = ExplainOptions.n_parts
     min_part: int = ExplainOptions.min_part
     max_depth: int = ExplainOptions.max_depth
@@ -242,12 +246,13 @@ class EngineOptions:
 
     @classmethod
     def from_explain(cls, options: ExplainOptions, *, band: Tuple[int, int], budget: int, rule: str,
-                     max_queries: Optional[int]) -> "EngineOptions":
+                     max_queries: Optional[int], min_margin: Optional[float] = None) -> "EngineOptions":
         """The engine options of an explanation: ``options``' search and extraction fields, with the
         band, the engine's share of the budget, its rule and its query limit."""
         return cls(
             band=(int(band[0]), int(band[1])), budget=int(budget), rule=rule,
-            max_queries=None if max_queries is None else int(max_queries), n_parts=options.n_parts,
+            max_queries=None if max_queries is None else int(max_queries),
+            min_margin=None if min_margin is None else float(min_margin), n_parts=options.n_parts,
             min_part=options.min_part, max_depth=options.max_depth, iterations=options.iterations,
             seed=options.seed, cuts=options.cuts, threshold=options.threshold,
             extraction_batch=options.extraction_batch, tol=options.tol, alternatives=options.alternatives,

@@ -45,7 +45,8 @@ _CLI = {
                       "standardised effect (0: magnitude alone)"),
     "fill": (str, FILLS, "margin rule, fft space: also score every coalition with its removed bins "
              "filled with noise at the clip's local level (two queries a coalition); 'none': zero only"),
-    "margin_tol": (float, None, "a set whose margin is below this is reported as not trustworthy"),
+    "margin_tol": (float, None, "margin rule: the sets keep the target ahead by at least this (or half the clip's own margin); "
+                   "a set whose margin is below it is reported as not trustworthy"),
     "fmin": (float, None, "lowest frequency searched (Hz); bins outside are always kept"),
     "fmax": (float, None, "highest frequency searched (Hz)"),
     "n_fft": (int, None, "STFT window (stft space)"),

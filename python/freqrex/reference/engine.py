@@ -64,6 +64,9 @@ class Engine:
         self.n_parts, self.min_part, self.max_depth = n_parts, min_part, max_depth
         self.n_iterations, self.budget, self.cuts, self.rule = iterations, budget, cuts, rule
         self.threshold, self.batch, self.tol = threshold, extraction_batch, tol
+        self.min_margin = getattr(options, "min_margin", None)
+        if self.min_margin is not None and not np.isfinite(self.min_margin):
+            raise ParameterError(f"min_margin must be finite, got {self.min_margin}")
         self.max_alternatives = alternatives
         self._given: Optional[np.ndarray] = None
         if responsibility is not None:  # ranked by a map computed elsewhere: no search
@@ -89,7 +92,7 @@ class Engine:
         self._generate()
 
     # -- search ---------------------------------------------------------
-    def _passes(self, top: int, score: float) -> bool:
+    def _passes(self, top: int, score: float, margin: float = 0.0) -> bool:
         return top == self.target and (self.threshold is None or score >= self.threshold * self.target_score)
 
     def _register(self, rects: List[Rect]) -> Optional[int]:
@@ -295,7 +298,7 @@ class Engine:
         self.n = self._ranking.size
         ranked = self._responsibility.ravel()[self._ranking]
         self.ends = (np.flatnonzero(ranked[1:] != ranked[:-1]) + 1).astype(np.int64)
-        self.known = {("keep", self.n): (self.target, self.target_score)}
+        self.known = {("keep", self.n): (self.target, self.target_score, np.inf)}  # the original: kept
         empty = self.ids.get(canonical_key([]))  # removing every ranked cell: the search's first mutant
         if empty is not None and self.outcomes[empty] is not None:
             self.known[("remove", self.n)] = self.outcomes[empty]
@@ -312,7 +315,8 @@ class Engine:
         return [("keep", c)]
 
     def _keeps(self, outcome) -> bool:
-        return self._passes(*outcome)
+        top, score, margin = outcome
+        return self._passes(top, score) and (self.min_margin is None or margin >= self.min_margin)
 
     def _holds(self, c: int) -> bool:
         if self.stage in ("sufficient", "necessary_verify"):
@@ -321,7 +325,7 @@ class Engine:
             return self.known[("remove", c)][0] != self.target
         if self.stage == "necessary_both":
             return self._keeps(self.known[("keep", c)]) and self.known[("remove", c)][0] != self.target
-        top, score = self.known[("keep", c)]
+        top, score, _ = self.known[("keep", c)]
         return top == self.target and abs(score - self.target_score) <= self.tol
 
     def _step(self) -> None:
@@ -477,7 +481,9 @@ class Engine:
         if not np.all(np.isfinite(scores)):
             raise ModelError("scores contain NaN or infinite values")
         for key, row in zip(self.in_flight, scores):
-            outcome = (int(np.argmax(row)), float(row[self.target]))
+            others = np.delete(row, self.target)
+            margin = float(row[self.target] - others.max()) if others.size else np.inf
+            outcome = (int(np.argmax(row)), float(row[self.target]), margin)
             if key[0] == "search":
                 self.outcomes[key[1]] = outcome
             else:

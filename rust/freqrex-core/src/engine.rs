@@ -460,8 +460,15 @@ pub fn outcome(scores: &[f64], target: usize) -> Result<Outcome> {
             top = i;
         }
     }
+    let best_other = scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != target)
+        .map(|(_, &v)| v)
+        .fold(f64::NEG_INFINITY, f64::max);
     Ok(Outcome {
         top,
         score: scores[target],
+        margin: scores[target] - best_other,
     })
 }

@@ -70,6 +70,9 @@ pub struct ExtractOptions {
     pub tol: f64,
     /// As in the search: a kept mutant passes with at least `threshold * score`.
     pub threshold: Option<f64>,
+    /// A kept prefix passes only when the target leads the best other class by at least this
+    /// (the sufficient and sufficient-and-necessary sets); None: being top-1 is enough.
+    pub min_margin: Option<f64>,
     /// Model queries the extraction may spend; when they run out the current
     /// set is the shortest prefix known to satisfy it (if any) and the later
     /// sets are absent.
@@ -87,6 +90,11 @@ impl ExtractOptions {
                 self.tol
             ));
         }
+        if let Some(m) = self.min_margin {
+            if !m.is_finite() {
+                return param(format!("min_margin must be finite, got {m}"));
+            }
+        }
         Ok(())
     }
 }
@@ -97,6 +105,7 @@ impl Default for ExtractOptions {
             batch: 2,
             tol: 0.01,
             threshold: None,
+            min_margin: None,
             max_queries: None,
         }
     }
@@ -217,6 +226,7 @@ impl Extraction {
             Outcome {
                 top: target,
                 score: target_score,
+                margin: f64::INFINITY, // the original clip: kept by definition
             },
         );
         let mut e = Self {
@@ -285,11 +295,15 @@ impl Extraction {
     }
 
     fn keeps(&self, o: &Outcome) -> bool {
-        o.top == self.target
-            && self
-                .opts
-                .threshold
-                .is_none_or(|t| o.score >= t * self.target_score)
+        Self::passes_keep(&self.opts, self.target, self.target_score, o)
+    }
+
+    /// A kept prefix passes: the target stays top-1 (with `threshold` of its score and
+    /// `min_margin` over the best other class, when set).
+    fn passes_keep(opts: &ExtractOptions, target: usize, target_score: f64, o: &Outcome) -> bool {
+        o.top == target
+            && opts.threshold.is_none_or(|t| o.score >= t * target_score)
+            && opts.min_margin.is_none_or(|m| o.margin >= m)
     }
 
     fn removes(&self, c: usize) -> bool {
@@ -431,16 +445,13 @@ impl Extraction {
             Stage::NecessaryRemove | Stage::NecessaryVerify | Stage::NecessaryBoth => {
                 // Only a prefix known to pass both ways counts.
                 let ok = best.filter(|&c| {
-                    self.known.get(&Probe::Keep(c)).is_some_and(|o| {
-                        o.top == self.target
-                            && self
-                                .opts
-                                .threshold
-                                .is_none_or(|t| o.score >= t * self.target_score)
-                    }) && self
-                        .known
-                        .get(&Probe::Remove(c))
-                        .is_some_and(|o| o.top != self.target)
+                    self.known
+                        .get(&Probe::Keep(c))
+                        .is_some_and(|o| Self::passes_keep(&self.opts, self.target, self.target_score, o))
+                        && self
+                            .known
+                            .get(&Probe::Remove(c))
+                            .is_some_and(|o| o.top != self.target)
                 });
                 s.sufficient_necessary = ok;
                 s.sufficient_necessary_score = ok.map(|c| self.known[&Probe::Keep(c)].score);
@@ -569,10 +580,12 @@ mod tests {
                     Probe::Keep(c) => Outcome {
                         top: if c >= need { 0 } else { 1 },
                         score: if c >= full { 0.9 } else { 0.5 },
+                        margin: 0.0,
                     },
                     Probe::Remove(c) => Outcome {
                         top: if c >= crit { 1 } else { 0 },
                         score: 0.0,
+                        margin: 0.0,
                     },
                 })
                 .collect();
@@ -582,6 +595,50 @@ mod tests {
         assert_eq!(s.sufficient, Some(need));
         assert_eq!(s.sufficient_necessary, Some(crit));
         assert_eq!(s.complete, Some(full));
+    }
+
+    /// With `min_margin`, a kept prefix passes only once the target leads by that much: the
+    /// sufficient set grows from where the class is first kept to where its margin is reached.
+    #[test]
+    fn min_margin_moves_the_sufficient_set_to_the_margin() {
+        let (n, need, crit) = (10_000usize, 137usize, 900usize);
+        let margin_at = |c: usize| (c as f64 - need as f64) / 1000.0; // 0 at `need`, 0.05 at need + 50
+        for (min_margin, want) in [(None, need), (Some(0.05), need + 50), (Some(0.5), need + 500)] {
+            let opts = ExtractOptions {
+                min_margin,
+                ..Default::default()
+            };
+            let mut e = Extraction::new(opts, n, 0, 0.9).unwrap();
+            while let Ok(batch) = e.ask(16) {
+                if batch.is_empty() {
+                    break;
+                }
+                let outs: Vec<Outcome> = batch
+                    .iter()
+                    .map(|p| match *p {
+                        Probe::Keep(c) => Outcome {
+                            top: if c >= need { 0 } else { 1 },
+                            score: 0.5,
+                            margin: margin_at(c),
+                        },
+                        Probe::Remove(c) => Outcome {
+                            top: if c >= crit { 1 } else { 0 },
+                            score: 0.0,
+                            margin: 0.0,
+                        },
+                    })
+                    .collect();
+                e.tell(&outs).unwrap();
+            }
+            let s = e.sets();
+            assert_eq!(s.sufficient, Some(want), "min_margin {min_margin:?}");
+            assert_eq!(s.sufficient_necessary, Some(want.max(crit)));
+        }
+        let bad = ExtractOptions {
+            min_margin: Some(f64::NAN),
+            ..Default::default()
+        };
+        assert!(Extraction::new(bad, n, 0, 0.9).is_err());
     }
 
     #[test]
@@ -613,10 +670,12 @@ mod tests {
                         Probe::Keep(c) => Outcome {
                             top: if c >= need { 0 } else { 1 },
                             score: 0.5,
+                            margin: 0.0,
                         },
                         Probe::Remove(c) => Outcome {
                             top: if c >= 900 { 1 } else { 0 },
                             score: 0.0,
+                            margin: 0.0,
                         },
                     })
                     .collect();

@@ -111,6 +111,8 @@ pub struct Outcome {
     pub top: usize,
     /// Score of the target class.
     pub score: f64,
+    /// The target's score minus the best other class's (negative when another class is top-1).
+    pub margin: f64,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -250,6 +250,7 @@ struct EngineOptions {
     cuts: String,
     rule: String,
     threshold: Option<f64>,
+    min_margin: Option<f64>,
     extraction_batch: usize,
     tol: f64,
     alternatives: u32,
@@ -288,6 +289,7 @@ impl EngineOptions {
             batch: self.extraction_batch,
             tol: self.tol,
             threshold: self.threshold,
+            min_margin: self.min_margin,
             max_queries: None,
         };
         Ok((search, extract))
