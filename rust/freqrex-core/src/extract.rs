@@ -445,13 +445,12 @@ impl Extraction {
             Stage::NecessaryRemove | Stage::NecessaryVerify | Stage::NecessaryBoth => {
                 // Only a prefix known to pass both ways counts.
                 let ok = best.filter(|&c| {
-                    self.known
-                        .get(&Probe::Keep(c))
-                        .is_some_and(|o| Self::passes_keep(&self.opts, self.target, self.target_score, o))
-                        && self
-                            .known
-                            .get(&Probe::Remove(c))
-                            .is_some_and(|o| o.top != self.target)
+                    self.known.get(&Probe::Keep(c)).is_some_and(|o| {
+                        Self::passes_keep(&self.opts, self.target, self.target_score, o)
+                    }) && self
+                        .known
+                        .get(&Probe::Remove(c))
+                        .is_some_and(|o| o.top != self.target)
                 });
                 s.sufficient_necessary = ok;
                 s.sufficient_necessary_score = ok.map(|c| self.known[&Probe::Keep(c)].score);
@@ -564,24 +563,17 @@ mod tests {
         }
     }
 
-    /// Drive an extraction against a synthetic predicate: the class holds when
-    /// the prefix reaches `need`, and removing at least `crit` flips it.
-    #[test]
-    fn finds_exact_thresholds() {
-        let (n, need, crit, full) = (10_000usize, 137usize, 900usize, 4321usize);
-        let mut e = Extraction::new(ExtractOptions::default(), n, 0, 0.9).unwrap();
-        while let Ok(batch) = e.ask(40) {
-            if batch.is_empty() {
+    /// Answer an extraction until it is done: `keep(c)` is the outcome of keeping the prefix of
+    /// length `c`; removing at least `crit` elements makes class 1 the top-1.
+    fn drive(e: &mut Extraction, batch: usize, crit: usize, keep: impl Fn(usize) -> Outcome) {
+        while let Ok(probes) = e.ask(batch) {
+            if probes.is_empty() {
                 break;
             }
-            let outs: Vec<Outcome> = batch
+            let outs: Vec<Outcome> = probes
                 .iter()
                 .map(|p| match *p {
-                    Probe::Keep(c) => Outcome {
-                        top: if c >= need { 0 } else { 1 },
-                        score: if c >= full { 0.9 } else { 0.5 },
-                        margin: 0.0,
-                    },
+                    Probe::Keep(c) => keep(c),
                     Probe::Remove(c) => Outcome {
                         top: if c >= crit { 1 } else { 0 },
                         score: 0.0,
@@ -591,6 +583,19 @@ mod tests {
                 .collect();
             e.tell(&outs).unwrap();
         }
+    }
+
+    /// Drive an extraction against a synthetic predicate: the class holds when
+    /// the prefix reaches `need`, and removing at least `crit` flips it.
+    #[test]
+    fn finds_exact_thresholds() {
+        let (n, need, crit, full) = (10_000usize, 137usize, 900usize, 4321usize);
+        let mut e = Extraction::new(ExtractOptions::default(), n, 0, 0.9).unwrap();
+        drive(&mut e, 40, crit, |c| Outcome {
+            top: if c >= need { 0 } else { 1 },
+            score: if c >= full { 0.9 } else { 0.5 },
+            margin: 0.0,
+        });
         let s = e.sets();
         assert_eq!(s.sufficient, Some(need));
         assert_eq!(s.sufficient_necessary, Some(crit));
@@ -603,33 +608,21 @@ mod tests {
     fn min_margin_moves_the_sufficient_set_to_the_margin() {
         let (n, need, crit) = (10_000usize, 137usize, 900usize);
         let margin_at = |c: usize| (c as f64 - need as f64) / 1000.0; // 0 at `need`, 0.05 at need + 50
-        for (min_margin, want) in [(None, need), (Some(0.05), need + 50), (Some(0.5), need + 500)] {
+        for (min_margin, want) in [
+            (None, need),
+            (Some(0.05), need + 50),
+            (Some(0.5), need + 500),
+        ] {
             let opts = ExtractOptions {
                 min_margin,
                 ..Default::default()
             };
             let mut e = Extraction::new(opts, n, 0, 0.9).unwrap();
-            while let Ok(batch) = e.ask(16) {
-                if batch.is_empty() {
-                    break;
-                }
-                let outs: Vec<Outcome> = batch
-                    .iter()
-                    .map(|p| match *p {
-                        Probe::Keep(c) => Outcome {
-                            top: if c >= need { 0 } else { 1 },
-                            score: 0.5,
-                            margin: margin_at(c),
-                        },
-                        Probe::Remove(c) => Outcome {
-                            top: if c >= crit { 1 } else { 0 },
-                            score: 0.0,
-                            margin: 0.0,
-                        },
-                    })
-                    .collect();
-                e.tell(&outs).unwrap();
-            }
+            drive(&mut e, 16, crit, |c| Outcome {
+                top: if c >= need { 0 } else { 1 },
+                score: 0.5,
+                margin: margin_at(c),
+            });
             let s = e.sets();
             assert_eq!(s.sufficient, Some(want), "min_margin {min_margin:?}");
             assert_eq!(s.sufficient_necessary, Some(want.max(crit)));
@@ -660,27 +653,11 @@ mod tests {
                 ..Default::default()
             };
             let mut e = Extraction::new(opts, n, 0, 0.9).unwrap();
-            while let Ok(batch) = e.ask(3) {
-                if batch.is_empty() {
-                    break;
-                }
-                let outs: Vec<Outcome> = batch
-                    .iter()
-                    .map(|p| match *p {
-                        Probe::Keep(c) => Outcome {
-                            top: if c >= need { 0 } else { 1 },
-                            score: 0.5,
-                            margin: 0.0,
-                        },
-                        Probe::Remove(c) => Outcome {
-                            top: if c >= 900 { 1 } else { 0 },
-                            score: 0.0,
-                            margin: 0.0,
-                        },
-                    })
-                    .collect();
-                e.tell(&outs).unwrap();
-            }
+            drive(&mut e, 3, 900, |c| Outcome {
+                top: if c >= need { 0 } else { 1 },
+                score: 0.5,
+                margin: 0.0,
+            });
             assert!(e.queries() <= allowance);
             if let Some(c) = e.sets().sufficient {
                 assert!(c >= need);

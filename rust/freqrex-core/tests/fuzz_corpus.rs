@@ -129,11 +129,14 @@ fn wide_extraction_batch_asks_only_what_fits() {
         let masks = e.ask(4).unwrap();
         assert!(!masks.is_empty() && masks.len() <= 4);
         assert_eq!(e.phase(), Phase::Extract);
-        let outcomes = vec![Outcome {
-            top: 0,
-            score: 0.9,
-            margin: 0.5,
-        }; masks.len()];
+        let outcomes = vec![
+            Outcome {
+                top: 0,
+                score: 0.9,
+                margin: 0.5,
+            };
+            masks.len()
+        ];
         e.tell(&outcomes).unwrap();
     }
 }
