@@ -200,7 +200,7 @@ def summary_markdown(records: List[dict]) -> str:
                   f"{len(recs)} clips have one), median margin kept {np.median(marg):+.4f}; {warned} clips "
                   "with a warning." if suff and marg else "freqrex: no sufficient set.", ""]
     lines += ["Command: `python benches/peers/explanation_quality.py --clips-from CORPUS/order.txt --n 16 "
-              "--model MODEL --out docs/results/explanation-quality.jsonl`.", ""]
+              "--model MODEL --out docs/results/explanation-quality-MODEL.jsonl`.", ""]
     return "\n".join(lines)
 
 
