@@ -116,6 +116,15 @@ def variant_keys(searches, energy):
         both = _cells(_z(bz) + _z(bn), lv, shape)
         for w in (0.0625, 0.125, 0.25, 0.5, 1.0):
             keys[f"pboth:{w:g}"] = logE + w * both
+        # contiguous runs: the energy prior smoothed over a fraction of an octave (soct:N = 1/N
+        # octave each side; hoct:N = half bin, half smoothed) or +-H bins (slin:H), effects at 0.125
+        power = energy.ravel()
+        for n in (12, 24, 48):
+            smooth = np.log10(_smoothed(power, lambda k: (k / 2 ** (1 / n), k * 2 ** (1 / n))) + 1e-30)
+            keys[f"soct:{n}"] = smooth + 0.125 * both
+            keys[f"hoct:{n}"] = 0.5 * (smooth + logE) + 0.125 * both
+        for h in (15, 60):
+            keys[f"slin:{h}"] = np.log10(_smoothed(power, lambda k: (k - h, k + h)) + 1e-30) + 0.125 * both
         for a, c in ((1.0, 0.25), (1.0, 0.5), (0.5, 0.25), (0.5, 0.5), (0.75, 0.5)):
             keys[f"pmix:{a:g}:{c:g}"] = logE + _cells(a * _z(bz) + c * _z(bn), lv, shape)
         (_, _, sz), (_, _, sn) = searches["paired"], searches["paired:fill"]
@@ -123,6 +132,16 @@ def variant_keys(searches, energy):
             sh = (shrunk(bz, sz, c) / (float(np.std(bz)) or 1.0) + shrunk(bn, sn, c) / (float(np.std(bn)) or 1.0))
             keys[f"pbshr:{c:g}:{w:g}"] = logE + w * _cells(sh, lv, shape)
     return keys
+
+
+def _smoothed(power, window):
+    """Mean power over ``window(k) -> (lo, hi)`` (bins, clipped, inclusive) around every bin k."""
+    k = np.arange(power.size, dtype=np.float64)
+    lo, hi = window(k)
+    lo = np.clip(np.floor(lo), 0, power.size - 1).astype(int)
+    hi = np.clip(np.ceil(hi), 0, power.size - 1).astype(int)
+    c = np.concatenate([[0.0], np.cumsum(power)])
+    return (c[hi + 1] - c[lo]) / (hi - lo + 1)
 
 
 class NoiseSpace:
