@@ -100,3 +100,30 @@ def test_the_filled_explanation_is_the_same_whatever_the_batch_size():
     np.testing.assert_array_equal(a.responsibility, b.responsibility)
     c = freqrex.explain(x, SR, Content(), seed=3, max_queries=120, fill="none")
     assert c.options["fill"] == "none" and c.queries <= 120
+
+
+class Largest(Content):
+    """Content, remembering the largest batch it was called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __call__(self, waves):
+        self.largest = max(self.largest, len(waves))
+        return super().__call__(waves)
+
+
+def test_no_model_call_exceeds_the_batch_size():
+    # a paired coalition is two waves: a batch holds half as many coalitions, never twice the waves
+    # (the model's peak memory is that of one batch); batch_size 1 and odd sizes alike
+    import freqrex
+
+    x = make_clip()
+    runs = {}
+    for b in (1, 5, 64):
+        model = Largest()
+        runs[b] = freqrex.explain(x, SR, model, seed=3, batch_size=b, max_queries=80)
+        assert 1 <= model.largest <= b
+        assert model.calls == runs[b].queries <= 80
+    np.testing.assert_array_equal(runs[1].ranking, runs[64].ranking)

@@ -54,7 +54,7 @@ class ExplainOptions:
     rule: str = "margin"
     threshold: Optional[float] = None
     alternatives: int = 4
-    batch_size: int = 64
+    batch_size: int = 32
     extraction_batch: int = 2
     tol: float = 0.01
     mask_value: float = 0.0

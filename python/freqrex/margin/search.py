@@ -286,14 +286,21 @@ def margin_search(
                 break
             seen.add(key)
             todo.append((z, key, mask))
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
+        # paired: each coalition is two waves, so a chunk holds half a batch and every model call
+        # gets at most batch_size waves (and the peak memory of one batch, not two)
+        step = max(1, batch_size // per_query)
+        for start in range(0, len(todo), step):
+            chunk = todo[start:start + step]
             masks = np.stack([m for _, _, m in chunk])
             waves = np.asarray(space.synthesize(masks))
             if paired:
-                holes = np.where(masks[:, 0, :], 0.0, fill[None, :])
-                filled = (waves + np.fft.irfft(holes, n=waves.shape[1], axis=1)).astype(waves.dtype)
-                both = np.asarray(evaluate(np.concatenate([waves, filled])), dtype=np.float64)
+                both = np.empty((2 * len(chunk),) + waves.shape[1:], dtype=waves.dtype)
+                both[:len(chunk)] = waves
+                for j, m in enumerate(masks):  # row by row: one float64 wave at a time
+                    both[len(chunk) + j] = waves[j] + np.fft.irfft(np.where(m[0], 0.0, fill), n=waves.shape[1])
+                del waves
+                both = np.concatenate([np.asarray(evaluate(both[i:i + batch_size]), dtype=np.float64)
+                                       for i in range(0, len(both), batch_size)])
                 scores = np.concatenate([both[:len(chunk)], both[len(chunk):]], axis=1)
             else:
                 scores = np.asarray(evaluate(waves), dtype=np.float64)
