@@ -52,8 +52,8 @@ for name in names[start - 1:start - 1 + n]:
         d = np.ones(m + 1, dtype=bool); d[i] = False
         masks += [a[idx][0], d[idx][0]]
     masks = np.stack(masks)
-    zero_w = np.fft.irfft(np.where(masks, X[None], 0), n=x.size, axis=1).astype(np.float32)
-    fill_w = np.fft.irfft(np.where(masks, X[None], fill[None]), n=x.size, axis=1).astype(np.float32)
+    zero_w = quality._noise_waves(x, masks, np.zeros_like(fill))  # removed bins zeroed
+    fill_w = quality._noise_waves(x, masks, fill)  # removed bins noise-filled
     S0 = np.concatenate([np.asarray(model(zero_w[i:i+16]), dtype=np.float64) for i in range(0, len(masks), 16)])
     S1 = np.concatenate([np.asarray(model(fill_w[i:i+16]), dtype=np.float64) for i in range(0, len(masks), 16)])
     s_empty0 = np.asarray(model(np.zeros((1, x.size), np.float32)), dtype=np.float64)
