@@ -141,6 +141,20 @@ def test_readme_quotes_the_flip_defaults():
     assert re.search(rf"`budget`, default {FLIP_DEFAULTS['budget']} model calls", README)
     assert re.search(rf"\({FLIP_DEFAULTS['probe_snr_db']:g} dB before the first\)", README)
     assert f"freqrex flip [AUDIO] --k {FLIP_DEFAULTS['k']} --budget {FLIP_DEFAULTS['budget']}" in README
+    assert f'`strategy="{FLIP_DEFAULTS["strategy"]}"` (the default)' in README
+
+
+@pytest.mark.parametrize("options, explanation_given, runs", [
+    ({}, False, "additive"),                       # an fft quietest flip needs no explanation
+    ({}, True, "causal"),                          # an explanation given is used
+    ({"space": "stft"}, False, "causal"),          # the masked search has no additive variant
+    ({"change": "remove"}, False, "causal"),       # fixed changes rank bins
+    ({"strategy": "tone_scan"}, False, "tone_scan"),
+    ({"strategy": "causal"}, False, "causal"),
+])
+def test_auto_strategy_resolves_by_space_change_and_explanation(options, explanation_given, runs):
+    assert FlipOptions().strategy == "auto"
+    assert FlipOptions(**options).strategy_for(explanation_given) == runs
 
 
 def test_readme_inline_name_equals_value_quotes_agree_with_the_dataclasses():

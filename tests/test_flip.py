@@ -88,6 +88,15 @@ def test_single_decisive_bin_found_with_k1(decoy_clip, decoy_explanation):
     assert r.explanation_queries == decoy_explanation.queries
 
 
+def test_default_fft_flip_is_the_additive_search_and_explains_nothing(decoy_clip):
+    model = BinModel(reference=decoy_clip)
+    r = flip(decoy_clip, SR, model, k=1, budget=12)
+    assert r.strategy == "additive" and r.vulnerability is not None
+    assert r.explanation_queries == 0 and r.flip_queries <= 12
+    assert r.queries == r.flip_queries + 1  # the original clip, then the search
+    assert model.evaluated == r.queries
+
+
 def test_causal_flip_explains_itself_when_no_explanation_given(decoy_clip):
     model = BinModel(reference=decoy_clip)
     r = flip(decoy_clip, SR, model, k=1, budget=8, explain_budget=300, explain_iterations=4, change="auto")
@@ -381,7 +390,7 @@ def test_cli_flip_writes_audio_and_json(decoy_clip, tmp_path, monkeypatch, capsy
                         lambda spec, **kw: BinModel(reference=decoy_clip) if spec == "bin" else real(spec, **kw))
     out = tmp_path / "out"
     code = main(["flip", str(wav), "--model", "bin", "--k", "1", "--budget", "8", "--explain-budget", "300",
-                 "--cuts", "uniform", "--out", str(out), "--json", "--quiet"])
+                 "--strategy", "causal", "--cuts", "uniform", "--out", str(out), "--json", "--quiet"])
     assert code == 0
     s = json.loads(capsys.readouterr().out)
     assert s["success"] and s["frequencies_hz"] == [1000.0] and s["flip_queries"] <= 8

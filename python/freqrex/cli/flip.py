@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .._atomic import write_text
-from ..manipulation.options import CHANGES, FLIP_SPACES, STRATEGIES, FlipOptions
+from ..manipulation.options import CHANGES, FLIP_SPACES, FLIP_STRATEGIES, FlipOptions
 from ..options import CUTS, ExplainOptions
 from . import add_common, add_model_options, open_clip, open_model
 from .dataclass_options import CliOption, add_options, given_options
@@ -24,7 +24,8 @@ FLIP_CLI = (
     CliOption("explain_budget", "budget of the explanation"),
     CliOption("explain_iterations", "iterations of the explanation", flag="--iterations"),
     CliOption("strategy", "where candidates come from: the causal maps, the additive partition search "
-              "(quiet tones added to mel bands), or a baseline", choices=STRATEGIES),
+              "(quiet tones added to mel bands), or a baseline; auto: the additive search for an fft quietest "
+              "flip, else causal", choices=FLIP_STRATEGIES),
     CliOption("change", "quietest: the quietest addition/subtraction (fft) or masked change (stft); "
               "auto: fixed removal, then gain", choices=CHANGES),
     CliOption("probe_snr_db", "SNR at which candidates are first tried (dB)"),
@@ -53,8 +54,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "flip",
         help="flip the model's label by changing k frequencies (or a few STFT cells, inaudibly)",
         description="Find a change of at most k frequency bins (fft) or STFT cells kept under the masking "
-        "threshold (stft) that changes the model's top-1 class, using the explanation's causal ranking "
-        "(or a baseline: random or largest-magnitude bins). Writes flip.json, original.wav and, for a flip, "
+        "threshold (stft) that changes the model's top-1 class: by default (fft) the additive causal search, "
+        "which adds quiet tones where they cut the decision's margin; stft: the explanation's causal ranking "
+        "(or a baseline). Writes flip.json, original.wav and, for a flip, "
         "perturbed.wav; a failed flip reports how close it came and writes no perturbed audio.",
     )
     p.add_argument("audio", nargs="?", help="audio file; default: the built-in demo clip")

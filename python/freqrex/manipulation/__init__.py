@@ -150,10 +150,13 @@ def flip(
     change : {"quietest", "auto", "remove", "gain", "phase"}, default FlipOptions.change ("quietest")
         ``"quietest"``: amplitude-searched additions/subtractions (``fft``) or
         the masked envelope search (``stft``); the others run fixed changes.
-    strategy : {"causal", "random", "magnitude", "tone_scan", "additive"}, default FlipOptions.strategy ("causal")
+    strategy : {"auto", "causal", "random", "magnitude", "tone_scan", "additive"}, default FlipOptions.strategy ("auto")
         Where candidates come from (``tone_scan``: ``fft`` only; ``additive``:
         the additive partition search, ``fft`` and ``change="quietest"`` only,
-        whose vulnerability spectrum is ``result.vulnerability``).
+        whose vulnerability spectrum is ``result.vulnerability``).  ``"auto"``:
+        ``additive`` for an ``fft`` quietest flip with no ``explanation``
+        given, else ``causal`` (:meth:`FlipOptions.strategy_for`);
+        ``result.strategy`` says which ran.
     target : int, optional
         Targeted flip: succeed only when the top-1 class becomes ``target``.
     probe_snr_db : float, default FlipOptions.probe_snr_db (20)
@@ -205,7 +208,7 @@ def flip(
     arguments = dict(locals())  # the parameters, before anything else is bound
     o = resolve_flip_options(options, {name: arguments[name] for name in FLIP_FIELDS})
     k, space, budget, seed, n_fft, hop_length = o.k, o.space, o.budget, o.seed, o.n_fft, o.hop_length
-    change, strategy, target = o.change, o.strategy, o.target
+    change, strategy, target = o.change, o.strategy_for(explanation is not None), o.target
     reserved = sorted(set(explain_options) & set(_EXPLANATION_OPTIONS_SET_BY_FLIP))
     if reserved:
         raise ParameterError(
