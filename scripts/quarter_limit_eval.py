@@ -49,7 +49,8 @@ def run(args) -> None:
             t = time.perf_counter()
             explanation, explained = None, 0
             if s == "causal":
-                explanation = explain(x, sr, model, budget=total // 2, seed=args.seed)
+                # half of the total in all (search and set extraction): max_queries caps both
+                explanation = explain(x, sr, model, budget=total // 2, max_queries=total // 2, seed=args.seed)
                 explained = int(explanation.queries)
             # the rest of the total: the explanation has scored the original clip, else it costs one query
             budget = total - explained if explanation is not None else total - 1
