@@ -208,20 +208,26 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_resumes(clips, tmp_path):
     import subprocess
     import time
 
+    out = tmp_path / "r.jsonl"
+    # once the first record is on disk every call takes 0.5 s, so the rest of the run (dozens of calls
+    # a clip) cannot end before the interrupt arrives, however loaded the machine
     (tmp_path / "slow_models.py").write_text(
+        "import os\n"
         "import time\n"
         "import numpy as np\n"
         "from freqrex.models import CallableModel\n"
+        f"OUT = {str(out)!r}\n"
         "def make():\n"
         "    def f(w):\n"
-        "        time.sleep(0.05)\n"
+        "        started = (not os.environ.get('SLOW_MODELS_FAST') and os.path.exists(OUT)\n"
+        "                   and open(OUT, 'rb').read().count(b'\\n') >= 1)\n"
+        "        time.sleep(0.5 if started else 0.05)\n"
         "        w = np.asarray(w, dtype=np.float64)\n"
         "        e = np.abs(np.fft.rfft(w, axis=1))\n"
         f"        hz = np.fft.rfftfreq(w.shape[1], 1 / {SR})\n"
         "        return np.stack([e[:, abs(hz - f) < 100].sum(1) for f in (1000, 1500, 2000)], 1)\n"
         f"    return CallableModel(f, sample_rate={SR}, class_names=['low', 'mid', 'high'], output='logits')\n"
     )
-    out = tmp_path / "r.jsonl"
     cmd = [sys.executable, "-m", "freqrex", "evaluate", *map(str, clips), "--model", "slow_models:make",
            "--trust-model-code", "--out", str(out), "--budget", "30", "--iterations", "2", "--flip-budget", "6",
            "--ks", "1", "--strategies", "causal", "--no-stft", "--extraction-batch", "8", "--workers", "1", "--quiet"]
@@ -250,7 +256,8 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_resumes(clips, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     first = load_records(out)
     assert 1 <= len(first) < 4
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, cwd=tmp_path, env={**env, "SLOW_MODELS_FAST": "1"}, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     records = load_records(out)
     assert sorted(r["clip"] for r in records) == ["clip0", "clip1", "clip2", "clip3"]  # each once
