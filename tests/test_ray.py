@@ -232,7 +232,10 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_resumes(clips, tmp_path):
            "--trust-model-code", "--out", str(out), "--budget", "30", "--iterations", "2", "--flip-budget", "6",
            "--ks", "1", "--strategies", "causal", "--no-stft", "--extraction-batch", "8", "--workers", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    # a terminal's Ctrl-C reaches a process that handles SIGINT; a test run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, which the child would keep, so restore the default
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
