@@ -35,14 +35,16 @@ The search (``strategy="additive"`` of :func:`freqrex.flip`)
    into four parts of equal mel width, each measured alone, until parts are a
    48th of an octave wide (or one bin), a single tone flips, or the
    refinement's share of the budget (half) is spent.
-5. **Level.**  Single-tone candidates follow, from the parts with the largest
-   cut down (their tones), then the 64-point log-frequency tone grid of
-   ``tone_scan`` in the order of the cut of the part holding each point (so the
-   search never has fewer places to look than the scan); they go through the
-   quietest-flip search of :mod:`freqrex.manipulation.search`, which tries
-   them at the level that would beat the quietest flip so far and bisects every
-   flip to its quietest level (a single tone that flipped during the
-   refinement starts it).
+5. **Level.**  Single-tone candidates follow, alternately from the parts with
+   the largest cut down (their tones) and from the tone scan's grid in its own
+   order (the 64-point log-frequency grid, then its midpoints), so the search
+   covers the scan's candidates at half its rate whatever the cuts say: on a
+   pitch-sensitive model a part that mixes notes in and out of the key can
+   have a negative cut while one tone in it flips (docs/evaluation.md,
+   "Additive causal search").  They go through the quietest-flip search of
+   :mod:`freqrex.manipulation.search`, which tries them at the level that
+   would beat the quietest flip so far and bisects every flip to its quietest
+   level (a single tone that flipped during the refinement starts it).
 
 The ``causal`` strategy starts from this search: after the refinement its
 level search tries the refined tones and the explanation's candidates
@@ -292,17 +294,15 @@ def additive_flip(
                 yield Change.of([(int(b), 1)], "additive-tone")
 
     def grid() -> Iterator[Change]:
+        """The tone scan's candidates, in its order: the 64-point log grid, then its midpoints."""
         for level in range(0, 12):
-            g = log_grid(band[0], band[1], 1.0, 64, level)
-            key = [(-_round(holder(int(b)).cut, gap0), -holder(int(b)).headroom, int(b)) for b in g]
-            for _, _, b in sorted(key):
-                yield Change.of([(b, 1)], "additive-grid")
+            for b in log_grid(band[0], band[1], 1.0, 64, level):
+                yield Change.of([(int(b), 1)], "additive-grid")
 
     def candidates() -> Iterator[Change]:
-        """The refined tones, then the grid; with ``then``, the refined tones and ``then`` alternately."""
+        """The refined tones and the grid (with ``then``, the refined tones and ``then``) alternately."""
         seen = set()
-        streams = [refined(), grid()] if then is None else [refined(), iter(then)]
-        alternate = then is not None
+        streams = [refined(), grid() if then is None else iter(then)]
         while streams:
             for st in list(streams):
                 for ch in st:
@@ -310,12 +310,9 @@ def additive_flip(
                     if key not in seen:
                         seen.add(key)
                         yield ch
-                        if alternate:
-                            break
+                        break
                 else:
                     streams.remove(st)
-                if not alternate:
-                    break
 
     def make_search(c: SpectralClip, o: Oracle, change: Change) -> LevelSearch:
         if all(d > 0 for d in change.directions):
