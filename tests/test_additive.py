@@ -223,3 +223,51 @@ def test_the_causal_flip_starts_from_the_additive_refinement(clip):
     # the stft search and fixed changes are not additive: no spectrum
     assert flip(clip, SR, model, strategy="causal", change="remove", budget=4, explain_budget=30,
                 explain_iterations=1).vulnerability is None
+
+
+class ChordTrigger:
+    """'alarm' only when two empty bands a fifth apart both hold a tone near ``snr`` dB under the clip:
+    1200..1265 Hz (narrower than a semitone, weight 0.48) and 1800..1830 Hz (0.40). Each band's term is
+    capped, so a single tone, however loud, never flips the model, but it does cut the margin, and the
+    tones of the first band cut it most."""
+
+    class_names = ["calm", "alarm"]
+    sample_rate = SR
+    BANDS = ((1200, 1265), (1800, 1830))
+    WEIGHTS = (0.48, 0.40)
+
+    def __init__(self, clip, snr=30.0):
+        x = np.asarray(clip, dtype=np.float64)
+        e = float(np.dot(x, x)) / 10 ** (snr / 10) * N / 2
+        self.thr = [e + band_energy(x[None], *b)[0] for b in self.BANDS]
+
+    def __call__(self, waves):
+        # each band's share: 0 when empty, 1 at 0.5 (log) over its threshold
+        u = [np.clip((np.log(band_energy(waves, *b) / t + 1e-300) + 6.0) / 6.5, 0.0, 1.0)
+             for b, t in zip(self.BANDS, self.thr)]
+        q = self.WEIGHTS[0] * u[0] + self.WEIGHTS[1] * u[1]
+        return np.stack([1 - q, q], 1)
+
+
+def _in(hz, band):
+    return band[0] <= hz <= band[1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_k5_combination_joins_tones_a_semitone_apart(clip, seed, monkeypatch):
+    """The closest singles are neighbours inside one band; a combination of five of them is one louder
+    note. The additive search combines singles at least a semitone apart, so it finds the chord."""
+    model = ChordTrigger(clip)
+    one = flip(clip, SR, model, k=1, strategy="additive", budget=120, seed=seed)
+    assert not one.success
+    r = flip(clip, SR, model, k=5, strategy="additive", budget=120, seed=seed)
+    assert r.success and r.new_name == "alarm" and 2 <= r.bins.size <= 5
+    hz = np.sort(np.asarray(r.frequencies_hz))
+    assert any(_in(f, ChordTrigger.BANDS[0]) for f in hz) and any(_in(f, ChordTrigger.BANDS[1]) for f in hz)
+    assert np.all(hz[1:] / hz[:-1] >= 2 ** (1 / 12) - 1e-9)  # pairwise a semitone apart at least
+    # the direct check: the model flips on the returned clip
+    assert int(np.argmax(model(np.asarray(r.audio)[None])[0])) == 1
+    # without the spread, the closest singles are all in the first band and nothing flips
+    import freqrex.manipulation.additive as additive
+    monkeypatch.setattr(additive, "COMBINATION_SPREAD_OCTAVES", 0.0)
+    assert not flip(clip, SR, model, k=5, strategy="additive", budget=120, seed=seed).success

@@ -45,6 +45,11 @@ The search (``strategy="additive"`` of :func:`freqrex.flip`)
    :mod:`freqrex.manipulation.search`, which tries them at the level that
    would beat the quietest flip so far and bisects every flip to its quietest
    level (a single tone that flipped during the refinement starts it).
+   With ``k > 1`` the combinations join singles at least a semitone apart
+   (:data:`COMBINATION_SPREAD_OCTAVES`): the closest singles are mostly
+   neighbours of one note in the part refined deepest, and five of them act
+   like one louder tone (on the key CNN's saturated clips, a spread chord
+   flips where five neighbours do not).
 
 The ``causal`` strategy starts from this search: after the refinement its
 level search tries the refined tones and the explanation's candidates
@@ -83,6 +88,9 @@ MAX_TONES = 8
 FINEST_OCTAVES = 1.0 / 48.0
 #: Share of the budget the refinement may spend (the rest: the level search).
 REFINE_SHARE = 0.5
+#: The tones a k > 1 combination joins are at least a semitone apart: the refinement's closest tones
+#: are neighbours of one note, and five of them act like one louder tone (docs/evaluation.md).
+COMBINATION_SPREAD_OCTAVES = 1.0 / 12.0
 
 
 def tone_phase(seed: int, bins: Sequence[int]) -> np.ndarray:
@@ -324,7 +332,7 @@ def additive_flip(
         initial = [started] + initial
     best_flip, closest = quietest_flip(
         clip, oracle, candidates(), k=k, probe_db=probe_db, min_db=min_db, max_db=max_db, tol_db=tol_db,
-        make_search=make_search, initial=initial,
+        make_search=make_search, initial=initial, spread_octaves=COMBINATION_SPREAD_OCTAVES,
     )
 
     # ---- the spectrum: every part's cut, and the quietest flip seen of a single tone in it

@@ -203,6 +203,7 @@ def quietest_flip(
     tol_db: float,
     make_search: Callable[..., LevelSearch] = LevelSearch,
     initial: Sequence[Attempt] = (),
+    spread_octaves: float = 0.0,
 ) -> Tuple[Optional[Attempt], Optional[Attempt]]:
     """The quietest flip of at most ``k`` elements within the oracle's budget.
 
@@ -213,7 +214,10 @@ def quietest_flip(
     random phase).  ``initial``: attempts already scored by the caller (at most
     ``k`` elements each); the quietest of those that flipped is pushed to its
     quietest level first, the others join the singles that combinations and
-    loud retries draw on.
+    loud retries draw on.  ``spread_octaves``: the singles a combination joins
+    are at least this far apart in frequency (rFFT bins of one frame; 0: any
+    disjoint singles), so that a combination is not five neighbours of one
+    note.
     """
     best: Optional[Attempt] = None
     closest: Optional[Attempt] = None
@@ -307,7 +311,8 @@ def quietest_flip(
         for a in ranked:
             if len(singles) >= k:
                 break
-            if all(set(a.change.elements).isdisjoint(s.elements) for s in singles):
+            if all(set(a.change.elements).isdisjoint(s.elements) and _apart(a.change, s, spread_octaves)
+                   for s in singles):
                 singles.append(a.change)
         for m in range(2, len(singles) + 1):
             if oracle.remaining < 1 or (best is not None and best.level_db >= max_db):
@@ -329,6 +334,20 @@ def quietest_flip(
                     best = q
         scan_singles(0)  # what the combinations left goes to further single candidates
     return best, closest
+
+
+def _apart(a: Change, b: Change, octaves: float) -> bool:
+    """Whether every element of ``a`` is at least ``octaves`` from every element of ``b`` (bins of one
+    rFFT frame: the bin index within the frame, its frequency up to a constant)."""
+    if octaves <= 0.0:
+        return True
+    ratio = 2.0 ** octaves
+    for e in a.elements:
+        for f in b.elements:
+            lo, hi = sorted((max(int(e), 1), max(int(f), 1)))
+            if hi < lo * ratio:
+                return False
+    return True
 
 
 # --------------------------------------------------------------------------- masked STFT search
