@@ -24,8 +24,9 @@ PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
 #: run never mixes records of two versions. 3: the margin explanation (400 queries in all), the
 #: causal flip starting from the additive search, the audibility and closeness fields. 4: the
 #: explanation's paired noise fill (``fill="noise"``), k > 1 starting from the previous k's flip.
-#: 5: the additive search's level stage alternates its refined tones with the tone scan's grid in
-#: the scan's order, and its k > 1 combinations join tones a semitone apart.
+#: 5: the additive search's level stage tries the strong parts' tones first, then alternates the
+#: other refined tones with the tone scan's grid in the scan's order, and its k > 1 combinations
+#: join tones a semitone apart.
 RECORD_VERSION = 5
 
 ProgressCallback = Callable[[str, int, int], None]

@@ -35,13 +35,15 @@ The search (``strategy="additive"`` of :func:`freqrex.flip`)
    into four parts of equal mel width, each measured alone, until parts are a
    48th of an octave wide (or one bin), a single tone flips, or the
    refinement's share of the budget (half) is spent.
-5. **Level.**  Single-tone candidates follow, alternately from the parts with
-   the largest cut down (their tones) and from the tone scan's grid in its own
-   order (the 64-point log-frequency grid, then its midpoints), so the search
-   covers the scan's candidates at half its rate whatever the cuts say: on a
+5. **Level.**  Single-tone candidates follow: first the tones of the parts
+   whose cut is at least :data:`LEAD_CUT_SHARE` of the largest (largest cut
+   first), then alternately the other refined tones and the tone scan's grid
+   in its own order (the 64-point log-frequency grid, then its midpoints), so
+   the search exploits strong evidence at small budgets and covers the scan's
+   candidates at half its rate after that, whatever the cuts say: on a
    pitch-sensitive model a part that mixes notes in and out of the key can
    have a negative cut while one tone in it flips (docs/evaluation.md,
-   "Additive causal search").  They go through the quietest-flip search of
+   "Two changes to the additive search").  They go through the quietest-flip search of
    :mod:`freqrex.manipulation.search`, which tries them at the level that
    would beat the quietest flip so far and bisects every flip to its quietest
    level (a single tone that flipped during the refinement starts it).
@@ -63,6 +65,7 @@ splits model calls, so it never changes the result; the budget is exact.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -88,6 +91,10 @@ MAX_TONES = 8
 FINEST_OCTAVES = 1.0 / 48.0
 #: Share of the budget the refinement may spend (the rest: the level search).
 REFINE_SHARE = 0.5
+#: The level stage tries the refined tones of the parts whose cut is at least this share of the
+#: largest cut first, then the other refined tones and the tone scan's grid alternately: strong
+#: evidence is exploited at small budgets, the grid hedges against parts that cancel (docs/evaluation.md).
+LEAD_CUT_SHARE = 0.1
 #: The tones a k > 1 combination joins are at least a semitone apart: the refinement's closest tones
 #: are neighbours of one note, and five of them act like one louder tone (docs/evaluation.md).
 COMBINATION_SPREAD_OCTAVES = 1.0 / 12.0
@@ -296,10 +303,17 @@ def additive_flip(
     ranked = sorted((p for p in leaves if p.attempt is not None),
                     key=lambda p: (-_round(p.cut, gap0), p.leaf[3] - p.leaf[2], p.leaf[2]))
 
-    def refined() -> Iterator[Change]:
+    top_cut = max((p.cut for p in ranked if math.isfinite(p.cut)), default=0.0)
+
+    def strong(p: _Part) -> bool:
+        return top_cut > 0.0 and math.isfinite(p.cut) and p.cut >= LEAD_CUT_SHARE * top_cut
+
+    def refined(lead: bool) -> Iterator[Change]:
+        """The refined tones of the strong parts (``lead``), or of the others, largest cut first."""
         for p in ranked:
-            for b in p.tones:
-                yield Change.of([(int(b), 1)], "additive-tone")
+            if strong(p) == lead:
+                for b in p.tones:
+                    yield Change.of([(int(b), 1)], "additive-tone")
 
     def grid() -> Iterator[Change]:
         """The tone scan's candidates, in its order: the 64-point log grid, then its midpoints."""
@@ -308,9 +322,18 @@ def additive_flip(
                 yield Change.of([(int(b), 1)], "additive-grid")
 
     def candidates() -> Iterator[Change]:
-        """The refined tones and the grid (with ``then``, the refined tones and ``then``) alternately."""
+        """The strong parts' tones, then the other refined tones and the grid (with ``then``, the
+        refined tones and ``then``) alternately."""
         seen = set()
-        streams = [refined(), grid() if then is None else iter(then)]
+        if then is None:
+            for ch in refined(True):
+                key = (ch.elements, ch.directions)
+                if key not in seen:
+                    seen.add(key)
+                    yield ch
+            streams = [refined(False), grid()]
+        else:
+            streams = [itertools.chain(refined(True), refined(False)), iter(then)]
         while streams:
             for st in list(streams):
                 for ch in st:
