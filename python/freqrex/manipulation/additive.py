@@ -303,10 +303,11 @@ def additive_flip(
     ranked = sorted((p for p in leaves if p.attempt is not None),
                     key=lambda p: (-_round(p.cut, gap0), p.leaf[3] - p.leaf[2], p.leaf[2]))
 
-    top_cut = max((p.cut for p in ranked if math.isfinite(p.cut)), default=0.0)
+    top_cut = max((_round(p.cut, gap0) for p in ranked), default=-math.inf)
 
     def strong(p: _Part) -> bool:
-        return top_cut > 0.0 and math.isfinite(p.cut) and p.cut >= LEAD_CUT_SHARE * top_cut
+        """Compared at the rounding of the ranking, so float noise cannot change the order."""
+        return top_cut > 0.0 and _round(p.cut, gap0) >= LEAD_CUT_SHARE * top_cut
 
     def refined(lead: bool) -> Iterator[Change]:
         """The refined tones of the strong parts (``lead``), or of the others, largest cut first."""
