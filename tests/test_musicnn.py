@@ -157,11 +157,34 @@ def test_model_protocol(models, clips):
     assert short.shape == (1, 50) and np.isfinite(short).all()
 
 
+def test_thread_limits_keep_the_tags(models, clips):
+    """``n_threads`` and an in-process evaluation's ``threads`` change the onnxruntime pool, never a tag."""
+    from freqrex.evaluation.distributed import LocalExecutor
+
+    batch = np.stack([clips[0], clips[1]])
+    ref = models["MSD_musicnn"](batch)
+    one = M.musicnn("MSD_musicnn", n_threads=1)
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_array_equal(one(batch), ref)
+    default = M.musicnn("MSD_musicnn")
+    assert default.session.get_session_options().intra_op_num_threads == 0  # onnxruntime's: one per core
+    held = LocalExecutor({"tagger": default}, threads=1).models["tagger"]
+    assert held.session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_array_equal(held(batch), ref)
+    kept = LocalExecutor({"tagger": M.musicnn("MSD_musicnn")}).models["tagger"]  # no threads: left alone
+    assert kept.session.get_session_options().intra_op_num_threads == 0
+    with pytest.raises(ParameterError):
+        LocalExecutor({"tagger": default}, threads=0)
+
+
 def test_factory_errors(monkeypatch, tmp_path):
     with pytest.raises(ModelError, match="unknown"):
         M.musicnn("MSD_resnet")
     with pytest.raises(ParameterError):
         M.musicnn(batch_size=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ParameterError, match="n_threads"):
+            M.musicnn(n_threads=bad)
     monkeypatch.setattr(M, "DATA_DIR", str(tmp_path))
     with pytest.raises(ModelError, match="missing"):
         M.musicnn("MSD_musicnn")

@@ -94,8 +94,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "default: in this process")
     p.add_argument("--address", default=None,
                    help="run on an existing Ray cluster: its address, or 'auto' (with --workers: that many workers)")
-    p.add_argument("--threads-per-worker", type=int, default=1,
-                   help="CPUs and ONNX/torch threads of each Ray worker (default 1)")
+    p.add_argument("--threads-per-worker", type=int, default=None,
+                   help="ONNX/torch threads of each worker, and CPUs of each Ray worker (default: 1 on Ray; "
+                        "in this process the models' own; 1 lets two runs share a machine)")
     p.add_argument("--max-retries", type=int, default=2,
                    help="retries of a clip whose worker died or that raised (default 2); then an error record")
     p.add_argument("--no-transfer", action="store_true",
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(f"--limit must be >= 1, got {args.limit}")
     if args.workers is not None and args.workers < 1:
         raise ParameterError(f"--workers must be >= 1, got {args.workers}")
-    if args.threads_per_worker < 1:
+    if args.threads_per_worker is not None and args.threads_per_worker < 1:
         raise ParameterError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
     if args.max_retries < 0:
         raise ParameterError(f"--max-retries must be >= 0, got {args.max_retries}")

@@ -31,7 +31,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="with a directory: explain on a local Ray instance with N workers (pip install 'freqrex[ray]')")
     p.add_argument("--address", default=None, help="with a directory: run on an existing Ray cluster ('auto' or its address)")
-    p.add_argument("--threads-per-worker", type=int, default=1, help="CPUs and ONNX/torch threads of each Ray worker")
+    p.add_argument("--threads-per-worker", type=int, default=None,
+                   help="ONNX/torch threads of each worker, and CPUs of each Ray worker (default: 1 on Ray; "
+                        "in this process the models' own; 1 lets two runs share a machine)")
     p.add_argument("--max-retries", type=int, default=2,
                    help="retries of a clip whose worker died or that raised (default 2)")
     add_common(p)

@@ -25,10 +25,20 @@ Result = Tuple[Any, Outcome]
 
 
 class LocalExecutor:
-    """Runs each job at once, in this process, on models built here."""
+    """Runs each job at once, in this process, on models built here.
 
-    def __init__(self, models: Dict[str, Any]):
+    ``threads``, when given, holds the models' ONNX Runtime sessions and torch
+    to that many intra-op threads (two runs side by side on one machine then
+    share its cores instead of spinning against each other); by default the
+    models keep their own settings.
+    """
+
+    def __init__(self, models: Dict[str, Any], *, threads: Optional[int] = None):
+        _check_threads(threads)
         self.models = {name: build_model(m) for name, m in models.items()}
+        if threads is not None:
+            for model in self.models.values():
+                _limit_threads(model, threads)
         self._done: List[Result] = []
         self.workers = 1
 
@@ -52,6 +62,11 @@ class LocalExecutor:
 
     def close(self) -> None:
         self._done.clear()
+
+
+def _check_threads(threads: Optional[int]) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ParameterError(f"threads per worker must be a positive integer, got {threads!r}")
 
 
 def _limit_threads(model: Any, n_threads: int) -> None:
@@ -134,21 +149,21 @@ class RayExecutor:
         the number of actors (default: the cluster's CPUs / threads).
     address : str, optional
         An existing cluster (``"auto"`` or ``"ray://host:port"``).
-    threads : int
-        CPUs (and ONNX/torch threads) of each worker.
+    threads : int, optional
+        CPUs (and ONNX/torch threads) of each worker (default 1).
 
     A Ray instance already running in this process is used as it is and left
     running; one started here is shut down by :meth:`close`.
     """
 
     def __init__(self, models: Dict[str, Any], *, workers: Optional[int] = None, address: Optional[str] = None,
-                 threads: int = 1):
+                 threads: Optional[int] = None):
+        _check_threads(threads)
+        threads = 1 if threads is None else threads
         ray = import_ray()
         self.ray = ray
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ParameterError(f"workers must be a positive integer, got {workers!r}")
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ParameterError(f"threads per worker must be a positive integer, got {threads!r}")
         for name, spec in models.items():
             if not isinstance(spec, (str, os.PathLike)):
                 try:
@@ -247,8 +262,9 @@ class RayExecutor:
 
 
 def make_executor(models: Dict[str, Any], *, workers: Optional[int] = None, address: Optional[str] = None,
-                  threads: int = 1) -> Any:
-    """In-process without ``workers`` and ``address``; else Ray."""
+                  threads: Optional[int] = None) -> Any:
+    """In-process without ``workers`` and ``address``; else Ray. ``threads``: ONNX/torch threads of
+    each worker (and CPUs of each Ray worker), default 1 on Ray and the models' own in this process."""
     if workers is None and address is None:
-        return LocalExecutor(models)
+        return LocalExecutor(models, threads=threads)
     return RayExecutor(models, workers=workers, address=address, threads=threads)

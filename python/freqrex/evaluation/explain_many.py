@@ -39,7 +39,7 @@ def explain_many(
     model_name: str = "model",
     workers: Optional[int] = None,
     address: Optional[str] = None,
-    threads_per_worker: int = 1,
+    threads_per_worker: Optional[int] = None,
     max_retries: int = 2,
     on_done: Optional[Callable[[Dict[str, Any]], None]] = None,
     run_progress: Any = None,
@@ -54,6 +54,9 @@ def explain_many(
         :func:`~freqrex.evaluation.jobs.build_model`).
     out : path
         The output directory (locked for the run).
+    threads_per_worker : int, optional
+        ONNX/torch intra-op threads of each worker, and CPUs of each Ray
+        worker (default: 1 on Ray; in this process the model's own).
     explain_options : dict
         Keyword options of :func:`freqrex.explain`.
 

@@ -85,7 +85,7 @@ def evaluate_many(
     on_start: Optional[Callable[[Path, int, int, str], Any]] = None,
     workers: Optional[int] = None,
     address: Optional[str] = None,
-    threads_per_worker: int = 1,
+    threads_per_worker: Optional[int] = None,
     max_retries: int = 2,
     transfer: bool = True,
     run_progress: Any = None,
@@ -109,8 +109,9 @@ def evaluate_many(
         Run on a local Ray instance with this many workers.
     address : str, optional
         Run on an existing Ray cluster (``"auto"``, ``"ray://..."``).
-    threads_per_worker : int
-        CPUs and ONNX/torch threads of each Ray worker.
+    threads_per_worker : int, optional
+        ONNX/torch intra-op threads of each worker, and CPUs of each Ray
+        worker (default: 1 on Ray; in this process the models' own).
     max_retries : int
         Retries of a job whose worker died or that raised (bad audio and
         bad options are not retried); then the clip gets an error record.

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ModelError, ParameterError
-from .base import Model, as_wave_batch as _as_waves
+from .base import Model, as_wave_batch as _as_waves, onnx_session
 
 __all__ = ["MusicnnModel", "musicnn", "log_mel", "patches", "mel_filterbank", "NAMES"]
 
@@ -284,7 +284,7 @@ def find_checkpoints() -> Optional[str]:
 
 
 def musicnn(name: str = "MSD_musicnn", *, providers: Optional[Sequence] = None,
-            batch_size: int = PATCH_BATCH) -> MusicnnModel:
+            batch_size: int = PATCH_BATCH, n_threads: Optional[int] = None) -> MusicnnModel:
     """Load a shipped musicnn tagger.
 
     Parameters
@@ -297,6 +297,10 @@ def musicnn(name: str = "MSD_musicnn", *, providers: Optional[Sequence] = None,
         onnxruntime execution providers (default ``["CPUExecutionProvider"]``).
     batch_size : int, default 8
         Patches per onnxruntime call (:data:`PATCH_BATCH`).
+    n_threads : int, optional
+        onnxruntime intra-op threads (default: onnxruntime's, one per core).
+        On 2 cores a 30 s query takes 0.30 s with both, 0.48 s with one: give
+        1 when other work shares the machine.
 
     Returns
     -------
@@ -309,22 +313,22 @@ def musicnn(name: str = "MSD_musicnn", *, providers: Optional[Sequence] = None,
     ModelError
         Unknown name, missing model file, or onnxruntime cannot load it.
     ParameterError
-        ``batch_size`` < 1.
+        ``batch_size`` or ``n_threads`` < 1.
     """
     if name not in NAMES:
         raise ModelError(f"unknown musicnn model {name!r}; choose from {', '.join(NAMES)}")
     if int(batch_size) < 1:
         raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+    if n_threads is not None and (isinstance(n_threads, bool) or int(n_threads) != n_threads or n_threads < 1):
+        raise ParameterError(f"n_threads must be a positive integer, got {n_threads!r}")
     path = os.path.join(DATA_DIR, name + ".onnx")
     tags_path = os.path.join(DATA_DIR, "musicnn_tags.json")
     if not os.path.isfile(path) or not os.path.isfile(tags_path):
         raise ModelError(f"musicnn model file missing: {path} (regenerate with scripts/build_musicnn.py)")
     try:
-        import onnxruntime as ort
-
         with open(tags_path) as fh:
             class_names = json.load(fh)[name]
-        session = ort.InferenceSession(path, providers=list(providers or ["CPUExecutionProvider"]))
     except Exception as exc:
-        raise ModelError(f"cannot load musicnn model {name!r}: {exc}") from exc
+        raise ModelError(f"cannot read the musicnn tags {tags_path}: {exc}") from exc
+    session = onnx_session(path, providers=providers, n_threads=n_threads, what=f"musicnn model {name!r}")
     return MusicnnModel(name, session, class_names, batch_size)
