@@ -271,3 +271,42 @@ def test_a_k5_combination_joins_tones_a_semitone_apart(clip, seed, monkeypatch):
     import freqrex.manipulation.additive as additive
     monkeypatch.setattr(additive, "COMBINATION_SPREAD_OCTAVES", 0.0)
     assert not flip(clip, SR, model, k=5, strategy="additive", budget=120, seed=seed).success
+
+
+class LoudOrChord(ChordTrigger):
+    """A chord at about ``snr`` dB (1200..1265 and 1700..1850 Hz), or any loud tone in 2000..3600 Hz: 'alarm' when the energy
+    added there passes that of a tone ``loud_snr`` dB under the clip (a shallow slope: 0.5 dB quieter
+    scores 0.49). k = 1 flips only loudly, with such a tone; the chord's tones score at most 0.48 alone, so at
+    loud levels the loud band's tones come closer than them."""
+
+    BANDS = ((1200, 1265), (1700, 1850))
+    LOUD = (2000, 3600)
+
+    def __init__(self, clip, snr=30.0, loud_snr=5.0):
+        super().__init__(clip, snr)
+        x = np.asarray(clip, dtype=np.float64)
+        self.base = band_energy(x[None], *self.LOUD)[0]
+        self.loud = float(np.dot(x, x)) / 10 ** (loud_snr / 10) * N / 2
+
+    def __call__(self, waves):
+        q_chord = super().__call__(waves)[:, 1]
+        added = np.maximum(band_energy(waves, *self.LOUD) - self.base, 1e-300) / self.loud
+        q = np.maximum(q_chord, np.clip(0.5 + 0.2 * np.log10(added), 0.0, 1.0))
+        return np.stack([1 - q, q], 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_k5_from_a_loud_k1_flip_still_finds_the_quiet_chord(clip, seed):
+    """k <= 5 from a loud k = 1 flip probes its singles at the probe level, not just under that flip: there
+    the chord's tones come closest, while just under a loud flip every loud-band tone is closer (before,
+    the search from the 5 dB flip returned it unchanged). The chord is as quiet as the k <= 5 search
+    finds it without a start, and never louder than the k = 1 flip."""
+    model = LoudOrChord(clip)
+    one = flip(clip, SR, model, k=1, strategy="additive", budget=160, seed=seed)
+    assert one.success and one.snr_db <= 5.5 and _in(one.frequencies_hz[0], LoudOrChord.LOUD)
+    alone = flip(clip, SR, model, k=5, strategy="additive", budget=160, seed=seed)
+    r = flip(clip, SR, model, k=5, strategy="additive", budget=160, seed=seed, start_from=one)
+    assert r.success and r.snr_db >= max(one.snr_db, alone.snr_db) - 0.5 and r.snr_db > 30.0
+    hz = np.asarray(r.frequencies_hz)
+    assert any(_in(f, LoudOrChord.BANDS[0]) for f in hz) and any(_in(f, LoudOrChord.BANDS[1]) for f in hz)
+    assert int(np.argmax(model(np.asarray(r.audio)[None])[0])) == 1  # the direct check

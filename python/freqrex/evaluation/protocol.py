@@ -26,8 +26,9 @@ PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
 #: explanation's paired noise fill (``fill="noise"``), k > 1 starting from the previous k's flip.
 #: 5: the additive search's level stage tries the strong parts' tones first, then alternates the
 #: other refined tones with the tone scan's grid in the scan's order, and its k > 1 combinations
-#: join tones a semitone apart.
-RECORD_VERSION = 5
+#: join tones a semitone apart. 6: a k > 1 search from a k = 1 flip louder than the probe level
+#: probes its singles at the probe level (``quietest_flip(singles_from_db=)``).
+RECORD_VERSION = 6
 
 ProgressCallback = Callable[[str, int, int], None]
 

@@ -183,6 +183,9 @@ def flip(
         ``k`` bins (typically ``k=1``'s): the search starts from it (re-scored,
         one query of ``budget``) and only looks for quieter flips, so the
         result is never louder than it, e.g. ``flip(k=5, start_from=flip(k=1))``.
+        With ``k > 1`` its single candidates are probed at ``probe_snr_db``
+        even when the start is louder (the ``k=1`` search has tried them at
+        the loud levels): their closeness there chooses the combinations.
     **explain_options
         Further options of :func:`freqrex.explain` (``fmin``, ``fmax``,
         ``cuts``, ...).  ``fmin``/``fmax`` also bound the baselines' bins.
@@ -303,7 +306,7 @@ def flip(
             best, closest = quietest_flip(
                 clip, oracle, fft_candidates(strategy, clip.coef, band, explanation, seed), k=k,
                 probe_db=o.probe_snr_db, min_db=o.min_snr_db, max_db=o.max_snr_db, tol_db=o.tol_db,
-                initial=initial,
+                initial=initial, singles_from_db=o.probe_snr_db if initial and k > 1 else None,
             )
         chosen = best if best is not None else closest
         success = best is not None

@@ -357,6 +357,7 @@ def additive_flip(
     best_flip, closest = quietest_flip(
         clip, oracle, candidates(), k=k, probe_db=probe_db, min_db=min_db, max_db=max_db, tol_db=tol_db,
         make_search=make_search, initial=initial, spread_octaves=COMBINATION_SPREAD_OCTAVES,
+        singles_from_db=probe_db if started is not None and k > 1 else None,
     )
 
     # ---- the spectrum: every part's cut, and the quietest flip seen of a single tone in it

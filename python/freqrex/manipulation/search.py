@@ -20,7 +20,13 @@ that reserve, then joins its flip with the closest other singles (to find a
 quieter flip with more elements) or, when no single flipped, combines the
 closest singles at the loudest level allowed; what the reserve leaves goes
 back to single candidates.  The result is never a louder flip than the k = 1
-search found in its first ``budget - reserve`` queries.  If nothing flipped at the probe level, the closest
+search found in its first ``budget - reserve`` queries.  A k > 1 search that
+starts from a k = 1 flip (``flip(start_from=...)``) probes its singles no
+louder than the probe level: just under a loud flip the singles' closeness
+ranks them by how they act loud, while the combinations need the tones that
+come closest quietly (a clip whose single tones flip only at 2.5 dB gave a
+two-tone flip at 12.6 dB that way, and a five-tone one at 31.5 dB probed at
+20 dB).  If nothing flipped at the probe level, the closest
 candidates are tried at the loudest level allowed (``min_db``; for a pure
 subtraction, no louder than removing its largest element) and searched
 from there.  Rounds have a fixed size and the order of candidates is fixed,
@@ -204,6 +210,7 @@ def quietest_flip(
     make_search: Callable[..., LevelSearch] = LevelSearch,
     initial: Sequence[Attempt] = (),
     spread_octaves: float = 0.0,
+    singles_from_db: Optional[float] = None,
 ) -> Tuple[Optional[Attempt], Optional[Attempt]]:
     """The quietest flip of at most ``k`` elements within the oracle's budget.
 
@@ -217,7 +224,10 @@ def quietest_flip(
     loud retries draw on.  ``spread_octaves``: the singles a combination joins
     are at least this far apart in frequency (rFFT bins of one frame; 0: any
     disjoint singles), so that a combination is not five neighbours of one
-    note.
+    note.  ``singles_from_db``: single candidates are probed no louder than
+    this level even after a louder flip (a k > 1 search from a k = 1 flip,
+    ``flip(start_from=...)``: the k = 1 search has tried its singles at the
+    loud levels already; their gaps at this level choose the combinations).
     """
     best: Optional[Attempt] = None
     closest: Optional[Attempt] = None
@@ -283,6 +293,8 @@ def quietest_flip(
             if not batch:
                 break
             level = probe_db if best is None else min(best.level_db + tol_db, max_db)
+            if singles_from_db is not None:
+                level = max(level, min(singles_from_db, max_db))
             if best is not None and best.level_db >= max_db:
                 break
             results = _attempt_round(clip, oracle, batch, level, make_search)
