@@ -27,7 +27,8 @@ PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
 #: 5: the additive search's level stage tries the strong parts' tones first, then alternates the
 #: other refined tones with the tone scan's grid in the scan's order, and its k > 1 combinations
 #: join tones a semitone apart. 6: a k > 1 search from a k = 1 flip louder than the probe level
-#: probes its singles at the probe level (``quietest_flip(singles_from_db=)``).
+#: probes its singles at the probe level (``quietest_flip(singles_from_db=)``), and a flipping
+#: combination is pruned of members that add nothing when quiet.
 RECORD_VERSION = 6
 
 ProgressCallback = Callable[[str, int, int], None]

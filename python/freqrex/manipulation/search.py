@@ -19,7 +19,11 @@ exactly the k = 1 search (same candidates, same order, same levels) on all but
 that reserve, then joins its flip with the closest other singles (to find a
 quieter flip with more elements) or, when no single flipped, combines the
 closest singles at the loudest level allowed; what the reserve leaves goes
-back to single candidates.  The result is never a louder flip than the k = 1
+back to single candidates; before that, each member of the flipping
+combination is left out in turn at the level that would beat it, and any
+smaller set that flips is pushed to its own quietest level (a combination
+started from a loud k = 1 flip carries that tone, which adds nothing when
+quiet).  The result is never a louder flip than the k = 1
 search found in its first ``budget - reserve`` queries.  A k > 1 search that
 starts from a k = 1 flip (``flip(start_from=...)``) probes its singles no
 louder than the probe level: just under a loud flip the singles' closeness
@@ -278,6 +282,26 @@ def quietest_flip(
                     best = q
             return
 
+    def prune() -> None:
+        """A flipping combination may carry a member that adds nothing when quiet (the k = 1 flip's
+        loud tone): leave each member out in turn, at the level that would beat the flip, and go on
+        from any smaller set that flips, until none does."""
+        shrunk = True
+        while shrunk and best is not None and len(best.change) > 1:
+            shrunk = False
+            whole = best
+            pairs = list(zip(whole.change.elements, whole.change.directions))
+            for i in range(len(pairs)):
+                if oracle.remaining < 1 or best.level_db >= max_db:
+                    return
+                sub = Change.of(pairs[:i] + pairs[i + 1:], whole.change.origin)
+                a = make_search(clip, oracle, sub).attempts([min(best.level_db + tol_db, max_db)])[0]
+                consider(a)
+                if a.flipped:
+                    improve(a)
+                    shrunk = best is not whole
+                    break
+
     def scan_singles(reserve: int) -> None:
         nonlocal pending, exhausted
         while oracle.remaining > reserve:
@@ -344,6 +368,7 @@ def quietest_flip(
                 q = quietest_level(clip, oracle, a, max_db=max_db, tol_db=tol_db)
                 if best is None or q.level_db > best.level_db:
                     best = q
+        prune()
         scan_singles(0)  # what the combinations left goes to further single candidates
     return best, closest
 
