@@ -32,7 +32,8 @@ def test_default_explain_runs_offline(tmp_path):
 
 
 def test_explain_json(tmp_path):
-    r = run("explain", "--budget", "10", "--iterations", "1", "--duration", "3", "--out", str(tmp_path / "o"), "--json", "--quiet")
+    r = run("explain", "--budget", "10", "--iterations", "1", "--duration", "3", "--out", str(tmp_path / "o"), "--json", "--quiet",
+            "--threads-per-worker", "1")  # the model's onnxruntime pool held to one thread
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["model"] == "MSD_musicnn" and data["sets"].keys() == {"sufficient", "sufficient_necessary", "complete"}
@@ -99,6 +100,8 @@ def test_misbehaving_model_is_one_line(tmp_path, clip, kind):
 def test_bad_option_is_usage_error(tmp_path, clip):
     r = run("explain", clip, "--budget", "-1", "--quiet", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "error" in r.stderr and "Traceback" not in r.stderr
+    r = run("explain", clip, "--threads-per-worker", "0", "--quiet", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--threads-per-worker must be >= 1" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_debug_shows_traceback(tmp_path, clip):

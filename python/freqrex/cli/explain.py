@@ -50,7 +50,15 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ParameterError
 
         raise ParameterError("--workers and --address explain a directory of clips: give a directory")
+    if args.threads_per_worker is not None and args.threads_per_worker < 1:
+        from ..errors import ParameterError
+
+        raise ParameterError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
     model = open_model(args)
+    if args.threads_per_worker is not None:
+        from ..models.base import limit_threads
+
+        limit_threads(model, args.threads_per_worker)
     audio, sr, source = open_clip(args, model)
     bar = ProgressBar("explain", enabled=not args.quiet)
     start = time.perf_counter()

@@ -15,10 +15,10 @@ to retry.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ModelError, ParameterError
+from ..models.base import limit_threads
 from .jobs import Outcome, build_model, run_job, worker_fields
 
 Result = Tuple[Any, Outcome]
@@ -38,7 +38,7 @@ class LocalExecutor:
         self.models = {name: build_model(m) for name, m in models.items()}
         if threads is not None:
             for model in self.models.values():
-                _limit_threads(model, threads)
+                limit_threads(model, threads)
         self._done: List[Result] = []
         self.workers = 1
 
@@ -69,38 +69,6 @@ def _check_threads(threads: Optional[int]) -> None:
         raise ParameterError(f"threads per worker must be a positive integer, got {threads!r}")
 
 
-def _limit_threads(model: Any, n_threads: int) -> None:
-    """Hold a model's ONNX Runtime sessions and torch to ``n_threads`` intra-op threads."""
-    if "torch" in sys.modules:
-        try:
-            sys.modules["torch"].set_num_threads(n_threads)
-        except Exception:  # noqa: BLE001 - torch refuses a change after its pool started
-            pass
-    if "onnxruntime" not in sys.modules:
-        return
-    ort = sys.modules["onnxruntime"]
-    seen = set()
-
-    def visit(obj: Any, depth: int) -> None:
-        if depth > 2 or id(obj) in seen or not hasattr(obj, "__dict__"):
-            return
-        seen.add(id(obj))
-        for attr, value in list(vars(obj).items()):
-            if isinstance(value, ort.InferenceSession):
-                source = getattr(value, "_model_path", None) or getattr(value, "_model_bytes", None)
-                if source is None:
-                    continue
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = n_threads
-                options.inter_op_num_threads = 1
-                setattr(obj, attr, ort.InferenceSession(source, sess_options=options,
-                                                        providers=value.get_providers()))
-            elif not isinstance(value, (str, bytes, int, float, list, dict, tuple)):
-                visit(value, depth + 1)
-
-    visit(model, 0)
-
-
 class _Worker:
     """The Ray actor: every model of the run, built here; runs one job at a time."""
 
@@ -113,7 +81,7 @@ class _Worker:
         try:
             for name, spec in specs.items():
                 self.models[name] = build_model(spec)
-                _limit_threads(self.models[name], n_threads)
+                limit_threads(self.models[name], n_threads)
         except Exception as exc:  # noqa: BLE001 - reported by info(), raised on the driver
             self.error = f"{type(exc).__name__}: {exc}"
 

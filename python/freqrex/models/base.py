@@ -158,3 +158,42 @@ def onnx_session(path: str, *, providers=None, n_threads=None, what: str = "mode
         return ort.InferenceSession(path, sess_options=options, providers=list(providers or ["CPUExecutionProvider"]))
     except Exception as exc:
         raise ModelError(f"cannot load {what} {path}: {exc}") from exc
+
+
+def limit_threads(model, n_threads: int) -> None:
+    """Hold a model's ONNX Runtime sessions (attributes up to two objects deep, rebuilt with
+    ``n_threads`` intra-op threads and one inter-op thread) and torch to ``n_threads`` threads.
+
+    What ``--threads-per-worker`` does to every model of a run; a session built from bytes or a
+    path is rebuilt with its providers, anything else is left as it is.
+    """
+    import sys
+
+    if "torch" in sys.modules:
+        try:
+            sys.modules["torch"].set_num_threads(n_threads)
+        except Exception:  # noqa: BLE001 - torch refuses a change after its pool started
+            pass
+    if "onnxruntime" not in sys.modules:
+        return
+    ort = sys.modules["onnxruntime"]
+    seen = set()
+
+    def visit(obj, depth: int) -> None:
+        if depth > 2 or id(obj) in seen or not hasattr(obj, "__dict__"):
+            return
+        seen.add(id(obj))
+        for attr, value in list(vars(obj).items()):
+            if isinstance(value, ort.InferenceSession):
+                source = getattr(value, "_model_path", None) or getattr(value, "_model_bytes", None)
+                if source is None:
+                    continue
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = n_threads
+                options.inter_op_num_threads = 1
+                setattr(obj, attr, ort.InferenceSession(source, sess_options=options,
+                                                        providers=value.get_providers()))
+            elif not isinstance(value, (str, bytes, int, float, list, dict, tuple)):
+                visit(value, depth + 1)
+
+    visit(model, 0)
