@@ -574,3 +574,22 @@ def test_cli_explain_a_directory_one_folder_per_clip(clips, tmp_path, monkeypatc
     inside = [*args[:5], str(src / "explained"), *args[6:]]  # --out inside the input directory
     assert main(inside) == 0 and main(inside) == 0
     assert "0 explained, 3 already done, 0 failed" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_kept_bands_to_the_millihertz_keep_every_bin():
+    """A record's ``kept_bands_hz`` are rounded to 1 mHz; played back by the transfer they keep exactly
+    the set's bins (30 s at 16 kHz: bins 33 mHz apart), for runs of every length."""
+    from types import SimpleNamespace
+
+    from freqrex.evaluation.protocol import _kept_bands_hz
+    from freqrex.evaluation.transfer import keep_mask
+
+    sr, n = 16000, 480000
+    rng = np.random.default_rng(0)
+    keep = np.repeat(rng.random(6000) < 0.3, rng.integers(1, 80, 6000))[: n // 2 + 1]
+    keep = np.pad(keep, (0, n // 2 + 1 - keep.size))
+    freqs = np.arange(n // 2 + 1) * (sr / n)
+    e = SimpleNamespace(mask_of=lambda name: keep, frequencies=freqs)
+    bands = _kept_bands_hz(e, "complete")
+    assert all(round(x, 3) == x for b in bands for x in b)
+    np.testing.assert_array_equal(keep_mask(bands, sr / n, n, sr), keep)

@@ -20,6 +20,10 @@ from ..options import ExplainOptions
 #: The paper's manipulation results (Kelly & Chockler 2026, 8 models, GTZAN and a sung-emotion set).
 PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
 
+#: Decimals of the ``kept_bands_hz`` of a record (Hz): a millihertz, far under a bin of any clip
+#: shorter than 1000 s, halves the records' size.
+BAND_HZ_DECIMALS = 3
+
 #: Version of the record layout and of what produces it; part of the protocol key, so a resumed
 #: run never mixes records of two versions. 3: the margin explanation (400 queries in all), the
 #: causal flip starting from the additive search, the audibility and closeness fields. 4: the
@@ -195,8 +199,9 @@ def _sets_of(e: Any) -> Dict[str, Any]:
 def _kept_bands_hz(e: Any, name: str) -> Optional[List[List[float]]]:
     """The bins an ``fft`` set keeps when resynthesised (bins outside the searched band included), in Hz.
 
-    ``[[first bin centre, last bin centre], ...]`` of every run of kept bins:
-    what :mod:`freqrex.evaluation.transfer` plays to another model.
+    ``[[first bin centre, last bin centre], ...]`` of every run of kept bins, to the millihertz
+    (:data:`BAND_HZ_DECIMALS`; bins of a 30 s clip are 33 mHz apart, and a complete set has thousands
+    of runs): what :mod:`freqrex.evaluation.transfer` plays to another model.
     """
     keep = e.mask_of(name)
     if keep is None:
@@ -208,7 +213,7 @@ def _kept_bands_hz(e: Any, name: str) -> Optional[List[List[float]]]:
     starts = np.concatenate([[idx[0]], idx[breaks + 1]])
     ends = np.concatenate([idx[breaks], [idx[-1]]])
     f = np.asarray(e.frequencies, dtype=np.float64).reshape(-1)
-    return [[float(f[a]), float(f[b])] for a, b in zip(starts, ends)]
+    return [[round(float(f[a]), BAND_HZ_DECIMALS), round(float(f[b]), BAND_HZ_DECIMALS)] for a, b in zip(starts, ends)]
 
 
 def _budget(o: "EvalOptions", strategy: str, e: Any, *, stft: bool = False) -> int:
