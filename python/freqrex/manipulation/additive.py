@@ -43,7 +43,7 @@ The search (``strategy="additive"`` of :func:`freqrex.flip`)
    candidates at half its rate after that, whatever the cuts say: on a
    pitch-sensitive model a part that mixes notes in and out of the key can
    have a negative cut while one tone in it flips (docs/evaluation.md,
-   "Two changes to the additive search").  They go through the quietest-flip search of
+   "Three changes to the searches").  They go through the quietest-flip search of
    :mod:`freqrex.manipulation.search`, which tries them at the level that
    would beat the quietest flip so far and bisects every flip to its quietest
    level (a single tone that flipped during the refinement starts it).
