@@ -18,7 +18,7 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ModelError, ParameterError
-from ..models.base import limit_threads
+from ..models.base import check_threads, limit_threads
 from .jobs import Outcome, build_model, run_job, worker_fields
 
 Result = Tuple[Any, Outcome]
@@ -34,7 +34,7 @@ class LocalExecutor:
     """
 
     def __init__(self, models: Dict[str, Any], *, threads: Optional[int] = None):
-        _check_threads(threads)
+        check_threads(threads, "threads per worker")
         self.models = {name: build_model(m) for name, m in models.items()}
         if threads is not None:
             for model in self.models.values():
@@ -62,11 +62,6 @@ class LocalExecutor:
 
     def close(self) -> None:
         self._done.clear()
-
-
-def _check_threads(threads: Optional[int]) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ParameterError(f"threads per worker must be a positive integer, got {threads!r}")
 
 
 class _Worker:
@@ -126,7 +121,7 @@ class RayExecutor:
 
     def __init__(self, models: Dict[str, Any], *, workers: Optional[int] = None, address: Optional[str] = None,
                  threads: Optional[int] = None):
-        _check_threads(threads)
+        check_threads(threads, "threads per worker")
         threads = 1 if threads is None else threads
         ray = import_ray()
         self.ray = ray

@@ -143,10 +143,19 @@ def as_wave_batch(waves) -> np.ndarray:
     return x
 
 
+def check_threads(n_threads, name: str = "n_threads") -> None:
+    """A thread count is None (the library's default) or a positive integer, else :class:`ParameterError`."""
+    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer))
+                                  or n_threads < 1):
+        raise ParameterError(f"{name} must be a positive integer, got {n_threads!r}")
+
+
 def onnx_session(path: str, *, providers=None, n_threads=None, what: str = "model"):
     """An onnxruntime session for ``path`` (``n_threads`` intra-op threads, one inter-op thread
     when given); any failure to load is a :class:`ModelError` naming ``what``."""
     from ..errors import ModelError
+
+    check_threads(n_threads)
 
     try:
         import onnxruntime as ort
@@ -169,6 +178,7 @@ def limit_threads(model, n_threads: int) -> None:
     """
     import sys
 
+    check_threads(n_threads)
     if "torch" in sys.modules:
         try:
             sys.modules["torch"].set_num_threads(n_threads)

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ModelError, ParameterError
-from .base import Model, as_wave_batch as _as_waves, onnx_session
+from .base import Model, as_wave_batch as _as_waves, check_threads, onnx_session
 
 __all__ = ["MusicnnModel", "musicnn", "log_mel", "patches", "mel_filterbank", "NAMES"]
 
@@ -319,8 +319,7 @@ def musicnn(name: str = "MSD_musicnn", *, providers: Optional[Sequence] = None,
         raise ModelError(f"unknown musicnn model {name!r}; choose from {', '.join(NAMES)}")
     if int(batch_size) < 1:
         raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
-    if n_threads is not None and (isinstance(n_threads, bool) or int(n_threads) != n_threads or n_threads < 1):
-        raise ParameterError(f"n_threads must be a positive integer, got {n_threads!r}")
+    check_threads(n_threads)
     path = os.path.join(DATA_DIR, name + ".onnx")
     tags_path = os.path.join(DATA_DIR, "musicnn_tags.json")
     if not os.path.isfile(path) or not os.path.isfile(tags_path):
