@@ -25,6 +25,7 @@ from freqrex.evaluate import (
     summary_markdown,
     write_summary,
 )
+from freqrex.evaluation.transfer import kept_bands_hz_of
 from freqrex.io import save_wav
 
 SR = 8000
@@ -501,7 +502,7 @@ def test_transfer_table_of_planted_models(tmp_path):
             if rec["source"] in "ab" and rec["target"] in "ab":
                 assert cell["keeps_target_decision"] and cell["equals_source_decision"]
             if rec["source"] in "ab" and rec["target"] == "k":
-                bands = src["fft_explanation"]["sets"][s]["kept_bands_hz"]
+                bands = kept_bands_hz_of(src["fft_explanation"]["sets"][s], src["fft_explanation"]["bin_hz"])
                 has_3k = any(lo - 0.5 <= 3000 <= hi + 0.5 for lo, hi in bands)
                 assert cell["keeps_target_decision"] == has_3k
                 assert not cell["equals_source_decision"]  # other class names
@@ -576,20 +577,76 @@ def test_cli_explain_a_directory_one_folder_per_clip(clips, tmp_path, monkeypatc
     assert "0 explained, 3 already done, 0 failed" in capsys.readouterr().out.splitlines()[-1]
 
 
-def test_kept_bands_to_the_millihertz_keep_every_bin():
-    """A record's ``kept_bands_hz`` are rounded to 1 mHz; played back by the transfer they keep exactly
-    the set's bins (30 s at 16 kHz: bins 33 mHz apart), for runs of every length."""
-    from types import SimpleNamespace
+def _runs_mask(n_bins, seed=0):
+    """A mask of runs of every length (1-80 bins), like a complete set's."""
+    rng = np.random.default_rng(seed)
+    keep = np.repeat(rng.random(n_bins // 20) < 0.3, rng.integers(1, 80, n_bins // 20))[:n_bins]
+    return np.pad(keep, (0, n_bins - keep.size))
 
-    from freqrex.evaluation.protocol import _kept_bands_hz
-    from freqrex.evaluation.transfer import keep_mask
+
+def test_kept_bins_pack_losslessly_and_play_back_every_bin():
+    """A record's sets are packed masks; unpacked they are the set, and as frequency ranges played back by
+    the transfer they keep exactly the set's bins (30 s at 16 kHz: bins 33 mHz apart)."""
+    from freqrex.evaluation.transfer import bands_of_mask, keep_mask, pack_kept_bins, unpack_kept_bins
 
     sr, n = 16000, 480000
-    rng = np.random.default_rng(0)
-    keep = np.repeat(rng.random(6000) < 0.3, rng.integers(1, 80, 6000))[: n // 2 + 1]
-    keep = np.pad(keep, (0, n // 2 + 1 - keep.size))
-    freqs = np.arange(n // 2 + 1) * (sr / n)
-    e = SimpleNamespace(mask_of=lambda name: keep, frequencies=freqs)
-    bands = _kept_bands_hz(e, "complete")
-    assert all(round(x, 3) == x for b in bands for x in b)
-    np.testing.assert_array_equal(keep_mask(bands, sr / n, n, sr), keep)
+    keep = _runs_mask(n // 2 + 1)
+    packed = pack_kept_bins(keep)
+    assert packed["n_bins"] == keep.size and packed["count"] == int(keep.sum())
+    assert len(json.dumps(packed)) < keep.size / 8  # smaller than the raw bits
+    np.testing.assert_array_equal(unpack_kept_bins(json.loads(json.dumps(packed))), keep)
+    np.testing.assert_array_equal(keep_mask(bands_of_mask(keep, sr / n), sr / n, n, sr), keep)
+    for edge in (np.zeros(9, bool), np.ones(9, bool), np.array([], bool)):
+        np.testing.assert_array_equal(unpack_kept_bins(pack_kept_bins(edge)), edge)
+
+
+def test_damaged_kept_bins_are_a_result_file_error():
+    from freqrex.errors import ResultFileError
+    from freqrex.evaluation.transfer import pack_kept_bins, unpack_kept_bins
+
+    good = pack_kept_bins(_runs_mask(1001))
+    for bad in ({**good, "encoding": "rle"}, {**good, "data": "not base64!"}, {**good, "data": good["data"][:-8]},
+                {**good, "n_bins": 5000}, {**good, "count": good["count"] + 1}, {"encoding": good["encoding"]},
+                "a string"):
+        with pytest.raises(ResultFileError):
+            unpack_kept_bins(bad)
+
+
+def test_records_with_kept_bands_hz_read_and_pack_to_the_same_sets(tmp_path):
+    """Records of versions 3-5 (and the first of 6) kept sets as ranges to the millihertz: they still read, transfer,
+    and scripts/pack_kept_sets.py rewrites them as packed masks of exactly the same bins, nothing else changed."""
+    import runpy
+
+    from freqrex.evaluation import ExplanationSummary, load_records
+    from freqrex.evaluation.transfer import bands_of_mask, kept_bands_hz_of
+
+    sr, n = 16000, 480000
+    bin_hz = sr / n
+    masks = {"sufficient": _runs_mask(n // 2 + 1, 1), "complete": _runs_mask(n // 2 + 1, 2)}
+    old_sets = {name: {"size": int(m.sum()), "score": 0.5,
+                       "kept_bands_hz": [[round(lo, 3), round(hi, 3)] for lo, hi in bands_of_mask(m, bin_hz)]}
+                for name, m in masks.items()}
+    old_sets["sufficient_necessary"] = {"size": None, "reason": "none"}
+    rec = {"clip": "c", "status": "ok", "version": 5, "other": [1.5, "x"],
+           "fft_explanation": {"n_bins": n // 2 + 1, "bin_hz": bin_hz, "queries": 400, "sets": old_sets}}
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(rec, sort_keys=True) + "\n" + json.dumps({"clip": "d", "status": "error"}) + "\n")
+    summary = ExplanationSummary.from_dict(rec["fft_explanation"])
+    for name, m in masks.items():
+        np.testing.assert_array_equal(summary.keep_mask(name), m)
+        bands = kept_bands_hz_of(rec["fft_explanation"]["sets"][name], bin_hz)
+        assert len(bands) == len(old_sets[name]["kept_bands_hz"])
+    assert summary.keep_mask("sufficient_necessary") is None
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pack_kept_sets.py"
+    mod = runpy.run_path(str(script))
+    assert mod["main"]([str(path)]) == 0
+    new = load_records(path)
+    assert len(new) == 2 and new[1] == {"clip": "d", "status": "error"}
+    assert {k: v for k, v in new[0].items() if k != "fft_explanation"} == {
+        k: v for k, v in rec.items() if k != "fft_explanation"}
+    packed = ExplanationSummary.from_dict(new[0]["fft_explanation"])
+    for name, m in masks.items():
+        assert "kept_bands_hz" not in new[0]["fft_explanation"]["sets"][name]
+        np.testing.assert_array_equal(packed.keep_mask(name), m)
+    assert path.stat().st_size < 0.2 * len(json.dumps(rec))
+    assert mod["main"]([str(path)]) == 0  # a second pass has nothing to pack

@@ -78,7 +78,10 @@ def test_round_trip_is_exact_on_records_made_here(made):
         assert isinstance(f, FlipSummary) and f.success and f.new_name in ToneModel.class_names
         assert f.closest_name is not None and f.over_threshold_share is not None  # version 3 fields
         assert set(r.stft_flips) == {"causal", "random", "magnitude"}
-        assert r.fft_explanation.sets["sufficient"].kept_bands_hz is not None
+        suff = r.fft_explanation.sets["sufficient"]
+        assert suff.kept_bins is not None and suff.kept_bands_hz is None
+        mask = r.fft_explanation.keep_mask("sufficient")
+        assert mask.dtype == bool and mask.size == r.fft_explanation.n_bins and mask.sum() >= suff.size
         assert r.flipped()["causal"] == 1
     err = next(r for r in recs if not r.ok)
     assert err.status == "error" and err.error and err.original is None and err.fft_flips == {}

@@ -8,7 +8,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -20,19 +20,17 @@ from ..options import ExplainOptions
 #: The paper's manipulation results (Kelly & Chockler 2026, 8 models, GTZAN and a sung-emotion set).
 PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
 
-#: Decimals of the ``kept_bands_hz`` of a record (Hz): a millihertz, far under a bin of any clip
-#: shorter than 1000 s, halves the records' size.
-BAND_HZ_DECIMALS = 3
-
 #: Version of the record layout and of what produces it; part of the protocol key, so a resumed
 #: run never mixes records of two versions. 3: the margin explanation (400 queries in all), the
-#: causal flip starting from the additive search, the audibility and closeness fields. 4: the
-#: explanation's paired noise fill (``fill="noise"``), k > 1 starting from the previous k's flip.
-#: 5: the additive search's level stage tries the strong parts' tones first, then alternates the
-#: other refined tones with the tone scan's grid in the scan's order, and its k > 1 combinations
-#: join tones a semitone apart. 6: a k > 1 search from a k = 1 flip louder than the probe level
-#: probes its singles at the probe level (``quietest_flip(singles_from_db=)``), and a flipping
-#: combination is pruned of members that add nothing when quiet.
+#: causal flip starting from the additive search, the audibility and closeness fields, a set's
+#: bins as frequency ranges (``kept_bands_hz``). 4: the explanation's paired noise fill
+#: (``fill="noise"``), k > 1 starting from the previous k's flip. 5: the additive search's level
+#: stage tries the strong parts' tones first, then alternates the other refined tones with the tone
+#: scan's grid in the scan's order, and its k > 1 combinations join tones a semitone apart. 6: a
+#: k > 1 search from a k = 1 flip louder than the probe level probes its singles at the probe level
+#: (``quietest_flip(singles_from_db=)``), and a flipping combination is pruned of members that add
+#: nothing when quiet; a set's bins as a packed mask (``kept_bins``, the same sets; the first v6
+#: records, rewritten by ``scripts/pack_kept_sets.py``, had ``kept_bands_hz``).
 RECORD_VERSION = 6
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -192,28 +190,18 @@ def _sets_of(e: Any) -> Dict[str, Any]:
             "reason": None if size is not None else e.reasons.get(name),
         }
         if e.space == "fft" and name in ("sufficient", "complete"):
-            out[name]["kept_bands_hz"] = _kept_bands_hz(e, name)
+            out[name]["kept_bins"] = _kept_bins(e, name)
     return out
 
 
-def _kept_bands_hz(e: Any, name: str) -> Optional[List[List[float]]]:
-    """The bins an ``fft`` set keeps when resynthesised (bins outside the searched band included), in Hz.
+def _kept_bins(e: Any, name: str) -> Optional[Dict[str, Any]]:
+    """The bins an ``fft`` set keeps when resynthesised (bins outside the searched band included), as a
+    packed mask (:func:`~freqrex.evaluation.transfer.pack_kept_bins`; a complete set of a 30 s clip has
+    tens of thousands of runs of bins): what :mod:`freqrex.evaluation.transfer` plays to another model."""
+    from .transfer import pack_kept_bins
 
-    ``[[first bin centre, last bin centre], ...]`` of every run of kept bins, to the millihertz
-    (:data:`BAND_HZ_DECIMALS`; bins of a 30 s clip are 33 mHz apart, and a complete set has thousands
-    of runs): what :mod:`freqrex.evaluation.transfer` plays to another model.
-    """
     keep = e.mask_of(name)
-    if keep is None:
-        return None
-    idx = np.flatnonzero(np.asarray(keep).reshape(-1))
-    if idx.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(idx) > 1)
-    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
-    ends = np.concatenate([idx[breaks], [idx[-1]]])
-    f = np.asarray(e.frequencies, dtype=np.float64).reshape(-1)
-    return [[round(float(f[a]), BAND_HZ_DECIMALS), round(float(f[b]), BAND_HZ_DECIMALS)] for a, b in zip(starts, ends)]
+    return None if keep is None else pack_kept_bins(np.asarray(keep))
 
 
 def _budget(o: "EvalOptions", strategy: str, e: Any, *, stft: bool = False) -> int:

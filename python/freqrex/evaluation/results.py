@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
+import numpy as np
 from ..errors import ParameterError, ResultFileError
 from .protocol import RECORD_VERSION, STRATEGIES
 from .records import _clean, load_records
@@ -174,30 +175,59 @@ class FlipSummary(_Layout):
 class SetSummary(_Layout):
     """One set of an explanation: ``size`` (elements), ``fraction`` (of all), the model's ``score``
     on it, ``reason`` when it is absent (size None), and for the ``fft`` sufficient and complete
-    sets the kept bins as frequency ranges, ``kept_bands_hz`` (record version 3)."""
+    sets the kept bins: ``kept_bins``, a packed mask (record version 6 on; :meth:`keep_mask`), or
+    in older records ``kept_bands_hz``, frequency ranges (record versions 3-5)."""
 
     size: Optional[int] = None
     fraction: Optional[float] = None
     score: Optional[float] = None
     reason: Optional[str] = None
+    kept_bins: Optional[Mapping[str, Any]] = field(default=None, repr=False)
     kept_bands_hz: Optional[Tuple[Tuple[float, float], ...]] = field(default=None, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
     _read_keys: Optional[FrozenSet[str]] = _read_keys()
 
     _KEYS: ClassVar[Tuple[Tuple[str, str], ...]] = tuple(
-        (n, n) for n in ("size", "fraction", "score", "reason", "kept_bands_hz"))
-    _OMIT: ClassVar[FrozenSet[str]] = frozenset({"kept_bands_hz"})
+        (n, n) for n in ("size", "fraction", "score", "reason", "kept_bins", "kept_bands_hz"))
+    _OMIT: ClassVar[FrozenSet[str]] = frozenset({"kept_bins", "kept_bands_hz"})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SetSummary":
         values, extra, keys = cls._known(_as_dict(d, "a set"))
         bands = values.pop("kept_bands_hz")
+        packed = values.pop("kept_bins")
         values = {a: _f(v) for a, v in values.items()}
-        return cls(**values, kept_bands_hz=None if bands is None else tuple(tuple(_f(x) for x in b) for b in bands),
+        return cls(**values, kept_bins=None if packed is None else dict(_as_dict(packed, "kept_bins")),
+                   kept_bands_hz=None if bands is None else tuple(tuple(_f(x) for x in b) for b in bands),
                    extra=extra, _read_keys=keys)
 
     def to_dict(self) -> Dict[str, Any]:
-        return self._emit({k: getattr(self, a) for a, k in self._KEYS})
+        values = {k: getattr(self, a) for a, k in self._KEYS}
+        if self.kept_bins is not None:
+            values["kept_bins"] = dict(self.kept_bins)
+        return self._emit(values)
+
+    def keep_mask(self, n_bins: Optional[int] = None, bin_hz: Optional[float] = None) -> Optional[np.ndarray]:
+        """The set's boolean mask over the spectrum's bins; None when the record has no kept bins.
+
+        ``n_bins`` and ``bin_hz`` (those of the :class:`ExplanationSummary`) are needed only for a
+        record of versions 3-5 (``kept_bands_hz``); :meth:`ExplanationSummary.keep_mask` passes them.
+
+        Raises
+        ------
+        ResultFileError
+            A ``kept_bins`` that is not a packed mask.
+        """
+        from .transfer import keep_mask, unpack_kept_bins
+
+        if self.kept_bins is not None:
+            return unpack_kept_bins(self.kept_bins)
+        if self.kept_bands_hz is None:
+            return None
+        if n_bins is None or bin_hz is None:
+            raise ParameterError("kept_bands_hz (record versions 3-5): give n_bins and bin_hz")
+        n = 2 * (int(n_bins) - 1)
+        return keep_mask(self.kept_bands_hz, float(bin_hz), n, float(bin_hz) * n)
 
 
 @dataclass(frozen=True)
@@ -237,6 +267,12 @@ class ExplanationSummary(_Layout):
         values = {k: getattr(self, a) for a, k in self._KEYS}
         values["sets"] = {n: s.to_dict() for n, s in self.sets.items()}
         return self._emit(values)
+
+    def keep_mask(self, name: str) -> Optional[np.ndarray]:
+        """The boolean mask over the ``fft`` bins of the set ``name`` (``"sufficient"`` or
+        ``"complete"``); None when the set is absent or the record kept no bins."""
+        s = self.sets.get(name)
+        return None if s is None else s.keep_mask(self.n_bins, self.bin_hz)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ..errors import ParameterError
 from .jobs import error_text
 from .protocol import RECORD_VERSION, EvalOptions
 from .records import _clean, append_record, check_outputs, clip_id, clip_labels, load_records, locked, record_clip_id
-from .transfer import TRANSFER_SETS, transfer_path
+from .transfer import TRANSFER_SETS, has_kept_set, kept_bands_hz_of, transfer_path
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -233,12 +233,13 @@ def _drive(executor: Any, paths: List[Path], ids: List[str], labels: List[str], 
                 if (a, b, ids[i], keys[a], keys[b]) in tdone:
                     continue
                 sets = ra["fft_explanation"]["sets"]
-                if any("kept_bands_hz" not in sets[s] for s in TRANSFER_SETS):
+                if not all(has_kept_set(sets[s]) for s in TRANSFER_SETS):
                     continue  # a record of an older version: its sets were not kept
+                bin_hz = ra["fft_explanation"]["bin_hz"]
                 sources.append({"source": a, "decision": {"class": ra["original"]["class"],
                                                           "name": ra["original"]["name"]},
-                                "bin_hz": ra["fft_explanation"]["bin_hz"],
-                                "sets": {s: sets[s]["kept_bands_hz"] for s in TRANSFER_SETS}})
+                                "bin_hz": bin_hz,
+                                "sets": {s: kept_bands_hz_of(sets[s], bin_hz) for s in TRANSFER_SETS}})
             if sources:
                 queue.append(_Job("transfer", i, b, sources=sources))
 
