@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from freqrex.evaluation import load_records, write_summary  # noqa: E402
-from freqrex.evaluation.summary import limit_comparison, limit_markdown  # noqa: E402
+from freqrex.evaluation.summary import limit_comparison, limit_markdown, per_clip_markdown  # noqa: E402
 
 
 def main() -> int:
@@ -45,6 +45,12 @@ def main() -> int:
         with open(out.with_suffix(".json"), "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
+    table = per_clip_markdown(records, limits)
+    if table:
+        with open(out, "a") as f:
+            f.write("\nPer clip (equal total queries): SNR in dB of the quietest flip of each strategy, \"—\" when it "
+                    "found none, not even at 0 dB; the STFT flip of the causal strategy with whether it stays under "
+                    "ART's masking threshold in every cell; the exhaustive one-tone limit:\n\n" + table)
     print(f"{len(records)} records, {len(limits)} limit records -> {out} ({len(summary['models'])} models)")
     return 0
 

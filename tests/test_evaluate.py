@@ -281,6 +281,39 @@ def test_limit_comparison_clip_by_clip(finished):
     assert "exhaustive one-tone limit" in md and "3/3, 67%" in md
 
 
+def test_per_clip_table_reads_each_flip_from_the_records(finished):
+    """One row per clip: every strategy's k = 1 and k <= 5 SNR as recorded, the STFT flip, the limit."""
+    from freqrex.evaluation.summary import per_clip_markdown
+
+    _, records = finished
+    recs = [r for r in records if r["status"] == "ok"]
+    failed = json.loads(json.dumps(recs[0]))
+    failed["clip"] = "silent"
+    failed["fft_flips"]["random"]["1"].update(success=False, snr_db=None)
+    limits = [{"model": "tone", "clip": "clip1.wav", "best_snr_db": 12.5, "queries": 900}]
+    md = per_clip_markdown(recs + [failed], limits)
+    lines = md.strip().splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head[:3] == ["clip", "decision", "top-1 margin"]
+    assert head[3:6] == ["causal k=1", "random k=1", "magnitude k=1"]
+    assert head[6:9] == ["causal k<=5", "random k<=5", "magnitude k<=5"]
+    assert head[-2:] == ["STFT causal (under ART)", "one-tone limit"]
+    rows = {r[0]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    assert set(rows) == {"clip0", "clip1", "clip2", "silent"}
+    for rec in recs:
+        row = rows[rec["clip"]]
+        assert row[1] == rec["original"]["name"]
+        assert row[2] == f"{rec['original']['score'] - rec['original']['runner_up_score']:.3f}"
+        for i, s in enumerate(("causal", "random", "magnitude")):
+            for col, k in ((3 + i, "1"), (6 + i, "5")):
+                f = rec["fft_flips"][s][k]
+                assert row[col] == (f"{f['snr_db']:.1f}" if f["success"] else "—")
+        assert row[-2].endswith(("(yes)", "(no)", "(?)")) or row[-2] == "—"
+    assert rows["silent"][4] == "—" and rows["clip0"][3] != "—"
+    assert rows["clip1"][-1] == "12.5" and rows["clip0"][-1] == ""
+    assert per_clip_markdown([]) == ""
+
+
 def test_find_audio_and_bad_options(clips, tmp_path):
     found = find_audio([clips[0].parent])
     assert [p.name for p in found] == ["clip0.wav", "clip1.wav", "clip2.wav"]

@@ -276,6 +276,65 @@ def limit_markdown(comparison: Dict[str, Any]) -> str:
     return markdown_table(head, rows, align=["left", "right", "left", "right", "right", "right"])
 
 
+def per_clip_markdown(records: Iterable[Union[Dict[str, Any], ClipRecord]],
+                      limits: Iterable[Dict[str, Any]] = (), *, field: str = "fft_flips") -> str:
+    """One row per clip and model: the quietest flip of every strategy, for k = 1 and for k <= 5.
+
+    A cell is the SNR (dB) of the quietest flip; "—" when the strategy found none (not even at 0 dB);
+    columns are named by strategy (``causal``, ``random``, ...) and k. The row
+    also gives the decision, its top-1 margin (score minus runner-up), the ``causal`` STFT flip (its
+    SNR, and whether it stays under ART's threshold in every cell) and, when ``limits`` (records of
+    ``scripts/tone_limit_eval.py``) hold the clip, the exhaustive one-tone limit.  ``field``:
+    ``"fft_flips"`` (equal total queries, the default) or ``"fft_flips_given_explanation"``.
+    """
+    lim = {(r.get("model"), os.path.splitext(os.path.basename(str(r.get("clip", ""))))[0]): r for r in limits}
+    recs = [ClipRecord.from_dict(r) if isinstance(r, Mapping) else r for r in records
+            if not (isinstance(r, Mapping) and r.get("kind") == "transfer")]
+    recs = [r for r in recs if r.ok]
+    if not recs:
+        return ""
+    strategies = [s for s in STRATEGIES if any(s in getattr(r, field) for r in recs)]
+    models = list(dict.fromkeys(str(r.model) for r in recs))
+
+    def snr(flips: Mapping[Any, Any], k: int) -> str:
+        v = flips.get(k)
+        if v is None:
+            return ""
+        return "—" if not v.success or v.snr_db is None else f"{_num(v.snr_db):.1f}"
+
+    top_k = max((k for r in recs for f in getattr(r, field).values() for k in f), default=1)
+    head = (["clip"] + (["model"] if len(models) > 1 else []) + ["decision", "top-1 margin"]
+            + [f"{s} k=1" for s in strategies] + ([f"{s} k<={top_k}" for s in strategies] if top_k > 1 else [])
+            + ["STFT causal (under ART)"] + (["one-tone limit"] if lim else []))
+    rows = []
+    for r in recs:
+        clip = os.path.splitext(os.path.basename(str(r.clip or r.file or "?")))[0]
+        o = r.original
+        margin = (None if o is None or o.score is None or o.runner_up_score is None
+                  else float(o.score) - float(o.runner_up_score))
+        cells = [clip] + ([str(r.model)] if len(models) > 1 else [])
+        cells += [o.label if o is not None else "?", "–" if margin is None else f"{margin:.3f}"]
+        flips = getattr(r, field)
+        cells += [snr(flips.get(s, {}), 1) for s in strategies]
+        if top_k > 1:
+            cells += [snr(flips.get(s, {}), top_k) for s in strategies]
+        st = r.stft_flips.get("causal")
+        if st is None:
+            cells.append("")
+        elif not (st.success and st.inaudible) or st.snr_db is None:
+            cells.append("—")
+        else:
+            art = st.art_max_excess_db
+            cells.append(f"{_num(st.snr_db):.1f} ({'?' if art is None else 'yes' if art <= 0 else 'no'})")
+        if lim:
+            ref = lim.get((r.model, clip))
+            best = None if ref is None else _num(ref.get("best_snr_db"))
+            cells.append("" if ref is None else "—" if best is None else f"{best:.1f}")
+        rows.append(cells)
+    n_left = 1 + (len(models) > 1) + 1
+    return markdown_table(head, rows, align=["left"] * n_left + ["right"] * (len(head) - n_left))
+
+
 def summary_markdown(summary: Dict[str, Any]) -> str:
     """The results table (Markdown), laid out like the paper's, its numbers beside ours."""
     models = summary["models"]
