@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from freqrex.evaluation.records import _clean, load_records, locked
-from freqrex.evaluation.transfer import keep_mask, pack_kept_bins, unpack_kept_bins
+from freqrex.evaluation.results import SetSummary
+from freqrex.evaluation.transfer import pack_kept_bins, unpack_kept_bins
 
 
 def pack_record(rec: dict) -> int:
@@ -30,9 +31,7 @@ def pack_record(rec: dict) -> int:
     for s in (fe.get("sets") or {}).values():
         if not isinstance(s, dict) or s.get("kept_bands_hz") is None:
             continue
-        n = 2 * (int(fe["n_bins"]) - 1)
-        bin_hz = float(fe["bin_hz"])
-        keep = keep_mask(s["kept_bands_hz"], bin_hz, n, bin_hz * n)
+        keep = SetSummary.from_dict(s).keep_mask(fe["n_bins"], fe["bin_hz"])
         if s.get("size") is not None and int(s["size"]) > int(keep.sum()):
             raise SystemExit(f"{rec.get('clip')}: the ranges keep {int(keep.sum())} bins, fewer than the set's "
                              f"{s['size']}; nothing rewritten")
