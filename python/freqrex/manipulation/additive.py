@@ -119,13 +119,9 @@ class ToneSearch(LevelSearch):
 
     def __init__(self, clip: SpectralClip, oracle: Oracle, change: Change, seed: int,
                  weights: Optional[np.ndarray] = None, log: Optional[list] = None):
-        self.clip = clip
-        self.oracle = oracle
-        self.change = change
         idx = np.asarray(change.elements, dtype=np.int64)
         w = np.ones(idx.size) if weights is None else np.asarray(weights, dtype=np.float64)
-        self.unit = clip.synthesize(idx, w * np.exp(1j * tone_phase(seed, idx)))
-        self.unit_energy = float(np.dot(self.unit, self.unit))
+        self._setup(clip, oracle, change, idx, w * np.exp(1j * tone_phase(seed, idx)))
         self.log = log
 
     def perturbed(self, level_db: float):

@@ -18,7 +18,9 @@ Audibility is measured three ways for every flip, in either space:
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import OrderedDict
 from typing import Dict, Optional
 
 import numpy as np
@@ -28,7 +30,12 @@ from .. import psychoacoustic as pa
 from ..signal.audibility import art_excess_db
 from ..signal.qin import ART_GAIN, ArtThreshold, art_masking_threshold
 
-__all__ = ["SpectralClip", "db_x", "snr_db", "unit_phase"]
+__all__ = ["HELD_WAVEFORMS", "SpectralClip", "db_x", "snr_db", "unit_phase"]
+
+#: Synthesised waveforms of changes a clip keeps at once (least recently used dropped first).  A
+#: search returns to its last few changes only (a level search, a retry); holding one waveform per
+#: change it tried would cost its budget times the clip (490 queries x 30 s in float64: 1.9 GB).
+HELD_WAVEFORMS = 16
 
 
 def snr_db(x: np.ndarray, d: np.ndarray) -> float:
@@ -81,6 +88,8 @@ class SpectralClip:
         self.n = x.size
         self.energy = float(np.dot(self.x, self.x))
         self._cache = cache
+        self._held: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._tokens = itertools.count()
         if space == "fft":
             key = ("fft-coefficients",)
             if key not in cache:
@@ -169,6 +178,24 @@ class SpectralClip:
         return minimum_filter(bound, size=(frames, 5), mode="nearest")
 
     # ------------------------------------------------------------------ differences
+    def new_token(self) -> int:
+        """A key for :meth:`held_waveform`, unique within this clip."""
+        return next(self._tokens)
+
+    def held_waveform(self, token: int, flat: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """:meth:`synthesize` ``(flat, d)``, kept under ``token`` among the clip's
+        :data:`HELD_WAVEFORMS` most recently used (read-only; synthesised again when dropped)."""
+        wave = self._held.get(token)
+        if wave is None:
+            wave = self.synthesize(flat, d)
+            wave.flags.writeable = False
+            self._held[token] = wave
+            if len(self._held) > HELD_WAVEFORMS:
+                self._held.popitem(last=False)
+        else:
+            self._held.move_to_end(token)
+        return wave
+
     def fixed_delta(self, flat: np.ndarray, kind: str, gain_db: float, phase: float) -> np.ndarray:
         """The difference of a fixed change of ``flat``: remove, gain or phase rotation."""
         frames, bins = np.divmod(flat, self.n_bins)

@@ -81,14 +81,13 @@ MARGIN_GUARD_DB = 0.1
 
 @dataclass
 class Attempt:
-    """A scored perturbation."""
+    """A scored perturbation: a change at a level (its waveform is made again when asked for, so that
+    the many attempts a search keeps cost no memory of the clip's size)."""
 
     change: Change
     level_db: float
     scores: np.ndarray
     gap: float
-    wave: np.ndarray
-    delta: np.ndarray
     amplitude: float
     search: "LevelSearch"
 
@@ -96,19 +95,47 @@ class Attempt:
     def flipped(self) -> bool:
         return self.gap < 0
 
+    @property
+    def delta(self) -> np.ndarray:
+        """The difference waveform (float64)."""
+        return self.amplitude * self.search.unit
+
+    @property
+    def wave(self) -> np.ndarray:
+        """The perturbed clip as the model got it (float32)."""
+        return (self.search.clip.x + self.delta).astype(np.float32)
+
 
 class LevelSearch:
-    """Perturbations of one change at a given SNR level."""
+    """Perturbations of one change at a given SNR level.
+
+    The change's unit waveform (unit amplitude per element) is kept among the
+    clip's most recently used (:meth:`SpectralClip.held_waveform`), not by the
+    search: a flip search keeps every change it tried.
+    """
 
     def __init__(self, clip: SpectralClip, oracle: Oracle, change: Change):
-        self.clip = clip
-        self.oracle = oracle
-        self.change = change
         idx = np.asarray(change.elements, dtype=np.int64)
         frames, bins = np.divmod(idx, clip.n_bins)
         u = unit_phase(clip.coef[frames, bins]) * np.asarray(change.directions, dtype=np.float64)
-        self.unit = clip.synthesize(idx, u)  # waveform of unit amplitude per element
-        self.unit_energy = float(np.dot(self.unit, self.unit))
+        self._setup(clip, oracle, change, idx, u)
+
+    def _setup(self, clip: SpectralClip, oracle: Oracle, change: Change, flat: np.ndarray,
+               coefficients: np.ndarray) -> None:
+        """The change's elements and their complex amplitudes at unit level."""
+        self.clip = clip
+        self.oracle = oracle
+        self.change = change
+        self._flat = flat
+        self._coefficients = coefficients
+        self._token = clip.new_token()
+        unit = self.unit
+        self.unit_energy = float(np.dot(unit, unit))
+
+    @property
+    def unit(self) -> np.ndarray:
+        """Waveform (float64, read-only) of unit amplitude per element."""
+        return self.clip.held_waveform(self._token, self._flat, self._coefficients)
 
     def loudest(self, min_db: float) -> float:
         """The loudest level worth trying: ``min_db``, or for a pure subtraction the level that
@@ -143,8 +170,7 @@ def _score(oracle: Oracle, items: Sequence[Tuple["LevelSearch", float]]) -> List
     """Score (change, level) pairs in one batch: one query each."""
     made = [s.perturbed(level) for s, level in items]
     rows = oracle.scores([w for w, _, _ in made], [wave_key(("flip-wave",), w) for w, _, _ in made])
-    return [Attempt(s.change, level, r, oracle.gap(r), w, d, a, s)
-            for (s, level), r, (w, d, a) in zip(items, rows, made)]
+    return [Attempt(s.change, level, r, oracle.gap(r), a, s) for (s, level), r, (_, _, a) in zip(items, rows, made)]
 
 
 def _attempt_round(clip: SpectralClip, oracle: Oracle, changes: Sequence[Change], level: float,
