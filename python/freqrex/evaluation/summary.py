@@ -209,6 +209,16 @@ LABELS = {"causal": "freqrex (causal ranking)", "random": "random bins", "magnit
           "tone_scan": "tone scan", "additive": "additive search"}
 
 
+def _clip_stem(path: Any) -> str:
+    """A clip's file name without folder and extension: what matches a record to its limit record."""
+    return os.path.splitext(os.path.basename(str(path or "")))[0]
+
+
+def _limits_by_clip(limits: Iterable[Dict[str, Any]]) -> Dict[Any, Dict[str, Any]]:
+    """Records of ``scripts/tone_limit_eval.py`` keyed by (model, :func:`_clip_stem`)."""
+    return {(r.get("model"), _clip_stem(r.get("clip"))): r for r in limits}
+
+
 def limit_comparison(records: Iterable[Dict[str, Any]], limits: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
     """How close each strategy's k = 1 flips come to the exhaustive one-tone limit, clip by clip.
 
@@ -219,14 +229,13 @@ def limit_comparison(records: Iterable[Dict[str, Any]], limits: Iterable[Dict[st
     counts as no SNR), the share of clips where the strategy comes within 1 dB
     of the limit or beats it, and its median queries.
     """
-    lim = {(r["model"], os.path.splitext(r["clip"])[0]): r for r in limits}
+    lim = _limits_by_clip(limits)
     out: Dict[str, Any] = {}
     for rec in records:
         if rec.get("status") != "ok":
             continue
         model = rec.get("model", "?")
-        clip = os.path.splitext(os.path.basename(str(rec.get("clip", ""))))[0]
-        ref = lim.get((model, clip))
+        ref = lim.get((model, _clip_stem(rec.get("clip"))))
         if ref is None:
             continue
         m = out.setdefault(model, {"clips": 0, "limit_snr": [], "limit_queries": [], "strategies": {}})
@@ -287,7 +296,7 @@ def per_clip_markdown(records: Iterable[Union[Dict[str, Any], ClipRecord]],
     ``scripts/tone_limit_eval.py``) hold the clip, the exhaustive one-tone limit.  ``field``:
     ``"fft_flips"`` (equal total queries, the default) or ``"fft_flips_given_explanation"``.
     """
-    lim = {(r.get("model"), os.path.splitext(os.path.basename(str(r.get("clip", ""))))[0]): r for r in limits}
+    lim = _limits_by_clip(limits)
     recs = [ClipRecord.from_dict(r) if isinstance(r, Mapping) else r for r in records
             if not (isinstance(r, Mapping) and r.get("kind") == "transfer")]
     recs = [r for r in recs if r.ok]
@@ -308,7 +317,7 @@ def per_clip_markdown(records: Iterable[Union[Dict[str, Any], ClipRecord]],
             + ["STFT causal (under ART)"] + (["one-tone limit"] if lim else []))
     rows = []
     for r in recs:
-        clip = os.path.splitext(os.path.basename(str(r.clip or r.file or "?")))[0]
+        clip = _clip_stem(r.clip or r.file or "?")
         o = r.original
         margin = (None if o is None or o.score is None or o.runner_up_score is None
                   else float(o.score) - float(o.runner_up_score))
