@@ -242,6 +242,8 @@ def tone_limit(
     budget = bins.size * (levels.size + steps)
     oracle = Oracle(model, original.size, orig_class, target, budget, int(batch_size), cache, None,
                     timeout=model_timeout)
+    # the bisection visits every tone in turn: hold each tone's waveform (99 tones of 30 s: 380 MB)
+    clip.held_waveforms = max(clip.held_waveforms, int(bins.size))
     searches = [LevelSearch(clip, oracle, Change.of([(int(b), 1)], "limit")) for b in bins]
     result = np.full(bins.size, np.nan)
     # every tone at every probe level (one batch): the quietest flipping probe level brackets the limit

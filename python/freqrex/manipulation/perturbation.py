@@ -90,6 +90,9 @@ class SpectralClip:
         self._cache = cache
         self._held: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self._tokens = itertools.count()
+        #: how many synthesised waveforms :meth:`held_waveform` keeps (a scan that revisits many
+        #: changes in turn raises it to their number)
+        self.held_waveforms = HELD_WAVEFORMS
         if space == "fft":
             key = ("fft-coefficients",)
             if key not in cache:
@@ -184,13 +187,13 @@ class SpectralClip:
 
     def held_waveform(self, token: int, flat: np.ndarray, d: np.ndarray) -> np.ndarray:
         """:meth:`synthesize` ``(flat, d)``, kept under ``token`` among the clip's
-        :data:`HELD_WAVEFORMS` most recently used (read-only; synthesised again when dropped)."""
+        ``held_waveforms`` most recently used (read-only; synthesised again when dropped)."""
         wave = self._held.get(token)
         if wave is None:
             wave = self.synthesize(flat, d)
             wave.flags.writeable = False
             self._held[token] = wave
-            if len(self._held) > HELD_WAVEFORMS:
+            while len(self._held) > max(int(self.held_waveforms), 1):
                 self._held.popitem(last=False)
         else:
             self._held.move_to_end(token)
