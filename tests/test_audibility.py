@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from freqrex import psychoacoustic as pa
+from freqrex.errors import ParameterError
 from freqrex.manipulation import flip
 from freqrex.signal import art_masking_threshold, audibility
 
@@ -77,6 +78,19 @@ def test_audibility_of_known_changes():
     half = audibility(x, x + d, SR)
     assert half["quietest_frame_snr_db"] < half["snr_db"]
     assert half["art_over_threshold_share"] == pytest.approx(float(np.mean(art_over(x, x + d, SR) > 0)), abs=2e-3)
+
+
+def test_thresholds_given_or_computed_give_the_same_report():
+    """A search passes the clip's thresholds, computed once; the report must not depend on it."""
+    x = music(4).astype(np.float64)
+    rng = np.random.default_rng(1)
+    y = x + 0.003 * rng.standard_normal(x.size)
+    mask = pa.masking_threshold(x, SR, n_fft=1024, hop_length=256)
+    given = audibility(x, y, SR, n_fft=1024, hop_length=256, threshold=mask,
+                       art_threshold=art_masking_threshold(x, SR))
+    assert given == audibility(x, y, SR, n_fft=1024, hop_length=256)
+    with pytest.raises(ParameterError, match="threshold"):
+        audibility(x, y, SR, threshold=mask)  # 2048 / 512 frames, a 1024 / 256 threshold
 
 
 class HighBand:

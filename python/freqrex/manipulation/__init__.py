@@ -358,7 +358,12 @@ def flip(
 
     frames, bins = np.divmod(flat, clip.n_bins)
     freqs = bins * (sr / clip.n_fft)
-    heard = pa.audibility(x, y, sr, n_fft=n_fft, hop_length=hop_length)
+    # the clip's thresholds, computed once for the search (and for every flip of an evaluation's clip)
+    heard = pa.audibility(
+        x, y, sr, n_fft=n_fft, hop_length=hop_length,
+        threshold=clip.mask if clip._geometry() == (n_fft, hop_length) else None,
+        art_threshold=clip.art_mask if clip.x.size >= 2048 else None,
+    )
     excesses = [v for v in (heard["max_excess_db"], heard["art_max_excess_db"]) if v is not None]
     margin: Optional[float] = -max(excesses)
     names = getattr(model, "class_names", None)

@@ -30,8 +30,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .. import _stft
-from .masking import masking_threshold
-from .qin import ART_GAIN, art_masking_threshold
+from .masking import MaskingThreshold, masking_threshold
+from .qin import ART_GAIN, ArtThreshold, art_masking_threshold
 from .spectrum import as_audio, check_fft, check_rate, power_spectrum_db
 
 __all__ = ["AUDIBILITY_FIELDS", "art_excess_db", "audibility", "frame_snr_db"]
@@ -84,7 +84,8 @@ def art_excess_db(original, delta, sample_rate, *, n_fft: int = 2048, hop_length
 
 
 def audibility(original, perturbed, sample_rate, *, n_fft: int = 2048, hop_length: int = 512,
-               art: bool = True) -> Dict[str, Optional[float]]:
+               art: bool = True, threshold: Optional[MaskingThreshold] = None,
+               art_threshold: Optional[ArtThreshold] = None) -> Dict[str, Optional[float]]:
     """Every audibility measure of ``perturbed - original`` (see the module docstring).
 
     Parameters
@@ -97,6 +98,11 @@ def audibility(original, perturbed, sample_rate, *, n_fft: int = 2048, hop_lengt
         uses 2048 / 512, its own framing).
     art : bool, default True
         Also measure under ART's threshold.
+    threshold, art_threshold : MaskingThreshold and ArtThreshold, optional
+        The original's thresholds (:func:`~freqrex.signal.masking_threshold` with
+        these `n_fft` / `hop_length`, :func:`~freqrex.signal.art_masking_threshold`),
+        when they are already at hand: computed here otherwise.  A search measures
+        many changes of one clip; its thresholds do not change.
 
     Returns
     -------
@@ -118,8 +124,11 @@ def audibility(original, perturbed, sample_rate, *, n_fft: int = 2048, hop_lengt
     rate = check_rate(sample_rate)
     n_fft, hop_length = check_fft(n_fft, hop_length)
     d = y - x
-    mask = masking_threshold(x, rate, n_fft=n_fft, hop_length=hop_length)
+    mask = threshold if threshold is not None else masking_threshold(x, rate, n_fft=n_fft, hop_length=hop_length)
     spec_x = _stft.stft(x, n_fft, hop_length)
+    if mask.threshold_db.shape != spec_x.shape:
+        raise ParameterError(f"threshold has shape {mask.threshold_db.shape}, the clip's STFT "
+                             f"(n_fft={n_fft}, hop_length={hop_length}) {spec_x.shape}")
     spec_d = _stft.stft(d, n_fft, hop_length)
     psd_d, _ = power_spectrum_db(spec_d, n_fft, reference=mask.offset_db)
     touched = np.abs(spec_d) > 0
@@ -139,7 +148,7 @@ def audibility(original, perturbed, sample_rate, *, n_fft: int = 2048, hop_lengt
     }
     inaudible = out["max_excess_db"] <= 0
     if art and x.size >= 2048:
-        art_ex = art_excess_db(x, d, rate)
+        art_ex = art_excess_db(x, d, rate, threshold=art_threshold)
         out["art_over_threshold_share"] = float(np.mean(art_ex > 0))
         out["art_max_excess_db"] = float(np.max(art_ex))
         inaudible = inaudible and out["art_max_excess_db"] <= 0
