@@ -65,7 +65,7 @@ from .options import CHANGES, FLIP_FIELDS, STFT_STRATEGIES, FlipOptions, resolve
 from .oracle import Oracle
 from .perturbation import SpectralClip, db_x, snr_db
 from .result import FlipResult
-from .search import LevelSearch, masked_flip, quietest_flip
+from .search import masked_flip, quietest_flip, start_search
 from .vulnerability import VulnerabilitySpectrum
 
 __all__ = ["FlipOptions", "FlipResult", "flip", "vulnerability", "STRATEGIES", "CHANGES", "SpectralClip",
@@ -177,13 +177,14 @@ def flip(
     explain_budget, explain_iterations : int, default FlipOptions' (400 and 4)
         Budget and iterations of the explanation computed here.
     progress : callable, optional
-        ``progress(phase, done, total)`` after every model call.
+        ``progress(phase, done, total)`` after every batch of queries (cached clips count as queries).
     start_from : FlipResult, optional
         A successful ``fft`` quietest flip of this clip and model with at most
         ``k`` bins (typically ``k=1``'s): the search starts from it (re-scored,
         one query of ``budget``) and only looks for quieter flips, so the
         result is never louder than it, e.g. ``flip(k=5, start_from=flip(k=1))``.
-        With ``k > 1`` its single candidates are probed at ``probe_snr_db``
+        The start is played as it was found, whatever the seed or strategy of
+        either search.  With ``k > 1`` its single candidates are probed at ``probe_snr_db``
         even when the start is louder (the ``k=1`` search has tried them at
         the loud levels): their closeness there chooses the combinations.
     **explain_options
@@ -203,7 +204,7 @@ def flip(
     ------
     ParameterError
         Bad options, a target equal to the original class or out of range, an
-        explanation of another clip or space.
+        explanation of another clip or space, or of a class the model does not decide.
     ModelError
         The model misbehaves.
     """
@@ -242,6 +243,7 @@ def flip(
             or int(explanation.options.get("hop_length", hop_length)) != hop_length
         ):
             raise ParameterError("the explanation used another STFT geometry (n_fft/hop_length)")
+        make_options(**explain_options)  # validate names and values, as without an explanation
         if strategy == "causal":
             explanation_queries = int(explanation.queries)
     elif strategy == "causal":
@@ -268,7 +270,12 @@ def flip(
         original = cache[key]
         original_queries = 1
     n_classes = original.size
-    orig_class = int(explanation.target) if explanation is not None else int(np.argmax(original))
+    orig_class = int(np.argmax(original))
+    if explanation is not None and int(explanation.target) != orig_class:
+        raise ParameterError(
+            f"the explanation is of class {int(explanation.target)}, but the model decides class {orig_class} "
+            "for this clip: a flip changes the decision, so explain the decision (explain without target)"
+        )
     orig_score = float(original[orig_class])
     if target is not None:
         if target >= n_classes:
@@ -301,7 +308,7 @@ def flip(
                 min_db=o.min_snr_db, max_db=o.max_snr_db, tol_db=o.tol_db, then=then, start=seed_change,
             )
         else:
-            initial = [] if seed_change is None else LevelSearch(clip, oracle, seed_change[0]).attempts(
+            initial = [] if seed_change is None else start_search(clip, oracle, *seed_change).attempts(
                 [seed_change[1]])
             best, closest = quietest_flip(
                 clip, oracle, fft_candidates(strategy, clip.coef, band, explanation, seed), k=k,
@@ -339,7 +346,7 @@ def flip(
         cands = ranked_elements(strategy, clip, explanation, band, o.candidates if o.candidates else reach, seed)
         found, worst = fixed_flip(
             clip, oracle, cands, k=k, kinds=kinds, max_gain_db=o.max_gain_db, max_phase=o.max_phase,
-            batch_size=o.batch_size, minimize=o.minimize, margin_safety_db=o.margin_safety_db,
+            minimize=o.minimize, margin_safety_db=o.margin_safety_db,
         )
         if found is not None:
             s, kind, scores, scale, y = found
@@ -438,8 +445,8 @@ def flip(
 
 
 def _start_change(start_from: Any, n_samples: int, sr: int, space: str, change: str, k: int,
-                  target: Optional[int]) -> Optional[Tuple[Change, float]]:
-    """The change and level a search starts from (``flip(start_from=...)``), or None."""
+                  target: Optional[int]) -> Optional[Tuple[Change, float, np.ndarray]]:
+    """The change, level and perturbed clip a search starts from (``flip(start_from=...)``), or None."""
     if start_from is None:
         return None
     if not isinstance(start_from, FlipResult):
@@ -457,7 +464,7 @@ def _start_change(start_from: Any, n_samples: int, sr: int, space: str, change: 
     level = getattr(start_from, "_level_db", None)  # exact in memory; a loaded flip has its SNR
     level = float(start_from.snr_db if level is None else level)
     ch = Change.of([(int(b), int(d)) for b, d in zip(start_from.bins, start_from.directions)], "start")
-    return ch, level
+    return ch, level, np.asarray(start_from.audio)
 
 
 def vulnerability(

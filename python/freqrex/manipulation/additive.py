@@ -76,7 +76,7 @@ from ..margin.tree import Grid, Leaf
 from .candidates import Change, log_grid
 from .oracle import Oracle, wave_key
 from .perturbation import SpectralClip
-from .search import Attempt, LevelSearch, _score, quietest_flip
+from .search import Attempt, LevelSearch, _score, quietest_flip, start_search
 from .vulnerability import VulnerabilitySpectrum
 
 __all__ = ["ToneSearch", "additive_flip", "tone_phase"]
@@ -219,15 +219,16 @@ def additive_flip(
     level_db: float = 0.0,
     refine_share: float = REFINE_SHARE,
     then: Optional[Iterator[Change]] = None,
-    start: Optional[Tuple[Change, float]] = None,
+    start: Optional[Tuple[Change, float, np.ndarray]] = None,
 ) -> Tuple[Optional[Attempt], Optional[Attempt], VulnerabilitySpectrum]:
     """The additive search (see the module docstring) in the ``fft`` space.
 
     ``then``: candidates tried alternately with the refined tones, instead of
     the tone grid ordered by the cuts after them (the ``causal`` strategy
     passes the explanation's candidates, which end with the tone grid).
-    ``start``: a change and level that flipped before (``flip(start_from=...)``),
-    re-scored first (one query) so that the search only looks for quieter flips.
+    ``start``: a change, level and perturbed clip that flipped before
+    (``flip(start_from=...)``), re-scored first (one query) so that the search
+    only looks for quieter flips (:func:`~freqrex.manipulation.search.start_search`).
 
     Returns ``(flip, closest, spectrum)``: the quietest flipping attempt (or
     None), the closest non-flipping one (or None), and the vulnerability
@@ -263,13 +264,17 @@ def additive_flip(
             p.attempt, p.snr = a, a.level_db
             p.cut = gap0 - a.gap
 
+    def make_search(c: SpectralClip, o: Oracle, change: Change) -> LevelSearch:
+        if all(d > 0 for d in change.directions):
+            return ToneSearch(c, o, change, seed, None, log)
+        return LevelSearch(c, o, change)  # a subtraction (``then``): anti-phase with the clip, as usual
+
     # ---- the flip to beat, first (``start``)
     started = None
     if start is not None and oracle.remaining > 0:
-        ch = start[0]
-        first = (ToneSearch(clip, oracle, ch, seed, None, log) if all(d > 0 for d in ch.directions)
-                 else LevelSearch(clip, oracle, ch))
-        started = first.attempts([start[1]])[0]
+        ch, level, audio = start
+        first = start_search(clip, oracle, ch, level, audio, make_search)
+        started = first.attempts([level])[0]
 
     # ---- refinement
     leaves = by_headroom([part(leaf) for leaf in grid.initial(FIRST_PARTS, 1)])
@@ -342,12 +347,9 @@ def additive_flip(
                 else:
                     streams.remove(st)
 
-    def make_search(c: SpectralClip, o: Oracle, change: Change) -> LevelSearch:
-        if all(d > 0 for d in change.directions):
-            return ToneSearch(c, o, change, seed, None, log)
-        return LevelSearch(c, o, change)  # a subtraction (``then``): anti-phase with the clip, as usual
-
-    initial = [p.attempt for p in leaves if p.attempt is not None and len(p.tones) == 1]
+    # single tones, and the parts of at most k tones that flipped (one may have ended the refinement)
+    initial = [p.attempt for p in leaves if p.attempt is not None
+               and (len(p.tones) == 1 or (p.attempt.flipped and len(p.tones) <= k))]
     if started is not None:
         initial = [started] + initial
     best_flip, closest = quietest_flip(

@@ -98,6 +98,10 @@ def _sets(cands: np.ndarray, k: int) -> List[Tuple[int, ...]]:
 
 
 
+#: Largest round of fixed changes scored before looking for a success (the default batch size).
+FIXED_ROUND = 16
+
+
 def fixed_flip(
     clip: SpectralClip,
     oracle: Oracle,
@@ -107,7 +111,6 @@ def fixed_flip(
     kinds: Tuple[str, ...],
     max_gain_db: float,
     max_phase: float,
-    batch_size: int,
     minimize: bool,
     margin_safety_db: float,
 ):
@@ -143,7 +146,10 @@ def fixed_flip(
     best = None
     found = None
     pos = 0
-    step = min(4, batch_size)  # small first batch: an early success wastes little
+    # rounds of 4, 8, 16, 16, ... candidates whatever the batch size (the oracle splits a round into
+    # model calls of batch_size), so that the queries a success wastes, and the result, depend on the
+    # inputs only: small first rounds, so that an early success wastes little
+    step = 4
     while pos < len(entries) and oracle.remaining > 0 and found is None:
         take = min(step, oracle.remaining, len(entries) - pos)
         batch = entries[pos : pos + take]
@@ -155,7 +161,7 @@ def fixed_flip(
             if best is None or g < best[0]:
                 best = (g, s, kind, scores, scale, y)
         pos += take
-        step = min(batch_size, step * 2)
+        step = min(FIXED_ROUND, step * 2)
 
     if found is not None and minimize and len(found[0]) > 1:
         s, kind = found[0], found[1]

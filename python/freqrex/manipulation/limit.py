@@ -259,7 +259,7 @@ def tone_limit(
             result[i] = float(levels[j])
         else:
             lo[i], hi[i] = float(levels[j]), float(levels[j + 1])
-    active = sorted(hi)
+    active = [i for i in sorted(hi) if hi[i] - lo[i] > tol_db]  # probe steps at most tol_db: none
     while active:
         mids = [0.5 * (lo[i] + hi[i]) for i in active]
         scored = _flipped(oracle, [(searches[i], m) for i, m in zip(active, mids)])

@@ -69,9 +69,19 @@ def art_excess_db(original, delta, sample_rate, *, n_fft: int = 2048, hop_length
     ``96 - psd_max + 20 log10(|sqrt(8/3) D| / n_fft)``.  Shape ``(frames, bins)``
     (no frames when the clip is shorter than ``n_fft``).
     """
+    from ..errors import ParameterError
+
+    x0 = as_audio(original, "original")
+    d = as_audio(delta, "delta")
+    n_fft, hop_length = check_fft(n_fft, hop_length)
+    if d.shape != x0.shape:
+        raise ParameterError(f"original and delta differ in shape: {x0.shape} vs {d.shape}")
     art = threshold if threshold is not None else art_masking_threshold(
-        original, sample_rate, n_fft=n_fft, hop_length=hop_length)
-    d = np.asarray(delta, dtype=np.float64)
+        x0, sample_rate, n_fft=n_fft, hop_length=hop_length)
+    frames_expected = (x0.size - n_fft) // hop_length + 1 if x0.size >= n_fft else 0
+    if art.threshold_db.shape != (frames_expected, n_fft // 2 + 1):
+        raise ParameterError(f"the ART threshold has shape {art.threshold_db.shape}, the clip's frames "
+                             f"(n_fft={n_fft}, hop_length={hop_length}) {(frames_expected, n_fft // 2 + 1)}")
     if art.threshold_db.shape[0] == 0:
         return art.threshold_db
     n = art.threshold_db.shape[0]
