@@ -608,6 +608,12 @@ def test_cli_explain_a_directory_one_folder_per_clip(clips, tmp_path, monkeypatc
     inside = [*args[:5], str(src / "explained"), *args[6:]]  # --out inside the input directory
     assert main(inside) == 0 and main(inside) == 0
     assert "0 explained, 3 already done, 0 failed" in capsys.readouterr().out.splitlines()[-1]
+    # another budget: the folders are not this run's, so neither skipped as done nor overwritten
+    before = (out / "x_wav" / "summary.json").read_bytes()
+    other = [a if a != "40" else "60" for a in args]
+    assert main(other) == 2
+    assert "made with other options" in capsys.readouterr().err
+    assert (out / "x_wav" / "summary.json").read_bytes() == before
 
 
 def _runs_mask(n_bins, seed=0):

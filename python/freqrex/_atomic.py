@@ -80,7 +80,7 @@ def begin_save(directory: Union[str, "os.PathLike[str]"], kind: str) -> Path:
     manifest first, so a save interrupted anywhere (a kill, a full disk) leaves a
     folder that :func:`check_saved` refuses instead of a mix of two runs.
     """
-    from .errors import ParameterError
+    from .errors import AudioFileError, ParameterError
 
     out = Path(os.fspath(directory))
     if out.exists() and not out.is_dir():
@@ -89,6 +89,8 @@ def begin_save(directory: Union[str, "os.PathLike[str]"], kind: str) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
         raise ParameterError(f"cannot make the output folder {out}: a part of its path is a file") from exc
+    except OSError as exc:  # no permission, a read-only or missing mount: still an OSError
+        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
     write_text(out / MANIFEST, json.dumps({"format": _FORMAT, "kind": kind, "complete": False}))
     return out
 

@@ -76,7 +76,7 @@ class Explainer:
         progress: Optional[ProgressCallback] = None,
         **overrides: Any,
     ) -> Explanation:
-        """Explain the model's top-1 decision on one clip; see :func:`freqrex.explain`."""
+        """Explain the model's top-1 decision (or the class ``target``) on one clip; see :func:`freqrex.explain`."""
         opts = self.options if not overrides else make_options(**{**self.options.to_dict(), **overrides})
         x = check_audio(audio)
         sr = check_sample_rate(sample_rate)
@@ -155,7 +155,7 @@ class Explainer:
         if found is not None:
             class_maps = found.class_maps
             stats.update(found.stats, search_queries=found.queries, search_budget=budget,
-                         budget_exhausted=found.queries >= budget)
+                         budget_exhausted=found.queries + (2 if opts.uses_fill else 1) > budget)  # no coalition fits
         else:
             class_maps = {int(c): np.asarray(m) for c, m in dict(engine.class_responsibility()).items()}
         masses = {c: float(np.clip(m, 0, None).sum()) for c, m in class_maps.items()}
@@ -172,6 +172,17 @@ class Explainer:
                 m = np.zeros(n_frames * n_bins, dtype=bool)
                 m[ranking[:k]] = True
                 masks[name] = m.reshape(n_frames, n_bins)
+        if target != decision and contrast is None:
+            # the model does not choose the target for this clip: no set is necessary for a choice it
+            # does not make, and "the whole clip is needed" is not why a set that makes it is absent
+            label = target if names is None or not 0 <= target < len(names) else f"{target} ({names[target]})"
+            masks["sufficient_necessary"] = None
+            set_scores["sufficient_necessary"] = None
+            reasons["sufficient_necessary"] = (
+                f"class {label} is not the model's decision for this clip (class {decision}): "
+                "no set is necessary for it")
+            if masks["sufficient"] is None:
+                reasons["sufficient"] = f"no set of the ranking makes the model choose class {label}"
 
         def score_of(wave):
             row = oracle.known(wave)

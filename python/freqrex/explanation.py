@@ -30,7 +30,9 @@ class Explanation:
     Attributes
     ----------
     target : int
-        The model's top-1 class for the original clip.
+        The class explained: the model's top-1 class for the original clip, or
+        the class asked for (``target=``; then there is no sufficient &
+        necessary set unless the model decides it).
     score : float
         The original score (probability) of ``target``.
     target_name : str or None
@@ -62,7 +64,8 @@ class Explanation:
     queries : int
         Model evaluations spent in all: the original, the search and the extraction.
     search_queries, extraction_queries : int
-        The two parts of ``queries`` after the original clip.
+        The two parts of ``queries`` after the original clip (the sets' margin
+        checks are counted among the extraction's).
     seed : int
         The seed used.
     options : dict
@@ -74,12 +77,16 @@ class Explanation:
     stats : dict
         Search counters (rounds, mutants, duplicates avoided, passing mutants).
     class_responsibility : dict of int to ndarray
-        Per-class maps, same shape as ``responsibility``, for the classes the
-        search's mutants land on most often other than the target (option
-        ``class_maps``), at no extra query. The map of class ``c`` credits the
-        parts whose removal makes ``c`` the top-1 class (the same minimal
-        rule over the same tested partitions): where to look to move the
-        decision to ``c``.
+        Per-class maps, same shape as ``responsibility``, at no extra query
+        (option ``class_maps``: how many). With ``rule="margin"`` (the default)
+        for the classes of highest mean score over the search's coalitions
+        other than the target: the map of class ``c`` credits each part by how
+        much removing it raises ``c``'s score over the target's (the same
+        regression as the responsibility, on ``s_c - s_target``). With the
+        pass/fail rules for the classes the mutants land on most often: it
+        credits the parts whose removal makes ``c`` the top-1 class (the same
+        minimal rule over the same tested partitions). Either way: where to
+        look to move the decision to ``c``.
     runner_up : int or None
         The class whose map has the most mass (ties to the lower index), or
         None when no map has any.
@@ -238,7 +245,8 @@ class Explanation:
                 "reason": self.reasons.get(name),
             }
         opts = {k: v for k, v in self.options.items() if not k.startswith("_")}
-        return {
+        band = self.options.get("_band")
+        core = {
             "target": self.target,
             "target_name": self.target_name,
             "score": self.score,
@@ -259,8 +267,16 @@ class Explanation:
             "contrast": self.contrast,
             "warnings": list(self.warnings),
             "class_maps": {str(c): float(np.asarray(m).sum()) for c, m in self.class_responsibility.items()},
-            **{k: v for k, v in self.metadata.items() if k not in ("sets", "options")},
+            # the searched band (bins) and the original's scores, so that a loaded explanation's
+            # masks, shares and curves are the ones it was made with
+            "band": None if band is None else [int(band[0]), int(band[1])],
+            "original_scores": None if self.original_scores is None
+            else [float(v) for v in np.asarray(self.original_scores, dtype=np.float64).ravel()],
         }
+        # metadata (the command line's model and audio names, quality curves, ...) beside the fields,
+        # never over one of them, and whole under "metadata" for load
+        extra = {k: v for k, v in self.metadata.items() if k not in core and k not in ("sets", "options", "metadata")}
+        return {**core, **extra, "metadata": dict(self.metadata)}
 
     def save(self, directory: "os.PathLike[str] | str") -> Path:
         """Write ``summary.json``, ``explanation.npz`` and one WAV per available set.

@@ -11,6 +11,7 @@ A clip that fails is reported and the run goes on.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -25,6 +26,15 @@ def output_folder(path: Path, root: Optional[Path]) -> Path:
     suffix = rel.suffix
     name = rel.stem + ("_" + suffix[1:] if suffix else "")
     return rel.parent / name
+
+
+def _run_of(summary: Path) -> Optional[Dict[str, Any]]:
+    """The run options recorded in a saved explanation's summary (None: older saves, or unreadable)."""
+    try:
+        run = json.loads(summary.read_text()).get("run")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run if isinstance(run, dict) else None
 
 
 def explain_many(
@@ -87,10 +97,22 @@ def explain_many(
         seen[folder] = f
     out.mkdir(parents=True, exist_ok=True)
     results: List[Dict[str, Any]] = []
+    # what makes an explanation in a folder this run's: a folder made otherwise is never skipped as
+    # done, nor overwritten
+    run = json.loads(json.dumps({"model": model_name, "explain": explain_options, "duration": duration,
+                                 "quality": bool(quality)}, sort_keys=True, default=str))
     with OutputLock(out / ".explain"):
         todo = []
         for f, folder in files:
-            if (out / folder / "summary.json").is_file():
+            summary = out / folder / "summary.json"
+            if summary.is_file():
+                made_by = _run_of(summary)
+                if made_by is not None and made_by != run:
+                    from ..errors import ParameterError
+
+                    raise ParameterError(
+                        f"{out / folder} holds an explanation made with other options ({made_by}, not {run}): "
+                        "write to another output folder, or remove it to explain again")
                 results.append({"file": str(f), "folder": str(out / folder), "status": "skipped"})
             else:
                 todo.append([f, folder, 0])
@@ -128,7 +150,7 @@ def explain_many(
                         finish(job, ("error", error_text(exc), False))
                         continue
                     payload = {"audio": audio, "sample_rate": sr, "explain": explain_options, "quality": quality,
-                               "report": report, "metadata": {"model": model_name, "audio": str(job[0])}}
+                               "report": report, "metadata": {"model": model_name, "audio": str(job[0]), "run": run}}
                     executor.submit(job, "explain", model_name, payload)
                 got = executor.next_result(timeout=1.0)
                 if run_progress is not None:

@@ -162,6 +162,13 @@ def _read_optional_fields(e: Explanation, s: dict, arrays: dict) -> None:
         e.class_responsibility = load_class_maps(arrays)
     if "parts" in names and "parts" in arrays:
         e.parts = np.asarray(arrays["parts"], dtype=np.float64)
+    band = s.get("band")
+    if isinstance(band, list) and len(band) == 2:
+        e.options["_band"] = (int(band[0]), int(band[1]))
+    if "original_scores" in names and isinstance(s.get("original_scores"), list):
+        e.original_scores = np.asarray(s["original_scores"], dtype=np.float64)
+    if "metadata" in names and isinstance(s.get("metadata"), dict):
+        e.metadata = dict(s["metadata"])
 
 
 def load_flip_beside(d: Path, e: Optional[Explanation] = None):
