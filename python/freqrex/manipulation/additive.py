@@ -320,7 +320,7 @@ def additive_flip(
     def grid() -> Iterator[Change]:
         """The tone scan's candidates, in its order: the 64-point log grid, then its midpoints."""
         for level in range(0, 12):
-            for b in log_grid(band[0], band[1], 1.0, 64, level):
+            for b in log_grid(band[0], band[1], 64, level):
                 yield Change.of([(int(b), 1)], "additive-grid")
 
     def candidates() -> Iterator[Change]:

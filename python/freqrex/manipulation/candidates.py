@@ -69,7 +69,7 @@ class Change:
         return len(self.elements)
 
 
-def log_grid(lo_bin: int, hi_bin: int, n_bins_per_hz: float, points: int, level: int = 0) -> np.ndarray:
+def log_grid(lo_bin: int, hi_bin: int, points: int, level: int = 0) -> np.ndarray:
     """Bins of a log-spaced frequency grid between two bins; ``level`` > 0 gives the
     midpoints of the grid of ``points * 2**(level - 1)`` points (new points only)."""
     lo = max(lo_bin, 1)
@@ -97,14 +97,14 @@ def parts_of(resp: np.ndarray, b0: int, b1: int) -> List[Tuple[int, int, float]]
     return out
 
 
-def _grid(band: Tuple[int, int], n_bins: int, level: int, points: int = 64) -> np.ndarray:
-    return log_grid(band[0], band[1], 1.0, points, level)
+def _grid(band: Tuple[int, int], level: int, points: int = 64) -> np.ndarray:
+    return log_grid(band[0], band[1], points, level)
 
 
 def _tone_scan(band: Tuple[int, int], n_bins: int) -> Iterator[Change]:
     seen = set()
     for level in range(0, 12):
-        for b in _grid(band, n_bins, level):
+        for b in _grid(band, level):
             if int(b) not in seen:
                 seen.add(int(b))
                 yield Change.of([(int(b), 1)], "tone-scan")
@@ -158,7 +158,7 @@ def _causal(explanation: Any, mag: np.ndarray, band: Tuple[int, int], n_bins: in
     # then the tone grid, level by level, most responsible points first (any class's map)
     score = resp + sum((maps[c] for c in others), np.zeros_like(resp))
     for level in range(0, 12):
-        g = _grid(band, n_bins, level)
+        g = _grid(band, level)
         for b in g[np.lexsort((g, -score[g]))]:
             ch = Change.of([(int(b), 1)], "causal-grid")
             if fresh(ch):

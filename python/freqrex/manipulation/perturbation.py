@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import OrderedDict
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 
@@ -275,6 +275,3 @@ class SpectralClip:
             return math.inf
         return float(np.min(self.frame_margins(delta)))
 
-    def audibility(self, delta: np.ndarray) -> Dict[str, Optional[float]]:
-        """``snr_db``, ``db_x`` and ``margin_db`` of a difference waveform."""
-        return {"snr_db": snr_db(self.x, delta), "db_x": db_x(self.x, delta), "margin_db": self.margin(delta)}

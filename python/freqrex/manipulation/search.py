@@ -484,8 +484,6 @@ def _order_tiles(tiles, strategy: str, clip: SpectralClip, explanation: Any, see
         energy = np.abs(clip.coef) ** 2
         score = [-float(energy[a:b, c:d].sum()) for a, b, c, d in tiles]
         return [(tiles[i], -1) for i in np.argsort(score, kind="stable")]
-    if strategy == "tone_scan":
-        return [(t, 1) for t in tiles]
     resp = np.asarray(explanation.responsibility, dtype=np.float64).reshape(clip.n_frames, clip.n_bins)
     maps = getattr(explanation, "class_responsibility", None) or {}
     other = np.zeros_like(resp)
