@@ -202,13 +202,13 @@ def test_flip_result_save_and_malformed_load(tmp_path):
     r = freqrex.flip(make_clip(), SR, BandClassifier(), budget=8, explain_budget=24, explain_iterations=2,
                      rule="minimal", max_queries=None)
     out = r.save(tmp_path / "flip")
-    assert json.loads((out / "manifest.json").read_text())["kind"] == "flip"
+    assert json.loads((out / "flip-manifest.json").read_text())["kind"] == "flip"
     back = FlipResult.load(out)
     assert back.success == r.success
     (out / "flip.json").write_text('{"success": true}')
     with pytest.raises(ResultFileError):
         FlipResult.load(out)
-    (out / "manifest.json").unlink()  # legacy folder with a malformed flip.json
+    (out / "flip-manifest.json").unlink()  # legacy folder with a malformed flip.json
     with pytest.raises(FreqrexError):
         FlipResult.load(out)
     r.save(out)
@@ -261,6 +261,21 @@ def test_full_disk_is_a_file_error(tmp_path, wav, capsys, monkeypatch):
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 3 and "No space left" in err and err.count("\n") == 1
+
+
+def test_a_cli_flip_folder_passes_its_own_check_beside_an_explanation(tmp_path, wav):
+    """The CLI wrote flip.json and original.wav after the manifest (a folder FlipResult.load refused), and a
+    flip into an explanation's folder (the layout `freqrex report` reads) replaced the explanation's manifest."""
+    out = tmp_path / "run"
+    explain_argv = fast_cli(tmp_path, wav) + ["--out", str(out)]
+    assert main(explain_argv) == 0
+    flip_argv = ["flip", *explain_argv[1:explain_argv.index("--budget")], "--budget", "6", "--quiet", "--out", str(out)]
+    assert main(flip_argv) == 0
+    back = FlipResult.load(out)
+    saved = json.loads((out / "flip.json").read_text())
+    assert saved["model"] and saved["out"] == str(out) and back.success == saved["success"]
+    assert freqrex.Explanation.load(out).target in (0, 1)  # its manifest intact
+    assert (out / "original.wav").is_file()
 
 
 def test_closed_stdout_is_not_an_internal_error(tmp_path):

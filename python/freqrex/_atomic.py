@@ -45,8 +45,17 @@ def write_text(path: Union[str, "os.PathLike[str]"], text: str) -> None:
 
 
 # ------------------------------------------------------------- saved folders
-#: The file written last by a folder save; :func:`check_saved` verifies it.
+#: The file written last by a folder save; :func:`check_saved` verifies it. An explanation's is
+#: ``manifest.json``; another kind's is ``<kind>-manifest.json`` (a flip saved into an explanation's
+#: folder, as ``freqrex report`` reads them, keeps the explanation's manifest intact).
 MANIFEST = "manifest.json"
+#: The kinds of saved folder.
+SAVED_KINDS = ("explanation", "flip")
+
+
+def manifest_name(kind: str) -> str:
+    """The manifest file of a saved folder of this kind."""
+    return MANIFEST if kind == "explanation" else f"{kind}-{MANIFEST}"
 _FORMAT = "freqrex-save/1"
 #: Largest manifest or JSON summary read back (bytes).
 MAX_JSON_BYTES = 64 << 20
@@ -91,7 +100,7 @@ def begin_save(directory: Union[str, "os.PathLike[str]"], kind: str) -> Path:
         raise ParameterError(f"cannot make the output folder {out}: a part of its path is a file") from exc
     except OSError as exc:  # no permission, a read-only or missing mount: still an OSError
         raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
-    write_text(out / MANIFEST, json.dumps({"format": _FORMAT, "kind": kind, "complete": False}))
+    write_text(out / manifest_name(kind), json.dumps({"format": _FORMAT, "kind": kind, "complete": False}))
     return out
 
 
@@ -104,7 +113,7 @@ def finish_save(directory: Path, kind: str, files: Iterable[str], owned: Iterabl
             os.unlink(directory / name)
     entries = {name: {"bytes": (directory / name).stat().st_size, "sha256": _digest(directory / name)} for name in files}
     write_text(
-        directory / MANIFEST,
+        directory / manifest_name(kind),
         json.dumps({"format": _FORMAT, "kind": kind, "complete": True, "files": entries}, indent=1),
     )
     _fsync_dir(directory)
@@ -134,9 +143,16 @@ def check_saved(directory: Union[str, "os.PathLike[str]"], kind: str) -> bool:
     d = Path(os.fspath(directory))
     if not d.is_dir():
         raise ResultFileError(f"not a saved {kind} folder (not a directory): {d}")
-    mpath = d / MANIFEST
+    mpath = d / manifest_name(kind)
     if not mpath.exists():
-        return False
+        legacy = d / MANIFEST  # a flip saved before manifests were per kind
+        others = [k for k in SAVED_KINDS if k != kind and (d / manifest_name(k)).exists()]
+        if kind != "explanation" and legacy.exists():
+            mpath = legacy
+        elif others:
+            raise ResultFileError(f"{d} holds a saved {others[0]!r}, not a {kind!r}")
+        else:
+            return False
     try:
         m = read_json(mpath, 16 << 20)
         if not isinstance(m, dict) or m.get("format") != _FORMAT:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._atomic import write_text
+from .._atomic import begin_save
 from ..manipulation.options import CHANGES, FLIP_SPACES, FLIP_STRATEGIES, FlipOptions
 from ..options import CUTS, ExplainOptions
 from . import add_common, add_model_options, open_clip, open_model
@@ -94,7 +94,6 @@ def _target(spec, model):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import save_wav
     from ..manipulation import flip
     from ..progress import ProgressBar
 
@@ -124,13 +123,14 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         r.vulnerability = spectrum
     out = Path(args.out)
-    r.save(out, closest_attempt=args.save_closest)  # perturbed.wav only for a flip
-    save_wav(out / "original.wav", audio, sr)
-    summary = r.summary()
-    summary.update(audio=source, model=args.model, out=str(out), seconds=time.perf_counter() - start)
+    extra = dict(audio=source, model=args.model, out=str(out), seconds=time.perf_counter() - start)
     if args.vulnerability:
-        summary["vulnerability"] = _save_spectrum(spectrum, out)
-    write_text(out / "flip.json", json.dumps(summary, indent=2))
+        begin_save(out, "flip")  # the folder, checked (a file of that name is a ParameterError)
+        extra["vulnerability"] = _save_spectrum(spectrum, out)
+    # perturbed.wav only for a flip; original.wav and these fields are part of the save its manifest checks
+    r.save(out, closest_attempt=args.save_closest, original=audio, extra=extra)
+    summary = r.summary()
+    summary.update({k: v for k, v in extra.items() if k not in summary})
     if args.report:
         from ..report import write_flip_report
 

@@ -218,13 +218,17 @@ class FlipResult:
         """The summary as an evaluation record needs it (same as :meth:`summary`)."""
         return self.summary()
 
-    def save(self, directory: "os.PathLike[str] | str", *, closest_attempt: bool = False) -> Path:
+    def save(self, directory: "os.PathLike[str] | str", *, closest_attempt: bool = False,
+             original: Optional[np.ndarray] = None, extra: Optional[Dict[str, Any]] = None) -> Path:
         """Write ``flip.json`` and, for a flip, ``perturbed.wav`` (float32, lossless), atomically.
 
         A failed flip writes no ``perturbed.wav`` (one left in `directory` by an
         earlier flip is removed, so the directory never shows a result that is
         not there); with ``closest_attempt=True`` its closest attempt is written
-        as ``closest_attempt.wav``.
+        as ``closest_attempt.wav``. ``original``: the original clip, written as
+        ``original.wav``; ``extra``: further fields of ``flip.json`` (the command
+        line's model and audio names); both are part of the save its manifest
+        (``flip-manifest.json``) checks.
         """
         from ..io import save_wav
 
@@ -238,7 +242,12 @@ class FlipResult:
         elif closest_attempt and self.audio is not None and self.audio.size:
             save_wav(out / CLOSEST_WAV, self.audio, self.sample_rate, subtype="FLOAT")
             written.append(CLOSEST_WAV)
-        write_text(out / "flip.json", json.dumps(self.summary(), indent=2))
+        if original is not None:
+            save_wav(out / "original.wav", np.asarray(original), self.sample_rate)
+            written.append("original.wav")
+        summary = self.summary()
+        summary.update({k: v for k, v in (extra or {}).items() if k not in summary})
+        write_text(out / "flip.json", json.dumps(summary, indent=2))
         finish_save(out, "flip", written)
         return out
 
