@@ -89,6 +89,22 @@ def test_directory_gives_rate_class_names_and_the_models_scores(saved, kind):
     assert model.window == (AST_WINDOW if kind == "ast" else None)
 
 
+def test_a_multi_label_model_gives_sigmoid_scores():
+    """transformers reads a multi-label classifier's logits as independent sigmoids: no softmax over tags."""
+    conv = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=20,
+                conv_dim=(32,) * 3, conv_stride=(4,) * 3, conv_kernel=(8,) * 3, num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=2, problem_type="multi_label_classification", **_labels())
+    reference = transformers.Wav2Vec2ForSequenceClassification(transformers.Wav2Vec2Config(**conv)).eval()
+    extractor = transformers.Wav2Vec2FeatureExtractor(sampling_rate=SR)
+    model = HuggingFaceModel(reference, extractor, device="cpu")
+    waves = np.stack([clip(0.2, 1), clip(0.2, 2)])
+    feats = extractor(list(waves), sampling_rate=SR, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = torch.sigmoid(reference(**feats).logits).double().numpy()
+    assert model.output == "sigmoid"
+    np.testing.assert_allclose(model(waves), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_explain_flip_and_evaluate_take_a_directory(saved, tmp_path):
     x = clip(0.3)
     e = freqrex.explain(x, SR, saved["wav2vec2"], budget=12, iterations=1)

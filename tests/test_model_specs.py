@@ -157,6 +157,36 @@ def test_model_code_runs_only_with_trust(capsys, tmp_path, wav, monkeypatch):
     assert code == EXIT_MODEL and "no attribute" in err
 
 
+def test_a_factorys_function_is_the_model_the_api_would_call(tmp_path, monkeypatch):
+    """The command line used to wrap it with 16 kHz, no class names and "auto" output whatever it declared."""
+    import argparse
+
+    from freqrex.cli import open_model
+    from freqrex.cli.model_options import add_model_options
+    from freqrex.models import as_model
+
+    (tmp_path / "declared.py").write_text(
+        "import numpy as np\n"
+        "def build():\n"
+        "    def score(waves):\n"
+        "        return np.stack([(waves ** 2).mean(1) * 50 - 3, np.full(len(waves), 0.5)], 1)\n"
+        "    score.sample_rate = 22050\n"
+        "    score.class_names = ['loud', 'quiet']\n"
+        "    return score\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    parser = argparse.ArgumentParser()
+    add_model_options(parser)
+    model = open_model(parser.parse_args(["--model", "declared:build", "--trust-model-code"]))
+    import declared
+
+    api = as_model(declared.build())
+    assert (model.sample_rate, model.class_names) == (api.sample_rate, api.class_names) == (22050, ["loud", "quiet"])
+    waves = np.random.default_rng(0).standard_normal((3, 2205)).astype(np.float32) * 0.3
+    np.testing.assert_array_equal(model(waves), api(waves))  # the function's own scores (logits here), untouched
+
+
 def test_pickles_are_never_loaded(capsys, tmp_path, wav):
     pickled = tmp_path / "model.pkl"
     pickled.write_bytes(b"\x80\x04K\x01.")

@@ -51,8 +51,9 @@ def add_model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> 
                         f"default {DEFAULT_SAMPLE_RATE}); a Hugging Face or built-in model's own rate is checked "
                         "against it")
     p.add_argument("--output", choices=("logits", "probabilities", "sigmoid", "auto"), default=None,
-                   help="what an .onnx/TorchScript/module:callable model outputs (default probabilities; a torch "
-                        "module from module:callable: auto, told from its first scores)")
+                   help="what an .onnx/TorchScript/module:callable model outputs (default: probabilities for "
+                        ".onnx and TorchScript; from module:callable as freqrex.explain takes the object: a "
+                        "function's scores as they are, a torch module auto, told from its first scores)")
     p.add_argument("--class-names", metavar="FILE", default=None,
                    help="class names: a text file with one name per line, or JSON (a list, or {index: name})")
     p.add_argument("--trust-model-code", action="store_true",
@@ -155,12 +156,14 @@ def open_model_spec(spec: str, args: argparse.Namespace):
         if isinstance(obj, Model):
             model = obj
         else:
-            options = {"sample_rate": rate, "class_names": names}
+            # as freqrex.explain(audio, sr, obj) would: only the options given on the command line, so
+            # that the object's own sample_rate and class_names hold and a function's scores are its own
             from ..models import is_huggingface_model, is_huggingface_pipeline
 
+            given = {"sample_rate": rate, "class_names": names}
             if not (is_huggingface_model(obj) or is_huggingface_pipeline(obj)):
-                options.update(sample_rate=rate or DEFAULT_SAMPLE_RATE, output=output or "auto")
-            model = as_model(obj, **options)
+                given["output"] = output
+            model = as_model(obj, **{k: v for k, v in given.items() if v is not None})
             names = None
     else:
         model = load_model(spec)  # raises the ModelError that says what is wrong

@@ -231,11 +231,14 @@ class HuggingFaceModel(CallableModel):
                 raise ParameterError(f"window must be a number of samples, 'auto' or None, got {window!r}")
             window = extractor_window(feature_extractor, rate)
             window_hop = window_hop if window is not None else None
+        self._multi_label = getattr(getattr(model, "config", None), "problem_type", None) == "multi_label_classification"
         super().__init__(
             self._run,
             sample_rate=rate,
             class_names=class_names,
-            output="logits",
+            # a multi-label classifier's logits are independent sigmoids (as transformers' loss reads them):
+            # _run returns its sigmoid scores; a single-label one's logits get a softmax
+            output="sigmoid" if self._multi_label else "logits",
             max_batch_size=batch_size,
             input_samples=window,
             window=window,
@@ -265,6 +268,8 @@ class HuggingFaceModel(CallableModel):
         logits = getattr(out, "logits", out)
         if not isinstance(logits, torch.Tensor):
             raise ModelError(f"{self._describe()} returned {type(out).__name__} without .logits")
+        if self._multi_label:
+            logits = torch.sigmoid(logits.float())
         return logits.detach().float().cpu().numpy()
 
     def _describe(self) -> str:
