@@ -255,6 +255,24 @@ def test_summary_table_has_the_paper_beside_ours(finished):
     assert json.loads((out.parent / "summary.json").read_text())["models"]["tone"]["clips"] == 3
 
 
+def test_the_tables_name_the_ks_the_records_hold(finished):
+    """The headers said k=1 and k<=5 whatever --ks was (--ks 2,3 showed k=2 under "k=1")."""
+    import copy
+
+    _, records = finished
+    subset = copy.deepcopy(records)
+    for rec in subset:
+        for section in ("fft_flips", "fft_flips_given_explanation"):
+            for per_k in (rec.get(section) or {}).values():
+                for k in [k for k in per_k if k not in ("2", "3")]:
+                    del per_k[k]
+    md = summary_markdown(summarize(subset))
+    assert "k=2: >= 10 dB" in md and "k<=3: >= 10 dB" in md and "median queries (k=2)" in md
+    assert "k=1:" not in md and "k<=5" not in md and "removal-only k=3" in md
+    full = summary_markdown(summarize(records))
+    assert "k=1: >= 10 dB" in full and "k<=5: >= 10 dB" in full
+
+
 def test_limit_comparison_clip_by_clip(finished):
     from freqrex.evaluation.summary import limit_comparison, limit_markdown
 
@@ -419,7 +437,7 @@ def test_a_pathological_file_never_stops_a_run_or_its_resume(clips, tmp_path):
     model = ToneModel()
     again = evaluate(files + [clips[2]], model, out, options=FAST, model_name="tone")  # resume goes past it
     assert [r["clip"] for r in again] == ["clip0", "huge_rate", "clip1", "clip2"]
-    assert len(load_records(out)) == 4
+    assert len(load_records(out)) == 5  # the failed clip was tried again (and failed again): its errors stay
 
 
 def test_a_model_that_raises_on_one_clip_gives_an_error_record_after_retries(clips, tmp_path):
@@ -437,6 +455,58 @@ def test_a_model_that_raises_on_one_clip_gives_an_error_record_after_retries(cli
     recs = evaluate([clips[0], short, clips[1]], Picky(), out, options=FAST, model_name="picky", max_retries=1)
     assert [r["status"] for r in recs] == ["ok", "error", "ok"]
     assert "planted failure" in recs[1]["error"] and recs[1]["attempts"] == 2
+
+
+def test_a_clip_that_failed_is_tried_again_when_the_run_resumes(clips, tmp_path, capsys, monkeypatch):
+    """An error record used to be final ('0 new') and `freqrex evaluate` exited 0 with it."""
+    from freqrex.cli import main
+    from freqrex.evaluation.records import current_records
+    import freqrex.models as models
+
+    class Flaky(ToneModel):
+        fail = True
+
+        def __call__(self, waves):
+            if Flaky.fail and np.asarray(waves).shape[1] < N:
+                raise RuntimeError("planted failure")
+            return super().__call__(waves)
+
+    real = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda spec, **kw: Flaky() if spec == "flaky" else real(spec, **kw))
+    short = tmp_path / "short.wav"
+    save_wav(short, np.asarray(0.1 * np.sin(np.arange(N // 2)), dtype=np.float32), SR, subtype="FLOAT")
+    out = tmp_path / "r.jsonl"
+    argv = ["evaluate", str(clips[0]), str(short), "--model", "flaky", "--out", str(out), "--budget", "24",
+            "--iterations", "2", "--flip-budget", "4", "--ks", "1", "--strategies", "causal", "--no-stft",
+            "--max-retries", "0", "--quiet"]
+    assert main(argv) == 4  # a model failed on a clip
+    assert [r["status"] for r in load_records(out)] == ["ok", "error"]
+    Flaky.fail = False
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert [r["status"] for r in load_records(out)] == ["ok", "error", "ok"]
+    assert [r["status"] for r in current_records(load_records(out))] == ["ok", "ok"]
+    assert "could not be evaluated" not in capsys.readouterr().out
+
+
+def _decides_low(waves):
+    w = np.asarray(waves, dtype=np.float64)
+    return np.stack([np.full(len(w), 0.6), np.full(len(w), 0.4)], 1)
+
+
+def _decides_high(waves):
+    return _decides_low(waves)[:, ::-1].copy()
+
+
+def test_two_unnamed_functions_never_share_records(clips, tmp_path):
+    """Every nameless function was 'function': the second model got the first one's record back."""
+    out = tmp_path / "r.jsonl"
+    low = evaluate([clips[0]], _decides_low, out, options=FAST)
+    high = evaluate([clips[0]], _decides_high, out, options=FAST)
+    assert low[0]["original"]["class"] == 0 and high[0]["original"]["class"] == 1
+    assert low[0]["model"] != high[0]["model"] and len(load_records(out)) == 2
+    with pytest.raises(ParameterError, match="lambda"):
+        evaluate([clips[0]], lambda w: _decides_low(w), out, options=FAST)
 
 
 def test_the_output_is_locked_while_a_run_writes_it(clips, tmp_path):
@@ -614,6 +684,15 @@ def test_cli_explain_a_directory_one_folder_per_clip(clips, tmp_path, monkeypatc
     assert main(other) == 2
     assert "made with other options" in capsys.readouterr().err
     assert (out / "x_wav" / "summary.json").read_bytes() == before
+    # a folder without the run's record (a single `freqrex explain` into it), made with another seed
+    single = tmp_path / "single"
+    assert main(["explain", str(src / "x.wav"), "--model", "tone", "--out", str(single / "x_wav"), "--budget", "40",
+                 "--iterations", "2", "--no-quality", "--quiet", "--seed", "7"]) == 0
+    (src / "x.flac").unlink()
+    shutil.rmtree(src / "sub")
+    capsys.readouterr()
+    assert main([*args[:5], str(single), *args[6:]]) == 2
+    assert "made with other options" in capsys.readouterr().err
 
 
 def _runs_mask(n_bins, seed=0):

@@ -198,8 +198,11 @@ def test_cli_evaluate_and_explain_on_workers(local_ray, clips, tmp_path, monkeyp
     summaries = {name: json.loads((explained / name / "summary.json").read_text()) for name in folders}
     assert [summaries[name]["target_name"] for name in folders] == ["low", "mid", "high", "low"]
     assert all((explained / name / "sufficient.wav").is_file() for name in folders)
-    assert main(["explain", str(clips[0].parent), "--model", "planted_models:make", "--trust-model-code",
-                 "--out", str(explained), "--workers", "2", "--quiet", "--json"]) == 0  # all done: nothing new
+    again = ["explain", str(clips[0].parent), "--model", "planted_models:make", "--trust-model-code",
+             "--out", str(explained), "--budget", "30", "--iterations", "2", "--no-quality", "--workers", "2",
+             "--quiet", "--json"]
+    assert main(again) == 0  # all done: nothing new
+    assert main([a for a in again if a not in ("--no-quality",)]) == 2  # other options: refused, nothing redone
 
 
 def test_ctrl_c_stops_the_workers_and_a_rerun_resumes(clips, tmp_path):

@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import (check_outputs, evaluate_many, find_audio, load_records, summarize, summary_markdown,
                               transfer_path, write_summary)
     from ..evaluation.jobs import ModelFactory
+    from ..evaluation.records import current_records
     from ..progress import RunProgress
 
     options = protocol(args)
@@ -173,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
                       workers=args.workers, address=args.address, threads_per_worker=args.threads_per_worker,
                       max_retries=args.max_retries, transfer=not args.no_transfer, run_progress=bar)
     keys = {m: options.key(m) for m in args.model}
-    records = [r for r in load_records(out) if r.get("model") in keys and r.get("protocol") == keys[r["model"]]]
+    records = current_records(
+        [r for r in load_records(out) if r.get("model") in keys and r.get("protocol") == keys[r["model"]]])
     transfers = None
     if len(args.model) > 1 and transfer_path(out).exists():
         transfers = [r for r in load_records(transfer_path(out))
@@ -198,4 +200,8 @@ def run(args: argparse.Namespace) -> int:
         extra = f"; summary {args.summary}" if args.summary else ""
         print(f"{len(records)} records in {out} ({state['new']} new, {time.perf_counter() - started:.0f} s){extra}",
               file=sys.stderr)
-    return 0
+    errors = [r for r in records if r.get("status") != "ok"]
+    if not errors:
+        return 0
+    # as `explain DIR`: 3 when only audio files failed, 4 when a model did; a rerun tries them again
+    return 3 if all(str(r.get("error", "")).startswith("AudioFileError") for r in errors) else 4

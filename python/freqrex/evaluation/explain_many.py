@@ -28,13 +28,29 @@ def output_folder(path: Path, root: Optional[Path]) -> Path:
     return rel.parent / name
 
 
-def _run_of(summary: Path) -> Optional[Dict[str, Any]]:
-    """The run options recorded in a saved explanation's summary (None: older saves, or unreadable)."""
+def _run_of(summary: Path, run: Dict[str, Any]) -> Dict[str, Any]:
+    """The run options of a saved explanation: those its summary records, or for a folder without them
+    (an older ``explain DIR``, a single ``freqrex explain``) ``run`` as far as its summary bears it out
+    (the model's name and every explain option ``run`` sets), else what the summary says."""
     try:
-        run = json.loads(summary.read_text()).get("run")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return run if isinstance(run, dict) else None
+        s = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return {"unreadable": str(summary)}
+    if not isinstance(s, dict):
+        return {"unreadable": str(summary)}
+    if isinstance(s.get("run"), dict):
+        return s["run"]
+    from ..options import make_options
+
+    saved = s.get("options") if isinstance(s.get("options"), dict) else {}
+    try:  # every option, the defaults included, as the summary holds them
+        resolved = json.loads(json.dumps(make_options(**run["explain"]).to_dict(), default=str))
+    except Exception:  # noqa: BLE001 - options explain() will refuse with its own message
+        resolved = dict(run["explain"])
+    differs = {k: saved.get(k) for k, v in resolved.items() if k in saved and saved.get(k) != v}
+    if s.get("model", run["model"]) != run["model"]:
+        differs["model"] = s.get("model")
+    return run if not differs else {**run, "explain": {**run["explain"], **differs}}
 
 
 def explain_many(
@@ -106,8 +122,8 @@ def explain_many(
         for f, folder in files:
             summary = out / folder / "summary.json"
             if summary.is_file():
-                made_by = _run_of(summary)
-                if made_by is not None and made_by != run:
+                made_by = _run_of(summary, run)
+                if made_by != run:
                     from ..errors import ParameterError
 
                     raise ParameterError(

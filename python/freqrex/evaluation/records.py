@@ -7,7 +7,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -172,6 +172,18 @@ def record_clip_id(rec: Dict[str, Any]) -> Optional[str]:
     if rec.get("file"):
         return clip_id(rec["file"])
     return None
+
+
+def current_records(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The records that stand, in file order: per model, protocol and clip the first ``ok`` record, else
+    the last error (a clip that failed is retried when the run resumes; its error stays in the file)."""
+    best: Dict[Tuple[Any, Any, Any], int] = {}
+    for i, rec in enumerate(records):
+        key = (rec.get("model"), rec.get("protocol"), record_clip_id(rec))
+        j = best.get(key)
+        if j is None or records[j].get("status") != "ok":  # an ok record stands; else the latest
+            best[key] = i
+    return [records[i] for i in sorted(best.values())]
 
 
 #: Fields that differ between two runs of the same evaluation: wall time, host and worker.

@@ -28,6 +28,20 @@ from .transfer import TRANSFER_SETS, has_kept_set, kept_bands_hz_of, transfer_pa
 ProgressCallback = Callable[[str, int, int], None]
 
 
+def _model_name(model: Any) -> str:
+    """The name a run keeps its records under when none is given: a built-in name or path, a Model's
+    ``name``, a function's qualified name (two functions never share records); a lambda needs one."""
+    import types
+
+    if isinstance(model, str):
+        return model
+    if isinstance(model, types.FunctionType):
+        if "<lambda>" in model.__qualname__:
+            raise ParameterError("name the model (model_name=...): a lambda has no name to keep its records under")
+        return f"{model.__module__}.{model.__qualname__}"
+    return str(getattr(model, "name", None) or type(model).__name__)
+
+
 def evaluate(
     files: Sequence[os.PathLike],
     model: Any,
@@ -53,7 +67,7 @@ def evaluate(
     total)`` after each record is written.  ``run_options`` go to
     :func:`evaluate_many` (``workers``, ``address``, ``max_retries``, ...).
     """
-    name = model_name or (model if isinstance(model, str) else getattr(model, "name", type(model).__name__))
+    name = model_name or _model_name(model)
     results = evaluate_many(
         files, {str(name): model}, out, options=options, limit=limit, progress=progress,
         on_record=None if on_record is None else (lambda rec, i, n, _m: on_record(rec, i, n)),
@@ -154,8 +168,8 @@ def evaluate_many(
         done: Dict[Tuple[str, str], Dict[str, Any]] = {}
         for rec in load_records(out, repair=True):
             name = rec.get("model")
-            if name in keys and rec.get("protocol") == keys[name]:
-                done.setdefault((name, record_clip_id(rec)), rec)
+            if name in keys and rec.get("protocol") == keys[name] and rec.get("status") == "ok":
+                done.setdefault((name, record_clip_id(rec)), rec)  # a clip that failed is tried again
         tdone = set()
         if do_transfer:
             for rec in load_records(tpath, repair=True):

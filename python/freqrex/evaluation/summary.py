@@ -162,6 +162,7 @@ def curves_markdown(summary: Dict[str, Any]) -> str:
          "stft_given_explanation"),
     ):
         rows = []
+        ks_seen: set = set()
         for model, m in summary["models"].items():
             curves = dict(m.get(field) or {})
             stft = dict(m.get(sfield) or {})
@@ -173,6 +174,7 @@ def curves_markdown(summary: Dict[str, Any]) -> str:
                 if not c:
                     continue
                 ks = sorted(c, key=int)
+                ks_seen.add((ks[0], ks[-1]))
                 cells = [model, str(c[ks[0]]["clips"]), LABELS.get(s, s)]
                 for k in (ks[0], ks[-1]):
                     cells += [_pct(c[k]["rate"][str(t)]) for t in SNR_THRESHOLDS]
@@ -188,10 +190,12 @@ def curves_markdown(summary: Dict[str, Any]) -> str:
         lines.append(f"Flip rate by SNR, {title}:")
         lines.append("")
         header = ["model", "clips", "strategy"]
-        for k_label in ("k=1", "k<=5"):
+        lo, hi = next(iter(ks_seen)) if len(ks_seen) == 1 else ("smallest k", "largest k")
+        labels = (f"k={lo}", f"k<={hi}") if len(ks_seen) == 1 else (lo, hi)
+        for k_label in labels:
             header += [f"{k_label}: >= {SNR_THRESHOLDS[0]} dB"] + [f">= {t} dB" for t in SNR_THRESHOLDS[1:]]
             header.append("median SNR")
-        header += ["STFT inaudible", "under ART's threshold", "its SNR", "cells", "median queries (k=1)"]
+        header += ["STFT inaudible", "under ART's threshold", "its SNR", "cells", f"median queries ({labels[0]})"]
         align = ["left", "right", "left"] + ["right"] * (len(header) - 3)
         lines.append(markdown_table(header, rows, align=align))
     return "\n".join(lines)
@@ -369,16 +373,17 @@ def summary_markdown(summary: Dict[str, Any]) -> str:
                  "the threshold.".format(g=_fmt_gain(models)))
     lines.append("")
     # SNR and cost
+    removal_ks = sorted({ks[0], ks[-1]}, key=int) if ks else []  # the smallest and largest k
     head = (["model", "method"] + [f"median SNR k={k} (dB)" for k in ks]
-            + ["STFT median SNR (dB)", "STFT median margin (dB)", "removal-only k=1", "removal-only k=5"])
+            + ["STFT median SNR (dB)", "STFT median margin (dB)"] + [f"removal-only k={k}" for k in removal_ks])
     rows = []
     for model, m in models.items():
         for s, row in m["strategies"].items():
             cells = [model, LABELS.get(s, s)] + [_db(row["snr_db_median"].get(str(k))) for k in ks]
             cells += [_db(row["stft_snr_db_median"]), _db(row["stft_margin_db_median"]),
-                      _pct(row.get("removal_only", {}).get("1")), _pct(row.get("removal_only", {}).get("5"))]
+                      *[_pct(row.get("removal_only", {}).get(str(k))) for k in removal_ks]]
             rows.append(cells)
-    lines.append(markdown_table(head, rows, align=["left"] * 2 + ["right"] * (len(ks) + 4)))
+    lines.append(markdown_table(head, rows, align=["left"] * 2 + ["right"] * (len(ks) + 2 + len(removal_ks))))
     head = ["model", "clips", "FFT bins", "sufficient (median bins, share)", "sufficient & necessary", "complete",
             "explanation queries (fft / stft)", "top-1 vs runner-up gap", "seconds per clip"]
     rows = []
