@@ -92,11 +92,19 @@ def test_evaluate_takes_a_directory_and_an_onnx_file(capsys, tmp_path, hf_dirs, 
                          "--output", "logits", "--out", str(tmp_path / "r.jsonl"), *SMALL_EVAL)
     assert code == 0, err
     records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert {r["model"] for r in records} == {hf_dirs["hubert"], onnx_file}
+    # records are kept under the model and the adapter options given: the same file read another way is
+    # another model, never resumed from these records
+    hubert, onnx = f"{hf_dirs['hubert']} (output=logits)", f"{onnx_file} (output=logits)"
+    assert {r["model"] for r in records} == {hubert, onnx}
     assert all(r["status"] == "ok" for r in records), records
     by_model = {r["model"]: r for r in records}
-    assert by_model[hf_dirs["hubert"]]["original"]["name"] in NAMES
-    assert by_model[onnx_file]["original"]["name"] in ("0", "1", "2")
+    assert by_model[hubert]["original"]["name"] in NAMES
+    assert by_model[onnx]["original"]["name"] in ("0", "1", "2")
+    code, _, err = cli(capsys, "evaluate", wav, "--model", onnx_file, "--output", "probabilities",
+                       "--out", str(tmp_path / "r.jsonl"), *SMALL_EVAL)
+    lines = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and lines[-1]["model"] == f"{onnx_file} (output=probabilities)"  # new, not reused
+    assert code == (0 if lines[-1]["status"] == "ok" else 4)  # its logits are no probabilities: a model error
 
 
 def test_class_names_file_and_sample_rate(capsys, tmp_path, wav, onnx_file, hf_dirs):

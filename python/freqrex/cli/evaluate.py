@@ -167,13 +167,13 @@ def run(args: argparse.Namespace) -> int:
         if distributed:  # each Ray worker builds the models from these recipes
             recipe = argparse.Namespace(**{k: getattr(args, k, None) for k in
                                            ("sample_rate", "output", "class_names", "trust_model_code")})
-            models = {spec: ModelFactory(open_model_spec, spec, recipe) for spec in args.model}
+            models = {_run_name(spec, args): ModelFactory(open_model_spec, spec, recipe) for spec in args.model}
         else:
-            models = {spec: open_model_spec(spec, args) for spec in args.model}
+            models = {_run_name(spec, args): open_model_spec(spec, args) for spec in args.model}
         evaluate_many(files, models, out, options=options, limit=args.limit, on_record=on_record,
                       workers=args.workers, address=args.address, threads_per_worker=args.threads_per_worker,
                       max_retries=args.max_retries, transfer=not args.no_transfer, run_progress=bar)
-    keys = {m: options.key(m) for m in args.model}
+    keys = {name: options.key(name) for name in (_run_name(spec, args) for spec in args.model)}
     records = current_records(
         [r for r in load_records(out) if r.get("model") in keys and r.get("protocol") == keys[r["model"]]])
     transfers = None
@@ -205,3 +205,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # as `explain DIR`: 3 when only audio files failed, 4 when a model did; a rerun tries them again
     return 3 if all(str(r.get("error", "")).startswith("AudioFileError") for r in errors) else 4
+
+
+def _run_name(spec: str, args: argparse.Namespace) -> str:
+    """The name a model's records are kept under: its --model value, with the adapter options given
+    (--output, --sample-rate, --class-names): the same file read another way is another model."""
+    given = [f"{flag}={getattr(args, attr)}" for attr, flag in
+             (("output", "output"), ("sample_rate", "sample-rate"), ("class_names", "class-names"))
+             if getattr(args, attr, None) is not None]
+    return spec if not given else f"{spec} ({', '.join(given)})"
