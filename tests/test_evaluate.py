@@ -273,6 +273,18 @@ def test_the_tables_name_the_ks_the_records_hold(finished):
     assert "k=1: >= 10 dB" in full and "k<=5: >= 10 dB" in full
 
 
+def test_a_report_never_pools_two_protocols(finished):
+    """Two runs of one clip under two protocols (another seed) in one file were counted as two clips."""
+    from freqrex.report import evaluation_results_markdown
+
+    _, records = finished
+    other = {**records[0], "protocol": "another-seed"}
+    md = evaluation_results_markdown([*records, other])
+    protocol = records[0]["protocol"]
+    assert f"| tone [{protocol}] | 3 |" in md and "| tone [another-seed] | 1 |" in md
+    assert "| tone | 3 |" in evaluation_results_markdown(records)  # one protocol: plain name
+
+
 def test_limit_comparison_clip_by_clip(finished):
     from freqrex.evaluation.summary import limit_comparison, limit_markdown
 
