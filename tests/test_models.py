@@ -472,3 +472,22 @@ def test_torch_auto_device_and_errors(torch, waves):
     nan = TorchModel(torch.nn.Identity(), sample_rate=SR, device="cpu", output="logits")
     with pytest.raises(ModelError, match="NaN"):
         nan(np.full((1, 3), np.nan, dtype=np.float32))
+
+
+def test_auto_output_is_not_decided_by_the_silent_probe():
+    """The probe for class names used to decide "auto": a model whose logits of silence lie in [0, 1]
+    then failed on every real clip ("declared to output sigmoid")."""
+
+    def logits(waves):
+        e = (np.asarray(waves, dtype=np.float64) ** 2).mean(1)
+        return np.stack([e * 400.0, 1.0 - e * 400.0], 1)  # (0, 1) on silence, far outside on music
+
+    model = CallableModel(logits, sample_rate=8000, output="auto")
+    assert model.class_names == ["0", "1"] and model.output == "auto"
+    loud = (0.5 * np.sin(np.arange(8000) / 3.0)).astype(np.float32)[None]
+    scores = model(loud)
+    assert model.output == "logits" and np.allclose(scores.sum(1), 1.0)
+    fooled = CallableModel(logits, sample_rate=8000, output="auto")
+    fooled(np.zeros((1, 8000), np.float32) + 1e-3)  # a quiet clip first: its logits look like sigmoid tags
+    with pytest.raises(ModelError, match="took its first scores"):
+        fooled(loud)

@@ -89,7 +89,9 @@ class CallableModel(Model):
         ``"auto"`` decides from the first scores and then keeps the kind:
         rows in [0, 1] that sum to 1 are probabilities, other scores in
         [0, 1] sigmoid tags, anything else logits (:attr:`output` then
-        tells which).
+        tells which; the silent probe that finds :attr:`class_names` decides
+        nothing).  A quiet clip's logits can lie in [0, 1]: for runs over
+        many clips say what the model outputs.
     fixed_batch : int, optional
         The batch size `fn` only accepts.  ``1`` calls it one waveform at a
         time (shape ``(1, samples)``); a larger value sends chunks of
@@ -158,7 +160,9 @@ class CallableModel(Model):
         """Names of the output classes (probes the model once if unknown)."""
         if self._class_names is None:
             n = self.input_samples or self.sample_rate or 16000
+            kind = self.output
             self(np.zeros((1, n), dtype=np.float32))
+            self.output = kind  # silence tells how many classes, not what the scores are ("auto" stays)
         return self._class_names
 
     @class_names.setter
@@ -261,14 +265,18 @@ class CallableModel(Model):
             raise ModelError(f"{self._describe()} returned {bad} NaN or infinite score(s)")
         if self.output == "auto":
             self.output = _guess_output(scores)
+            self._guessed = True
         if self.output == "logits":
             scores = softmax(scores, axis=1)
         else:
             lo, hi = float(scores.min()), float(scores.max())
             if lo < -_PROB_TOLERANCE or hi > 1 + _PROB_TOLERANCE:
+                told = ("took its first scores, all in [0, 1], for " if getattr(self, "_guessed", False)
+                        else "was declared to output ")
                 raise ModelError(
-                    f"{self._describe()} was declared to output {self.output} but returned scores in "
-                    f"[{lo:.4g}, {hi:.4g}], outside [0, 1]; pass output='logits' if these are logits"
+                    f"{self._describe()} {told}{self.output} but returned scores in "
+                    f"[{lo:.4g}, {hi:.4g}], outside [0, 1]; pass output='logits' (--output logits) if these "
+                    "are logits"
                 )
             scores = np.clip(scores, 0.0, 1.0)
         return scores.astype(np.float32)
