@@ -707,6 +707,22 @@ def test_cli_explain_a_directory_one_folder_per_clip(clips, tmp_path, monkeypatc
     assert "made with other options" in capsys.readouterr().err
 
 
+def test_a_directory_of_meaningless_clips_exits_as_one_clip_would(clips, tmp_path, monkeypatch, capsys):
+    """A silent clip is a ParameterError (exit 2) alone, and was a 'model error' (exit 4) in a directory."""
+    from freqrex.cli import main
+    import freqrex.models as models
+
+    real = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda spec, **kw: ToneModel() if spec == "tone" else real(spec, **kw))
+    src = tmp_path / "in"
+    src.mkdir()
+    save_wav(src / "silent.wav", np.zeros(N, dtype=np.float32), SR, subtype="FLOAT")
+    args = ["explain", str(src), "--model", "tone", "--out", str(tmp_path / "out"), "--budget", "20",
+            "--iterations", "2", "--no-quality", "--quiet"]
+    assert main(["explain", str(src / "silent.wav"), *args[2:]]) == 2
+    assert main(args) == 2
+
+
 def _runs_mask(n_bins, seed=0):
     """A mask of runs of every length (1-80 bins), like a complete set's."""
     rng = np.random.default_rng(seed)

@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
                               transfer_path, write_summary)
     from ..evaluation.jobs import ModelFactory
     from ..evaluation.records import current_records
+    from .explain import failure_exit_code
     from ..progress import RunProgress
 
     options = protocol(args)
@@ -200,11 +201,9 @@ def run(args: argparse.Namespace) -> int:
         extra = f"; summary {args.summary}" if args.summary else ""
         print(f"{len(records)} records in {out} ({state['new']} new, {time.perf_counter() - started:.0f} s){extra}",
               file=sys.stderr)
-    errors = [r for r in records if r.get("status") != "ok"]
-    if not errors:
-        return 0
-    # as `explain DIR`: 3 when only audio files failed, 4 when a model did; a rerun tries them again
-    return 3 if all(str(r.get("error", "")).startswith("AudioFileError") for r in errors) else 4
+    errors = [str(r.get("error", "")) for r in records if r.get("status") != "ok"]
+    # as `explain DIR`: 2, 3 or 4 by what failed (a rerun tries those clips again)
+    return failure_exit_code(errors) if errors else 0
 
 
 def _run_name(spec: str, args: argparse.Namespace) -> str:

@@ -154,5 +154,13 @@ def _run_directory(args: argparse.Namespace) -> int:
               f"one folder per clip under {args.out}/")
     if counts["error"] == 0:
         return 0
-    audio_only = all(r["error"].startswith("AudioFileError") for r in results if r["status"] == "error")
-    return 3 if audio_only else 4  # the exit codes of a bad audio file / a model error
+    return failure_exit_code([r["error"] for r in results if r["status"] == "error"])
+
+
+def failure_exit_code(errors) -> int:
+    """The exit code of a run over many clips some of which failed, as a single clip's would be: 2 when
+    every failure is a bad option or meaningless audio (ParameterError), 3 a bad audio file, else 4."""
+    kinds = {str(e).split(":", 1)[0] for e in errors}
+    if kinds <= {"ParameterError"}:
+        return 2
+    return 3 if kinds <= {"AudioFileError"} else 4
