@@ -104,9 +104,11 @@ def test_front_end_matches_original(ref, clips):
         ours = M.patches(wave)[0]
         theirs = ref[f"patches_{i}"]
         assert ours.shape == theirs.shape == (3, 187, 96)
-        # bit-exact here; a different FFT/BLAS may move a value across a float16 rounding step
+        # a different FFT/BLAS may move a value across a float16 rounding step (the atol), and numpy's
+        # float32 log10 differs by up to 2 ulp between versions (numpy 2.4 moved half the values by 1-2)
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-3)
-        assert np.mean(ours == theirs) > 0.999
+        ulp = np.abs(ours.view(np.int32).astype(np.int64) - theirs.view(np.int32).astype(np.int64))
+        assert np.mean(ulp <= 4) > 0.999
 
 
 def test_patching():
