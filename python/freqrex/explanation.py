@@ -274,9 +274,11 @@ class Explanation:
             else [float(v) for v in np.asarray(self.original_scores, dtype=np.float64).ravel()],
         }
         # metadata (the command line's model and audio names, quality curves, ...) beside the fields,
-        # never over one of them, and whole under "metadata" for load
-        extra = {k: v for k, v in self.metadata.items() if k not in core and k not in ("sets", "options", "metadata")}
-        return {**core, **extra, "metadata": dict(self.metadata)}
+        # never over one of them: a key a field holds is kept aside; load puts them together again
+        reserved = set(core) | {"sets", "options", "metadata_keys", "metadata_shadowed"}
+        extra = {k: v for k, v in self.metadata.items() if k not in reserved}
+        shadowed = {k: v for k, v in self.metadata.items() if k in reserved}
+        return {**core, **extra, "metadata_keys": list(self.metadata), "metadata_shadowed": shadowed}
 
     def save(self, directory: "os.PathLike[str] | str") -> Path:
         """Write ``summary.json``, ``explanation.npz`` and one WAV per available set.

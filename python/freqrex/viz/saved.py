@@ -167,8 +167,9 @@ def _read_optional_fields(e: Explanation, s: dict, arrays: dict) -> None:
         e.options["_band"] = (int(band[0]), int(band[1]))
     if "original_scores" in names and isinstance(s.get("original_scores"), list):
         e.original_scores = np.asarray(s["original_scores"], dtype=np.float64)
-    if "metadata" in names and isinstance(s.get("metadata"), dict):
-        e.metadata = dict(s["metadata"])
+    keys, shadowed = s.get("metadata_keys"), s.get("metadata_shadowed")
+    if "metadata" in names and isinstance(keys, list) and isinstance(shadowed, dict):
+        e.metadata = {str(k): shadowed[k] if k in shadowed else s.get(k) for k in keys}
 
 
 def load_flip_beside(d: Path, e: Optional[Explanation] = None):
