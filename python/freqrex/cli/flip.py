@@ -129,8 +129,7 @@ def run(args: argparse.Namespace) -> int:
         extra["vulnerability"] = _save_spectrum(spectrum, out)
     # perturbed.wav only for a flip; original.wav and these fields are part of the save its manifest checks
     r.save(out, closest_attempt=args.save_closest, original=audio, extra=extra)
-    summary = r.summary()
-    summary.update({k: v for k, v in extra.items() if k not in summary})
+    summary = r.summary_with(extra)  # what flip.json holds
     if args.report:
         from ..report import write_flip_report
 

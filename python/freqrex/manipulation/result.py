@@ -218,6 +218,13 @@ class FlipResult:
         """The summary as an evaluation record needs it (same as :meth:`summary`)."""
         return self.summary()
 
+    def summary_with(self, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """:meth:`summary` and further fields (``flip.json`` as :meth:`save` writes it); a field of the
+        summary is never overwritten."""
+        summary = self.summary()
+        summary.update({k: v for k, v in (extra or {}).items() if k not in summary})
+        return summary
+
     def save(self, directory: "os.PathLike[str] | str", *, closest_attempt: bool = False,
              original: Optional[np.ndarray] = None, extra: Optional[Dict[str, Any]] = None) -> Path:
         """Write ``flip.json`` and, for a flip, ``perturbed.wav`` (float32, lossless), atomically.
@@ -245,9 +252,7 @@ class FlipResult:
         if original is not None:
             save_wav(out / "original.wav", np.asarray(original), self.sample_rate)
             written.append("original.wav")
-        summary = self.summary()
-        summary.update({k: v for k, v in (extra or {}).items() if k not in summary})
-        write_text(out / "flip.json", json.dumps(summary, indent=2))
+        write_text(out / "flip.json", json.dumps(self.summary_with(extra), indent=2))
         finish_save(out, "flip", written)
         return out
 
