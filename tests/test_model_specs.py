@@ -124,6 +124,19 @@ def test_class_names_file_and_sample_rate(capsys, tmp_path, wav, onnx_file, hf_d
     assert code == EXIT_USAGE and "16000" in err
 
 
+def test_output_is_checked_against_a_model_that_says_what_it_outputs(capsys, tmp_path, wav, hf_dirs):
+    """--output was silently ignored for built-in and Hugging Face models (their scores are what they say)."""
+    out_dir = str(tmp_path / "o")
+    code, _, err = cli(capsys, "explain", wav, "--model", hf_dirs["ast"], "--output", "probabilities",
+                       "--out", out_dir, *SMALL_EXPLAIN)
+    assert code == EXIT_USAGE and "--output probabilities" in err and "logits" in err
+    assert not os.path.exists(out_dir)
+    code, _, err = cli(capsys, "flip", wav, "--model", "MSD_musicnn", "--output", "logits", "--out", out_dir,
+                       *SMALL_FLIP)
+    assert code == EXIT_USAGE and "sigmoid" in err
+    assert not os.path.exists(out_dir)
+
+
 def _torchscript(path):
     import torch
 

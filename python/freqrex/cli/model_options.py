@@ -53,7 +53,8 @@ def add_model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> 
     p.add_argument("--output", choices=("logits", "probabilities", "sigmoid", "auto"), default=None,
                    help="what an .onnx/TorchScript/module:callable model outputs (default: probabilities for "
                         ".onnx and TorchScript; from module:callable as freqrex.explain takes the object: a "
-                        "function's scores as they are, a torch module auto, told from its first scores)")
+                        "function's scores as they are, a torch module auto, told from its first scores); a built-in or Hugging "
+                        "Face model says what its scores are, and a different --output is refused")
     p.add_argument("--class-names", metavar="FILE", default=None,
                    help="class names: a text file with one name per line, or JSON (a list, or {index: name})")
     p.add_argument("--trust-model-code", action="store_true",
@@ -129,6 +130,7 @@ def open_model_spec(spec: str, args: argparse.Namespace):
     rate = getattr(args, "sample_rate", None)
     output = getattr(args, "output", None)
     trusted = bool(getattr(args, "trust_model_code", False))
+    output_used = False  # whether the adapter took --output; otherwise it is checked against the model's own
     lowered = spec.lower()
     suffix = os.path.splitext(spec)[1].lower()
     if lowered in {n.lower() for n in BUILTIN_MODELS}:
@@ -139,12 +141,12 @@ def open_model_spec(spec: str, args: argparse.Namespace):
     elif suffix == ".onnx":
         model = OnnxModel(spec, sample_rate=rate or DEFAULT_SAMPLE_RATE, output=output or "probabilities",
                           class_names=names)
-        names = None
+        names, output_used = None, True
     elif suffix in _TORCHSCRIPT:
         _needs_trust(spec, "a TorchScript file", trusted)
         model = TorchModel(spec, sample_rate=rate or DEFAULT_SAMPLE_RATE, output=output or "probabilities",
                            class_names=names)
-        names = None
+        names, output_used = None, True
     elif suffix in _PICKLES:
         raise ModelError(
             f"{spec}: freqrex never unpickles model files (pickles run code when loaded); export the model to "
@@ -163,6 +165,7 @@ def open_model_spec(spec: str, args: argparse.Namespace):
             given = {"sample_rate": rate, "class_names": names}
             if not (is_huggingface_model(obj) or is_huggingface_pipeline(obj)):
                 given["output"] = output
+                output_used = True
             model = as_model(obj, **{k: v for k, v in given.items() if v is not None})
             names = None
     else:
@@ -172,6 +175,13 @@ def open_model_spec(spec: str, args: argparse.Namespace):
     declared = getattr(model, "sample_rate", None)
     if rate is not None and declared is not None and int(declared) != rate:
         raise ParameterError(f"--sample-rate {rate} but the model {spec} expects {declared} Hz")
+    own = getattr(model, "output", None)
+    shared = isinstance(getattr(args, "model", None), list) and len(args.model) > 1  # evaluate: for some of them
+    if output is not None and not (output_used or shared) and output != "auto" and own is not None and output != own:
+        raise ParameterError(
+            f"--output {output} but the model {spec} says its scores are {own}: --output is for models that "
+            "do not say (.onnx, TorchScript, a module:callable function or torch module); leave it out"
+        )
     return model
 
 
