@@ -382,6 +382,10 @@ def test_onnx_invalid_files(tmp_path, onnxruntime):
         OnnxModel(good, sample_rate=SR, input_name="x")
     with pytest.raises(ParameterError):
         OnnxModel(good, sample_rate=SR, providers="tpu")
+    # class names that cannot match the declared outputs are refused at once, not at the first call
+    with pytest.raises(ParameterError, match="2 class names given but .* has 3 outputs"):
+        OnnxModel(good, sample_rate=SR, class_names=["a", "b"])
+    assert OnnxModel(good, sample_rate=SR, class_names=["a", "b", "c"]).class_names == ["a", "b", "c"]
 
 
 def test_onnx_cuda_request_falls_back_to_cpu(tmp_path, onnxruntime):

@@ -12,6 +12,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ModelError, ParameterError
+from .base import class_name_list
 from .callable_model import CallableModel
 
 __all__ = ["OnnxModel"]
@@ -165,6 +166,11 @@ class OnnxModel(CallableModel):
         n_out = _static(out.shape[-1]) if out.shape else None
         if class_names is None and n_out is not None:
             class_names = [str(i) for i in range(n_out)]
+        elif class_names is not None and n_out is not None and len(class_name_list(class_names)) != n_out:
+            raise ParameterError(
+                f"{len(class_name_list(class_names))} class names given but {self.source} has {n_out} "
+                f"outputs (output {out.name!r} of shape {list(out.shape)})"
+            )
 
         super().__init__(
             self._run,
