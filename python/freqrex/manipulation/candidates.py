@@ -101,7 +101,7 @@ def _grid(band: Tuple[int, int], level: int, points: int = 64) -> np.ndarray:
     return log_grid(band[0], band[1], points, level)
 
 
-def _tone_scan(band: Tuple[int, int], n_bins: int) -> Iterator[Change]:
+def _tone_scan(band: Tuple[int, int]) -> Iterator[Change]:
     seen = set()
     for level in range(0, 12):
         for b in _grid(band, level):
@@ -121,7 +121,7 @@ def _part_changes(s: int, e: int, mag: np.ndarray, origin: str, points: int) -> 
     return out
 
 
-def _causal(explanation: Any, mag: np.ndarray, band: Tuple[int, int], n_bins: int) -> Iterator[Change]:
+def _causal(explanation: Any, mag: np.ndarray, band: Tuple[int, int]) -> Iterator[Change]:
     b0, b1 = band
     resp = np.asarray(explanation.responsibility, dtype=np.float64).reshape(-1)
     maps: Dict[int, np.ndarray] = {
@@ -174,12 +174,11 @@ def fft_candidates(
 ) -> Iterator[Change]:
     """Single-element candidate changes of the ``fft`` space, in the order tried."""
     mag = np.abs(coef.reshape(-1))
-    n_bins = mag.size
     b0, b1 = band
     if strategy == "causal":
-        yield from _causal(explanation, mag, band, n_bins)
+        yield from _causal(explanation, mag, band)
     elif strategy == "tone_scan":
-        yield from _tone_scan(band, n_bins)
+        yield from _tone_scan(band)
     elif strategy == "magnitude":
         idx = np.arange(b0, b1)
         for b in idx[np.lexsort((idx, -mag[b0:b1]))]:
