@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import notebook as _notebook
-from ._atomic import atomic_writer, begin_save, check_npz, check_saved, finish_save, read_json, reading_saved, write_text
+from ._atomic import atomic_writer, begin_save, check_npz, check_saved, finish_save, reading_saved, write_text
 from .errors import ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
