@@ -158,3 +158,23 @@ def test_the_old_import_path_still_works():
 
     for name in ("stft", "masking_threshold", "perturbation_margin_db", "power_spectrum_db", "snr_db", "bark"):
         assert getattr(pa, name) is getattr(sig, name)
+
+
+def test_digital_silence_in_the_clip_is_no_audible_change():
+    """A frame of digital silence has ART threshold -inf at 0 Hz: an untouched cell there made
+    -inf - -inf = NaN, so a clip with leading or trailing zeros was never "inaudible"."""
+    from freqrex.signal import art_excess_db
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    x = np.concatenate([0.5 * np.sin(2 * np.pi * 440 * t), np.zeros(8192)]).astype(np.float32)
+    same = audibility(x, x.copy(), sr)
+    assert same["art_max_excess_db"] == -math.inf and same["inaudible"] is True
+    y = x.copy()
+    y[:1000] += 1e-6 * np.sin(2 * np.pi * 1000 * t[:1000]).astype(np.float32)
+    excess = art_excess_db(x, y - x, sr)
+    assert not np.isnan(excess).any()
+    assert audibility(x, y, sr)["inaudible"] is True
+    z = x.copy()
+    z[-4096:] += 0.01  # a change inside the silence: audible, and said so
+    assert audibility(x, z, sr)["inaudible"] is False

@@ -348,12 +348,33 @@ class Engine:
         self.stage, self.lo, self.hi, self.hi_holds = stage, lo, self.n, False
         self.cands = self._candidates(lo, self.n, first=stage == "complete")
 
+    def _known_to_hold(self, c: int) -> bool:
+        """Whether every probe the current stage needs for ``c`` is known and passes (never asks)."""
+        keep, rem = self.known.get(("keep", c)), self.known.get(("remove", c))
+        if self.stage == "sufficient":
+            return keep is not None and self._keeps(keep)
+        if self.stage.startswith("necessary"):  # known to pass both ways
+            return keep is not None and self._keeps(keep) and rem is not None and rem[0] != self.target
+        if self.stage == "complete":
+            return self._restores(c)
+        return False
+
+    def _restores(self, c: int) -> bool:
+        """Whether keeping the prefix ``c`` is known to restore the target's score within ``tol``."""
+        keep = self.known.get(("keep", c))
+        return keep is not None and keep[0] == self.target and abs(keep[1] - self.target_score) <= self.tol
+
+    def _shortest_known(self, lo: int, test) -> Optional[int]:
+        held = [c for _, c in self.known if lo <= c < self.n and test(c)]
+        return min(held) if held else None
+
     def _exhaust(self) -> None:
-        """The allowance is spent: keep what is known to hold, give up the rest."""
+        """The allowance is spent: keep the shortest prefix from the bracket's start on that is known
+        to hold (asked in this step or an earlier one, or known before), give up the rest."""
         self.counters["extraction_truncated"] = True
         why = "the query budget ran out before this set was found"
         s = self.sets_found
-        best = self.hi if self.hi_holds and self.hi < self.n else None
+        best = self._shortest_known(self.lo, self._known_to_hold)
         if self.stage == "sufficient":
             s["sufficient"] = best
             if best is None:
@@ -363,17 +384,19 @@ class Engine:
             s["sufficient_necessary_reason"] = why
             s["complete_reason"] = why
         elif self.stage.startswith("necessary"):
-            ok = best
-            if ok is not None:
-                keep, rem = self.known.get(("keep", ok)), self.known.get(("remove", ok))
-                if keep is None or rem is None or not self._keeps(keep) or rem[0] == self.target:
-                    ok = None
+            ok = best  # known to pass both ways
             s["sufficient_necessary"] = ok
             if ok is None:
                 s["sufficient_necessary_reason"] = why
             else:
                 s["sufficient_necessary_score"] = self.known[("keep", ok)][1]
-            s["complete_reason"] = why
+            # a kept prefix from it on already known to restore the score is the complete set
+            complete = None if ok is None else self._shortest_known(ok, self._restores)
+            s["complete"] = complete
+            if complete is None:
+                s["complete_reason"] = why
+            else:
+                s["complete_score"] = self.known[("keep", complete)][1]
         elif self.stage == "complete":
             s["complete"] = best
             if best is None:

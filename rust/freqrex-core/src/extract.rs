@@ -426,10 +426,60 @@ impl Extraction {
         self.scan = 0;
     }
 
-    /// The allowance is spent: keep what is known to hold, give up the rest.
+    /// Whether every probe the current stage needs for `c` is known and passes (never asks).
+    fn known_to_hold(&self, c: usize) -> bool {
+        let keeps = || {
+            self.known
+                .get(&Probe::Keep(c))
+                .is_some_and(|o| self.keeps(o))
+        };
+        let removes = || {
+            self.known
+                .get(&Probe::Remove(c))
+                .is_some_and(|o| o.top != self.target)
+        };
+        match self.stage {
+            Stage::Sufficient => keeps(),
+            // a sufficient-and-necessary prefix must be known to pass both ways
+            Stage::NecessaryRemove | Stage::NecessaryVerify | Stage::NecessaryBoth => {
+                keeps() && removes()
+            }
+            Stage::Complete => self.restores(c),
+            Stage::Done => false,
+        }
+    }
+
+    /// Whether keeping the prefix `c` is known to restore the target's score within `tol`.
+    fn restores(&self, c: usize) -> bool {
+        self.known.get(&Probe::Keep(c)).is_some_and(|o| {
+            o.top == self.target && (o.score - self.target_score).abs() <= self.opts.tol
+        })
+    }
+
+    /// The shortest prefix in `lo..n` for which `test` holds on what is known.
+    fn shortest_known(&self, lo: usize, test: impl Fn(usize) -> bool) -> Option<usize> {
+        self.known
+            .keys()
+            .map(|p| match *p {
+                Probe::Keep(c) | Probe::Remove(c) => c,
+            })
+            .filter(|&c| c >= lo && c < self.n && test(c))
+            .min()
+    }
+
+    /// The allowance is spent: keep the shortest prefix from the bracket's start on that is known to
+    /// hold (asked in this step or an earlier one, or known before), give up the rest.
     fn exhaust(&mut self) {
         self.truncated = true;
-        let best = (self.hi_holds && self.hi < self.n).then_some(self.hi);
+        let best = self.shortest_known(self.lo, |c| self.known_to_hold(c));
+        // a sufficient-and-necessary set known: a kept prefix from it on already known to restore
+        // the score is the complete set
+        let complete = match self.stage {
+            Stage::NecessaryRemove | Stage::NecessaryVerify | Stage::NecessaryBoth => {
+                best.and_then(|sn| self.shortest_known(sn, |c| self.restores(c)))
+            }
+            _ => None,
+        };
         let why = || Some(OUT_OF_BUDGET.to_string());
         let s = &mut self.sets;
         match self.stage {
@@ -443,21 +493,17 @@ impl Extraction {
                 s.complete_reason = why();
             }
             Stage::NecessaryRemove | Stage::NecessaryVerify | Stage::NecessaryBoth => {
-                // Only a prefix known to pass both ways counts.
-                let ok = best.filter(|&c| {
-                    self.known.get(&Probe::Keep(c)).is_some_and(|o| {
-                        Self::passes_keep(&self.opts, self.target, self.target_score, o)
-                    }) && self
-                        .known
-                        .get(&Probe::Remove(c))
-                        .is_some_and(|o| o.top != self.target)
-                });
+                let ok = best; // known to pass both ways
                 s.sufficient_necessary = ok;
                 s.sufficient_necessary_score = ok.map(|c| self.known[&Probe::Keep(c)].score);
                 if ok.is_none() {
                     s.sufficient_necessary_reason = why();
                 }
-                s.complete_reason = why();
+                s.complete = complete;
+                s.complete_score = complete.map(|c| self.known[&Probe::Keep(c)].score);
+                if complete.is_none() {
+                    s.complete_reason = why();
+                }
             }
             Stage::Complete => {
                 s.complete = best;
@@ -664,6 +710,60 @@ mod tests {
             }
             let full = *full.get_or_insert(e.queries());
             assert_eq!(e.truncated(), allowance < full, "{allowance} of {full}");
+        }
+    }
+
+    /// When the allowance runs out, a prefix already asked and known to hold is the set (it used
+    /// to be dropped unless a whole step of candidates was known): whenever an asked `keep`
+    /// passes, there is a sufficient set, and once the sufficient-and-necessary set is known, a
+    /// `keep` already asked that restores the score makes the complete set.
+    #[test]
+    fn a_truncated_extraction_keeps_what_it_asked() {
+        let (n, need, crit, full) = (51usize, 3usize, 10usize, 10usize);
+        for allowance in 1..40u64 {
+            for batch in [2usize, 4] {
+                let opts = ExtractOptions {
+                    max_queries: Some(allowance),
+                    batch,
+                    ..Default::default()
+                };
+                let mut e = Extraction::new(opts, n, 0, 0.9).unwrap();
+                let mut asked = Vec::new();
+                while let Ok(probes) = e.ask(1) {
+                    if probes.is_empty() {
+                        break;
+                    }
+                    asked.extend(probes.iter().copied());
+                    let outs: Vec<Outcome> = probes
+                        .iter()
+                        .map(|p| match *p {
+                            Probe::Keep(c) => Outcome {
+                                top: if c >= need { 0 } else { 1 },
+                                score: if c >= full { 0.9 } else { 0.5 },
+                                margin: 0.0,
+                            },
+                            Probe::Remove(c) => Outcome {
+                                top: if c >= crit { 1 } else { 0 },
+                                score: 0.0,
+                                margin: 0.0,
+                            },
+                        })
+                        .collect();
+                    e.tell(&outs).unwrap();
+                }
+                let s = e.sets();
+                let kept = |c: usize| asked.contains(&Probe::Keep(c));
+                let case = format!("allowance {allowance}, batch {batch}: {s:?}, asked {asked:?}");
+                if (need..n).any(kept) {
+                    assert!(s.sufficient.is_some_and(|c| c >= need), "{case}");
+                }
+                if let Some(sn) = s.sufficient_necessary {
+                    assert!(sn >= crit, "{case}");
+                    if (sn.max(full)..n).any(kept) {
+                        assert!(s.complete.is_some_and(|c| c >= full), "{case}");
+                    }
+                }
+            }
         }
     }
 }

@@ -229,6 +229,8 @@ pub struct Search {
     n_frames: usize,
     stats: SearchStats,
     finished: bool,
+    /// Whether the first round was built (at the first `ask`).
+    started: bool,
 }
 
 impl Search {
@@ -266,7 +268,7 @@ impl Search {
                 active: true,
             })
             .collect();
-        let mut s = Self {
+        let s = Self {
             opts,
             n_bins,
             target,
@@ -279,8 +281,10 @@ impl Search {
             n_frames,
             stats: SearchStats::default(),
             finished: false,
+            started: false,
         };
-        s.generate();
+        // the first round is built at the first ask: an engine given a responsibility map never asks
+        // the search, and builds nothing
         Ok(s)
     }
 
@@ -682,6 +686,10 @@ impl Search {
         }
         if max == 0 {
             return param("batch size must be at least 1");
+        }
+        if !self.started {
+            self.started = true;
+            self.generate();
         }
         while self.queue.is_empty() && !self.finished {
             self.process_round();

@@ -337,24 +337,46 @@ impl FrequencySpace {
         }
     }
 
-    /// Resynthesise a batch of masks in parallel (rayon), one row per mask.
-    pub fn synthesize_batch(&self, masks: &[Vec<bool>]) -> Result<Array2<f32>> {
-        // The rows and the output array, plus each thread's buffers.
+    /// Ok when a batch of `n` mutants can be synthesised within the memory limit: its rows and
+    /// the output array plus one synthesis's buffers (more threads run at once only while they fit,
+    /// so whether a batch can be made never depends on the thread count).
+    pub fn check_synthesis(&self, n: usize) -> Result<()> {
         limits::check(
-            &format!(
-                "synthesising {} mutants of {} samples",
-                masks.len(),
-                self.n_samples
-            ),
-            limits::total(&[
-                limits::bytes(masks.len(), self.n_samples).and_then(|v| v.checked_mul(8)),
-                limits::bytes(rayon::current_num_threads(), self.synthesis_bytes()),
-            ]),
-        )?;
-        let rows: Vec<Vec<f32>> = masks
-            .par_iter()
-            .map(|m| self.synthesize(m))
-            .collect::<Result<_>>()?;
+            &format!("synthesising {} mutants of {} samples", n, self.n_samples),
+            limits::total(&[self.rows_bytes(n), limits::bytes(1, self.synthesis_bytes())]),
+        )
+    }
+
+    fn rows_bytes(&self, n: usize) -> Option<u64> {
+        limits::bytes(n, self.n_samples).and_then(|v| v.checked_mul(8))
+    }
+
+    /// Resynthesise a batch of masks in parallel (rayon), one row per mask.
+    ///
+    /// Each row depends on its mask alone: the result is the same whatever the thread count.
+    pub fn synthesize_batch(&self, masks: &[Vec<bool>]) -> Result<Array2<f32>> {
+        self.check_synthesis(masks.len())?;
+        // as many syntheses at once as the threads and the memory left by the rows allow
+        let rows_bytes = self.rows_bytes(masks.len()).unwrap_or(u64::MAX);
+        let room = limits::memory_limit().saturating_sub(rows_bytes)
+            / (self.synthesis_bytes().max(1) as u64);
+        let threads = rayon::current_num_threads().max(1);
+        let at_once = usize::try_from(room)
+            .unwrap_or(usize::MAX)
+            .clamp(1, threads);
+        let chunk = if at_once >= threads {
+            masks.len().max(1)
+        } else {
+            at_once
+        };
+        let mut rows: Vec<Vec<f32>> = Vec::with_capacity(masks.len());
+        for part in masks.chunks(chunk) {
+            let made: Vec<Vec<f32>> = part
+                .par_iter()
+                .map(|m| self.synthesize(m))
+                .collect::<Result<_>>()?;
+            rows.extend(made);
+        }
         let mut out = Array2::<f32>::zeros((rows.len(), self.n_samples));
         for (mut dst, row) in out.outer_iter_mut().zip(rows) {
             dst.as_slice_mut()

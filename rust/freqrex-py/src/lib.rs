@@ -266,7 +266,11 @@ impl EngineOptions {
             if let Some(cause) = e.cause(py) {
                 detail = format!("{detail} ({})", cause.value(py));
             }
-            freqrex_error(py, "ParameterError", format!("bad engine options: {detail}"))
+            freqrex_error(
+                py,
+                "ParameterError",
+                format!("bad engine options: {detail}"),
+            )
         })
     }
 
@@ -380,6 +384,8 @@ impl Engine {
             let batch_size = batch_size.min(usize::try_from(fit).unwrap_or(usize::MAX));
             let out: core::Result<Option<Array2<f32>>> = py.detach(|| {
                 run(pool, || {
+                    // before any mask is drawn: a batch that cannot be made leaves the engine as it was
+                    space.check_synthesis(batch_size)?;
                     let masks = engine.ask(batch_size)?;
                     if masks.is_empty() {
                         return Ok(None);
@@ -447,7 +453,7 @@ impl Engine {
             let shape = (self.space.n_frames(), self.space.n_bins());
             for (c, map) in self.inner.class_responsibility() {
                 let a = Array2::from_shape_vec(shape, map.clone())
-                    .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+                    .map_err(|e| freqrex_error(py, "FreqrexError", e.to_string()))?;
                 d.set_item(*c, a.into_pyarray(py))?;
             }
             Ok(d)
@@ -469,10 +475,14 @@ impl Engine {
             let r = self.inner.responsibility();
             let shape = (self.space.n_frames(), self.space.n_bins());
             if r.len() != shape.0 * shape.1 {
-                return Err(PyRuntimeError::new_err("the search is not finished"));
+                return Err(freqrex_error(
+                    py,
+                    "FreqrexError",
+                    "the responsibility is known once the search is finished (ask and tell until then)".into(),
+                ));
             }
             Ok(Array2::from_shape_vec(shape, r.to_vec())
-                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?
+                .map_err(|e| freqrex_error(py, "FreqrexError", e.to_string()))?
                 .into_pyarray(py))
         })
     }
