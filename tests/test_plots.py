@@ -215,3 +215,30 @@ def test_plot_flip_stft_shows_masking_threshold(explanations):
         if extra:  # listed cells; otherwise they are found from the (smeared) spectra
             assert "frame 30 " in note and "changed cell" in note
         _png(fig)
+
+
+def test_plot_waveform_refuses_what_it_cannot_draw_truthfully():
+    """Stereo was ravelled (a time axis twice too long); a zero rate divided by zero, a negative one drew
+    a negative axis, NaN raised matplotlib's ValueError: all are freqrex's ParameterError now."""
+    from freqrex import ParameterError
+    from freqrex.viz import plot_waveform
+
+    x = make_clip()
+    ax = plot_waveform(x, SR)
+    assert ax.get_xlim() == pytest.approx((0.0, x.size / SR))
+    # one channel in a 2-D array is that channel: the axis is the clip's length
+    for one in (x[None, :], x[:, None]):
+        assert plot_waveform(one, SR).get_xlim() == pytest.approx((0.0, x.size / SR))
+    assert plot_waveform(x, 8000.0).get_xlim() == pytest.approx((0.0, x.size / SR))  # a float rate is fine
+    with pytest.raises(ParameterError, match="one channel"):
+        plot_waveform(np.stack([x, x]), SR)
+    for rate in (0, -SR, float("nan"), float("inf"), True, "8000", 10**9):
+        with pytest.raises(ParameterError, match="sample_rate"):
+            plot_waveform(x, rate)
+    for bad in (np.nan, np.inf):
+        y = x.copy()
+        y[10] = bad
+        with pytest.raises(ParameterError, match="non-finite"):
+            plot_waveform(y, SR)
+        with pytest.raises(ParameterError, match="non-finite"):
+            plot_waveform(x, SR, reference=y)

@@ -19,7 +19,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "when flip.json is there too), of one written by `freqrex flip --out DIR` (flip.json, original.wav, and "
         "perturbed.wav for a successful flip), or of an evaluation's results JSONL (a summary table and one row per clip, "
         "linked to per-clip pages).",
-        epilog="Exit codes: 0 ok, 2 not a saved run or results file, 1 internal error.",
+        epilog="Exit codes: 0 ok; 2 not a saved run or results file, or an --out that would overwrite an "
+        "input; 3 a saved run that is incomplete (an interrupted save), changed since it was saved or "
+        "unreadable, or a report that cannot be written; 1 internal error.",
     )
     p.add_argument("input", metavar="RUN_DIR_OR_RESULTS",
                    help="a directory written by `freqrex explain --out` or `freqrex flip --out`, or an evaluation "
@@ -41,8 +43,54 @@ def _results_in(directory: Path):
     for name in ("results.jsonl", "evaluation.jsonl"):
         if (directory / name).is_file():
             return directory / name
-    found = sorted(directory.glob("*.jsonl"))
+    # <out>.transfer.jsonl beside an evaluation's records is read with them, never instead of them
+    found = sorted(p for p in directory.glob("*.jsonl") if not p.name.endswith(".transfer.jsonl"))
+    if len(found) > 1:
+        from ..errors import ParameterError
+
+        raise ParameterError(f"{directory} holds several results files ({', '.join(p.name for p in found)}): "
+                             "name the one to report")
     return found[0] if len(found) == 1 else None
+
+
+#: Files of a saved run (``Explanation.save``, ``FlipResult.save``) that a report must never replace.
+_RUN_FILES = ("summary.json", "explanation.npz", "flip.json", "manifest.json", "flip-manifest.json")
+_RUN_SUFFIXES = (".wav", ".npz", ".json", ".jsonl")
+
+
+def _run_files(folder: Path) -> set:
+    """Names of the files of the saved run in `folder` (none when it holds no saved run)."""
+    if not any((folder / n).is_file() for n in _RUN_FILES):
+        return set()
+    names = set(_RUN_FILES)
+    for manifest in ("manifest.json", "flip-manifest.json"):
+        try:
+            files = json.loads((folder / manifest).read_text()).get("files") or {}
+            names.update(str(n) for n in files)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return names
+
+
+def _check_out(out: Path, inputs) -> Path:
+    """Refuse a report path that is an input (the results file, its transfer or summary file), a folder,
+    or a file of a saved run (its summary, arrays, WAV files, manifests): nothing is written then."""
+    from ..errors import ParameterError
+
+    try:
+        target = out.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ParameterError(f"cannot use --out {out}: {exc}") from exc
+    if target.is_dir():
+        raise ParameterError(f"--out {out} is a folder: name the HTML file to write")
+    for p in inputs:
+        if Path(p).resolve() == target:
+            raise ParameterError(f"--out {out} is the input {p}: the report would overwrite it (nothing was written)")
+    folder = target.parent
+    if target.name in _run_files(folder) or (target.suffix.lower() in _RUN_SUFFIXES and _run_files(folder)):
+        raise ParameterError(f"--out {out} is a file of the saved run in {folder}: the report would overwrite "
+                             "it (nothing was written); write the report as an .html file")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from ..viz.saved import load_flip_beside, load_flip_dir
 
     src = Path(args.input)
+    notes: list = []  # what the report leaves out, and why (shown on the pages and on stderr)
     if not src.exists():
         raise ParameterError(f"no such file or directory: {src}")
     if src.is_dir() and (src / "summary.json").is_file() and (src / "explanation.npz").is_file():
@@ -57,17 +106,18 @@ def run(args: argparse.Namespace) -> int:
 
         from ..explanation import Explanation
 
+        out = _check_out(Path(args.out) if args.out else src / "report.html", ())
         e = Explanation.load(src)  # checked against its manifest: an interrupted save is refused
-        out = Path(args.out) if args.out else src / "report.html"
+        flip = load_flip_beside(src, e, notes=notes)  # one not saved completely is left out, with a note
         write_explanation_report(e, out, model_name=args.model, source=args.source, title=args.title,
-                                 flip=load_flip_beside(src, e))
+                                 flip=flip, notes=notes)
         kind = "explanation"
         pages = 0
     elif src.is_dir() and (src / "flip.json").is_file():
         from ..viz.report import write_flip_report
 
-        f = load_flip_dir(src)
-        out = Path(args.out) if args.out else src / "report.html"
+        out = _check_out(Path(args.out) if args.out else src / "report.html", ())
+        f = load_flip_dir(src)  # checked against its manifest: an interrupted or altered save is refused
         model = args.model or (f.model if isinstance(getattr(f, "model", None), str) else None)
         source = args.source or (f.audio if isinstance(getattr(f, "audio", None), str) else None)
         write_flip_report(f, out, audio=getattr(f, "original_audio", None), model_name=model, source=source,
@@ -84,16 +134,21 @@ def run(args: argparse.Namespace) -> int:
                 f"{src} is not a saved explanation (summary.json, explanation.npz), a saved flip "
                 "(flip.json) or an evaluation results .jsonl file"
             )
-        out = Path(args.out) if args.out else results.with_suffix(".html")
+        transfers = results.with_name(results.stem + ".transfer.jsonl")  # freqrex.evaluation.transfer_path
+        out = _check_out(Path(args.out) if args.out else results.with_suffix(".html"),
+                         (results, transfers, results.with_suffix(".summary.json"),
+                          results.parent / f"{results.stem}_summary.json", results.parent / "summary.json"))
         records, _ = read_records(results)
         table = evaluation_results_markdown(records, records_path=results)
         write_evaluation_report(results, out, title=args.title, pages=not args.no_pages,
-                                embed_audio=args.embed_audio, results_markdown=table)
+                                embed_audio=args.embed_audio, results_markdown=table, notes=notes)
         kind = "evaluation"
         pages_dir = out.parent / f"{out.stem}_clips"
         pages = len(list(pages_dir.glob("*.html"))) if pages_dir.is_dir() else 0
+    for note in notes:
+        print(f"freqrex: warning: {note}", file=sys.stderr)
     if args.json:
-        json.dump({"report": str(out), "kind": kind, "pages": pages}, sys.stdout, indent=2)
+        json.dump({"report": str(out), "kind": kind, "pages": pages, "notes": notes}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif not args.quiet:
         print(f"wrote {out}" + (f" (and {pages} clip pages in {out.parent / (out.stem + '_clips')}/)" if pages else ""))

@@ -4,6 +4,8 @@ The page is ``templates/evaluation.html``. This module imports nothing of
 :mod:`freqrex.evaluation`: the results table comes in as an argument
 (``results_markdown``, e.g. ``summary_markdown(summarize(records))``), so the
 report depends on the records' layout only, never on the code that made them.
+Which records stand follows the records' rule (:func:`_standing`, the rule of
+:func:`freqrex.evaluation.records.current_records`, which the tests hold it to).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import ParameterError
+from ..errors import FreqrexError, ParameterError
 from .html import cell, fmt_num, href_of_path, markdown_html, render_page, write_page
 from .report import write_explanation_report
-from .saved import load_explanation_dir, load_flip_beside
+from .saved import load_flip_beside
 
 __all__ = ["read_records", "write_evaluation_report"]
 
@@ -159,8 +161,13 @@ def _find_summary(path: Optional[Path]) -> Optional[Any]:
 
 
 def _clip_page(record: Mapping[str, Any], base: Path, pages_dir: Path, index: int, back_href: str,
-               embed_audio: bool) -> Optional[str]:
-    """Link (relative to the index's directory) to a clip's page, rendering one from a saved run when possible."""
+               embed_audio: bool, notes: Optional[List[str]] = None) -> Optional[str]:
+    """Link (relative to the index's directory) to a clip's page, rendering one from a saved run when possible.
+
+    The run is read as :meth:`Explanation.load` reads it (checked against its manifest: an
+    interrupted or altered save raises :class:`~freqrex.errors.ResultFileError`)."""
+    from ..explanation import Explanation
+
     for key in _LINK_KEYS:
         v = record.get(key)
         if not isinstance(v, str) or not v:
@@ -174,14 +181,76 @@ def _clip_page(record: Mapping[str, Any], base: Path, pages_dir: Path, index: in
             if (p / "report.html").is_file():
                 return href_of_path(p / "report.html", pages_dir.parent)
             if (p / "summary.json").is_file() and (p / "explanation.npz").is_file():
-                e = load_explanation_dir(p)
+                e = Explanation.load(p)
                 name = next((record.get(k) for k in _ID_KEYS if isinstance(record.get(k), str)), None)
                 model = record.get("model") if isinstance(record.get("model"), str) else None
                 target = pages_dir / f"clip-{index:04d}.html"
-                write_explanation_report(e, target, source=name or e.source, model_name=model,
-                                         flip=load_flip_beside(p, e), index_href=back_href, embed_audio=embed_audio)
+                page_notes: List[str] = []
+                flip = load_flip_beside(p, e, notes=page_notes)
+                write_explanation_report(e, target, source=name or e.source, model_name=model, flip=flip,
+                                         index_href=back_href, embed_audio=embed_audio, notes=page_notes)
+                if notes is not None:
+                    notes.extend(f"{_row_name(record, index)}: {n}" for n in page_notes)
                 return href_of_path(target, pages_dir.parent)
     return None
+
+
+def _row_name(record: Mapping[str, Any], index: int) -> str:
+    name = next((record.get(k) for k in _ID_KEYS if isinstance(record.get(k), str) and record.get(k)), None)
+    return f"clip {name}" if name else f"row {index + 1}"
+
+
+def _record_clip_id(record: Mapping[str, Any]) -> Optional[str]:
+    """A record's clip id, as :func:`freqrex.evaluation.records.record_clip_id` reads it: ``clip_id``,
+    else its ``file`` resolved (records of older versions); None without either."""
+    if record.get("clip_id"):
+        return str(record["clip_id"])
+    if record.get("file"):
+        try:
+            return Path(record["file"]).resolve().as_posix()
+        except (TypeError, ValueError, OSError, RuntimeError):  # not a path: it identifies nothing
+            return None
+    return None
+
+
+def _clip_key(record: Mapping[str, Any], index: int) -> Any:
+    """What identifies a record's clip: its clip id, else its first identifying field, else its row."""
+    cid = _record_clip_id(record)
+    if cid is not None:
+        return ("id", cid)
+    name = next((record.get(k) for k in _ID_KEYS
+                 if isinstance(record.get(k), (str, int)) and not isinstance(record.get(k), bool)
+                 and record.get(k) != ""), None)
+    return ("name", name) if name is not None else ("row", index)
+
+
+def _standing(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The records that stand, in file order: per model, protocol and clip the first ``ok`` record,
+    else the last error (a clip that failed is retried when a run resumes; its error stays in the file).
+
+    The rule of :func:`freqrex.evaluation.records.current_records`, for the records that have a clip
+    id; records without one (not written by ``freqrex evaluate``) all stand.
+    """
+    best: Dict[Tuple[Any, Any, Any], int] = {}
+    keyed = set()
+    for i, r in enumerate(records):
+        key = (r.get("model"), r.get("protocol"), _record_clip_id(r))
+        if key[2] is None or not _hashable(key):  # a model field that is a list: compared with nothing
+            continue
+        keyed.add(i)
+        j = best.get(key)
+        if j is None or records[j].get("status") != "ok":  # an ok record stands; else the latest
+            best[key] = i
+    stand = set(best.values())
+    return [r for i, r in enumerate(records) if i not in keyed or i in stand]
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _flips_table(records: List[Dict[str, Any]], links: List[Optional[str]]) -> Dict[str, Any]:
@@ -234,6 +303,7 @@ def write_evaluation_report(
     results_markdown: Optional[str] = None,
     pages: bool = True,
     embed_audio: bool = False,
+    notes: Optional[List[str]] = None,
 ) -> Path:
     """Write an HTML report of an evaluation: the results, the summary and one row per clip.
 
@@ -265,6 +335,14 @@ def write_evaluation_report(
         False (default): rendered clip pages link to the run directories' WAV
         files (pages of ~1 MB instead of ~6 MB for 30 s clips). True: every
         clip page is self-contained.
+    notes : list, optional
+        What the report leaves out, and why, is appended here (a run directory
+        that cannot be read: its row stays, unlinked; a saved flip left out of
+        a clip page). The same notes are shown on the index page.
+
+    Records are those that stand: a clip retried after an error shows its
+    ``ok`` record only (:func:`freqrex.evaluation.records.current_records`), and
+    the clips are counted once each (by clip id), whatever the number of lines.
 
     Returns
     -------
@@ -275,7 +353,7 @@ def write_evaluation_report(
     src = Path(records_jsonl) if isinstance(records_jsonl, (str, os.PathLike)) else None
     records, bad = read_records(records_jsonl)
     summaries = [r for r in records if _is_summary_record(r)]
-    records = [r for r in records if not _is_summary_record(r)]
+    records = _standing([r for r in records if not _is_summary_record(r)])
     if summary is not None and isinstance(summary, (str, os.PathLike)):
         try:
             summary = json.loads(Path(summary).read_text())
@@ -290,21 +368,35 @@ def write_evaluation_report(
     pages_dir = path.parent / f"{path.stem}_clips"
     back_href = href_of_path(path, pages_dir)
     links: List[Optional[str]] = []
+    page_notes: List[str] = []
     for i, r in enumerate(records):
         link = None
         if pages:
             try:
-                link = _clip_page(r, base, pages_dir, i, back_href, embed_audio)
-            except ParameterError:  # a run directory that cannot be read: the row stays, unlinked
+                link = _clip_page(r, base, pages_dir, i, back_href, embed_audio, page_notes)
+            except MemoryError:
+                raise
+            except Exception as exc:  # a run that cannot be read or drawn: the row stays, unlinked
                 link = None
+                why = str(exc) if isinstance(exc, FreqrexError) else f"{type(exc).__name__}: {exc}"
+                page_notes.append(f"{_row_name(r, i)}: no page: {why}")
+                stale = pages_dir / f"clip-{i:04d}.html"  # an earlier report's page of another run
+                try:
+                    stale.unlink()
+                except OSError:
+                    pass
         links.append(link)
+    if notes is not None:
+        notes.extend(page_notes)
     flat = [_flatten(r) for r in records]
     flips_layout = any(isinstance(r.get("fft_flips"), Mapping) for r in records)
     text = render_page(
         "evaluation.html",
         page_title=title or "freqrex evaluation",
         heading=title or "freqrex evaluation",
-        n_clips=len(records),
+        n_clips=len({_clip_key(r, i) for i, r in enumerate(records)}),
+        n_records=len(records),
+        notes=page_notes,
         source_name=None if src is None else src.name,
         bad_lines=bad,
         n_linked=sum(1 for x in links if x),

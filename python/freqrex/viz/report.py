@@ -164,9 +164,9 @@ def _players(e: Optional[Explanation], flip, flip_wave: Optional[Tuple[np.ndarra
     if flip_wave is not None:
         y, rate = flip_wave
         hz = _flip_freqs(flip)
-        meta = "changed " + (", ".join(f"{fmt_hz(v)} Hz" for v in hz[:5]) + (" …" if len(hz) > 5 else "")
-                             if hz else "the spectrum")
         success = _first_attr(flip, ("success",))
+        meta = ("would change " if success is not None and not success else "changed ") + (
+            ", ".join(f"{fmt_hz(v)} Hz" for v in hz[:5]) + (" …" if len(hz) > 5 else "") if hz else "the spectrum")
         new = _first_attr(flip, ("new_name", "new_class"))
         if success and new is not None:
             meta += f" — now '{new}'"
@@ -226,6 +226,14 @@ def _flip(flip, audio, sample_rate, stft_params=(None, None)) -> Tuple[Dict[str,
     success = _first_attr(flip, ("success",))
     if success is not None:
         rows.append(_kv("success", "yes" if success else "no", "ok" if success else "bad"))
+    # A failed flip changed nothing: its new class, scores, SNR and elements are those of the closest
+    # attempt (not saved unless asked), and are labelled so.
+    failed = success is not None and not success
+    attempt = " (closest attempt, not made)" if failed else ""
+    if failed:
+        section["notes"].append("The flip failed: nothing was changed. The new class, scores, SNR and the "
+                                "frequencies and frames listed are those of the closest attempt, which was "
+                                "not kept as a result.")
 
     def cls(which):
         name = _first_attr(flip, (f"{which}_name", f"{which}_class_name"))
@@ -236,11 +244,13 @@ def _flip(flip, audio, sample_rate, stft_params=(None, None)) -> Tuple[Dict[str,
 
     for label, keys in (
         ("space", ("space",)), ("strategy", ("strategy", "method")), ("original class", cls("original")),
-        ("original score", ("original_score",)), ("new class", cls("new")), ("new score", ("new_score",)),
-        ("original class's new score", ("original_class_score",)), ("target", ("target",)),
+        ("original score", ("original_score",)), ("new class" + attempt, cls("new")),
+        ("new score" + attempt, ("new_score",)),
+        ("original class's new score" + attempt, ("original_class_score",)), ("target", ("target",)),
         ("change", ("change",)), ("gain (dB)", ("gain_db",)), ("phase (rad)", ("phase_rad",)),
-        ("k (most changed)", ("k",)), ("changed", ("n_changed",)), ("SNR (dB)", ("snr_db",)),
-        ("inaudible", ("inaudible",)), ("margin under the masking threshold (dB)", ("margin_db",)),
+        ("k (most changed)", ("k",)), ("changed", ("n_changed",)), ("SNR (dB)" + attempt, ("snr_db",)),
+        ("inaudible" + attempt, ("inaudible",)),
+        ("margin under the masking threshold (dB)" + attempt, ("margin_db",)),
         ("change scaled by", ("scale",)), ("queries", ("queries",)), ("flip queries", ("flip_queries",)),
         ("budget", ("budget",)), ("seed", ("seed",)), ("seconds", ("elapsed", "elapsed_s", "seconds")),
     ):
@@ -251,12 +261,14 @@ def _flip(flip, audio, sample_rate, stft_params=(None, None)) -> Tuple[Dict[str,
             v = float(np.min(v)) if v.size else None
         rows.append(_kv(label, v))
     hz = _flip_freqs(flip)
+    what = "closest attempt's frequencies (Hz), not changed" if failed else "changed frequencies (Hz)"
     if hz:
-        rows.append(_kv("changed frequencies (Hz)", ", ".join(fmt_hz(v) for v in hz[:40]) + (" …" if len(hz) > 40 else "")))
+        rows.append(_kv(what, ", ".join(fmt_hz(v) for v in hz[:40]) + (" …" if len(hz) > 40 else "")))
     times = _first_attr(flip, ("times_s",))
     if times is not None and np.size(times):
         t = np.unique(np.asarray(times, dtype=np.float64).reshape(-1))
-        rows.append(_kv("changed frames at (s)", ", ".join(f"{v:.2f}" for v in t[:40]) + (" …" if t.size > 40 else "")))
+        what = "closest attempt's frames at (s), not changed" if failed else "changed frames at (s)"
+        rows.append(_kv(what, ", ".join(f"{v:.2f}" for v in t[:40]) + (" …" if t.size > 40 else "")))
     return section, wave
 
 
@@ -347,6 +359,7 @@ def explanation_html(
     index_href: Optional[str] = None,
     link_audio_from: Optional[Path] = None,
     original_audio: Optional[np.ndarray] = None,
+    notes: Optional[List[str]] = None,
 ) -> str:
     """The HTML text of :func:`write_explanation_report` (see there).
 
@@ -366,6 +379,7 @@ def explanation_html(
     else:
         context["heading"] = title or "freqrex flip"
         context["lead"] = f"A manipulation of {model_name or 'the model'}'s decision on {source or 'a clip'}."
+    context["warnings"] = list(context["warnings"]) + [str(n) for n in (notes or ())]
     flip_wave = None
     if flip is not None:
         orig = original_audio
@@ -396,6 +410,7 @@ def write_explanation_report(
     title: Optional[str] = None,
     index_href: Optional[str] = None,
     embed_audio: bool = True,
+    notes: Optional[List[str]] = None,
 ) -> Path:
     """Write one self-contained HTML report of an explanation (and a flip).
 
@@ -425,6 +440,9 @@ def write_explanation_report(
         for an explanation loaded by :func:`freqrex.viz.saved.load_explanation_dir`:
         the players link to its WAV files by relative URL (a much smaller page
         that still opens offline, as long as it stays beside the run directory).
+    notes : list of str, optional
+        Shown at the top of the page, like the explanation's warnings (e.g.
+        a saved flip that was left out, from :func:`freqrex.viz.saved.load_flip_beside`).
 
     Returns
     -------
@@ -432,7 +450,8 @@ def write_explanation_report(
     """
     path = Path(path)
     text = explanation_html(e, model_name=model_name, source=source, flip=flip, title=title,
-                            index_href=index_href, link_audio_from=None if embed_audio else path.parent)
+                            index_href=index_href, link_audio_from=None if embed_audio else path.parent,
+                            notes=notes)
     return write_page(path, text)
 
 
@@ -451,7 +470,7 @@ def write_flip_report(flip, path: PathLike, *, explanation: Optional[Explanation
         The original clip (a FlipResult holds only the perturbed one); needed
         for the flip plot and the original's player when there is no explanation.
     **kwargs
-        ``model_name``, ``source``, ``title``: as :func:`write_explanation_report`.
+        ``model_name``, ``source``, ``title``, ``notes``: as :func:`write_explanation_report`.
     """
     e = explanation if explanation is not None else getattr(flip, "explanation", None)
     if e is not None and not isinstance(e, Explanation):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import numpy as np
 
@@ -172,25 +173,38 @@ def _read_optional_fields(e: Explanation, s: dict, arrays: dict) -> None:
         e.metadata = {str(k): shadowed[k] if k in shadowed else s.get(k) for k in keys}
 
 
-def load_flip_beside(d: Path, e: Optional[Explanation] = None):
-    """A saved flip in directory `d` (``flip.json``, and ``perturbed.wav`` and ``original.wav`` when there), or None.
+def _check_flip(d: Path) -> None:
+    """Verify a saved flip against ``flip-manifest.json`` (:func:`freqrex._atomic.check_saved`).
 
-    A failed flip has no ``perturbed.wav``: its numbers are still read (and
-    ``closest_attempt.wav`` when it was saved).
+    A flip that :meth:`FlipResult.save` wrote into an explanation's folder has its own manifest;
+    a ``flip.json`` there without one was not written by a complete save (or its manifest was
+    removed), and is refused like an interrupted save. A folder with no manifest at all (freqrex
+    before 0.2) is read unverified.
     """
-    d = Path(d)
-    fpath = d / "flip.json"
-    if not fpath.is_file():
-        return None
-    try:
-        data = json.loads(fpath.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    ns = SimpleNamespace(**{k: v for k, v in data.items() if isinstance(k, str) and k.isidentifier()})
+    from .._atomic import MANIFEST, check_saved, manifest_name
+    from ..errors import ResultFileError
+
+    if not (d / manifest_name("flip")).exists() and (d / MANIFEST).exists():
+        try:
+            kind = json.loads((d / MANIFEST).read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        if kind == "explanation":
+            raise ResultFileError(
+                f"{d / 'flip.json'} has no {manifest_name('flip')}: it was not written by a complete "
+                "FlipResult.save (an interrupted save, or a file put there by hand)")
+    check_saved(d, "flip")
+
+
+def _read_flip(d: Path, e: Optional[Explanation]) -> SimpleNamespace:
+    """The fields of ``flip.json`` and the waveforms beside it (raises on anything unreadable)."""
+    from .._atomic import read_json
     from ..io import load_audio
 
+    data = read_json(d / "flip.json")
+    if not isinstance(data, dict):
+        raise ValueError("flip.json does not hold a JSON object")
+    ns = SimpleNamespace(**{k: v for k, v in data.items() if isinstance(k, str) and k.isidentifier()})
     rate = None
     for name in ("perturbed.wav", "flipped.wav", "flip.wav", "closest_attempt.wav"):
         if (d / name).is_file():  # a failed flip saves no perturbed.wav (its closest attempt only when asked)
@@ -203,15 +217,59 @@ def load_flip_beside(d: Path, e: Optional[Explanation] = None):
     return ns
 
 
+def load_flip_beside(d: PathLike, e: Optional[Explanation] = None, *, notes: Optional[List[str]] = None):
+    """A saved flip in directory `d` (``flip.json``, and ``perturbed.wav`` and ``original.wav`` when there), or None.
+
+    A failed flip has no ``perturbed.wav``: its numbers are still read (and
+    ``closest_attempt.wav`` when it was saved).
+
+    The flip is checked against its manifest (``flip-manifest.json``), as
+    :meth:`FlipResult.load` checks it. A flip that is not a complete save (an
+    interrupted save, a file changed or removed since, an unreadable file) is
+    not shown: None is returned and a note saying why is appended to `notes`
+    (a list), or, without `notes`, issued as a
+    :class:`~freqrex.errors.FreqrexWarning`. None without a note when there is
+    no ``flip.json``.
+    """
+    from .._atomic import reading_saved
+    from ..errors import FreqrexError, FreqrexWarning
+
+    d = Path(d)
+    if not (d / "flip.json").is_file():
+        return None
+    try:
+        with reading_saved(d, "flip"):
+            _check_flip(d)
+            return _read_flip(d, e)
+    except FreqrexError as exc:
+        note = f"The flip saved in {d} is not shown: {exc}"
+        if notes is not None:
+            notes.append(note)
+        else:
+            warnings.warn(note, FreqrexWarning, stacklevel=2)
+        return None
+
+
 def load_flip_dir(path: PathLike):
     """A flip saved by ``freqrex flip --out DIR`` (``flip.json``; ``perturbed.wav``, ``original.wav`` when there).
 
     Returns a namespace with the fields of ``flip.json``, ``perturbed`` and
-    ``original_audio`` (waveforms), or raises ParameterError.
-    """
-    d = Path(path)
-    ns = load_flip_beside(d, None) if d.is_dir() else None
-    if ns is None:
-        raise ParameterError(f"{d} is not a saved flip (it needs a readable flip.json)")
-    return ns
+    ``original_audio`` (waveforms).
 
+    Raises
+    ------
+    ParameterError
+        `path` is not a directory holding ``flip.json``.
+    ResultFileError
+        The flip is not a complete save: interrupted, changed since it was
+        saved (checked against ``flip-manifest.json``, as :meth:`FlipResult.load`
+        does), or unreadable.
+    """
+    from .._atomic import reading_saved
+
+    d = Path(path)
+    if not d.is_dir() or not (d / "flip.json").is_file():
+        raise ParameterError(f"{d} is not a saved flip (it needs a readable flip.json)")
+    with reading_saved(d, "flip"):
+        _check_flip(d)
+        return _read_flip(d, None)

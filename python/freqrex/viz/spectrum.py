@@ -171,12 +171,17 @@ def plot_sets(e, ax=None, *, scale: str = "log", label_bands: int = 6):
 
 
 
-def _plot_sets_fft(e, ax, freqs, layers, mag, log, label_bands) -> None:
+def _plot_sets_fft(e, ax, freqs, layers, mag, log, label_bands,
+                   no_spectrum: str = "no original audio: spectrum not shown") -> None:
     from matplotlib.transforms import blended_transform_factory
 
     df = float(freqs[1] - freqs[0]) if freqs.size > 1 else 1.0
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     lo_y, hi_y = -_DB_RANGE, 5.0
+    if mag is not None and mag.size != freqs.size:
+        # an original of another length (a damaged or replaced original.wav of a saved run): its
+        # spectrum would not line up with the explanation's bins
+        mag, no_spectrum = None, "the original audio does not match the explanation's bins: spectrum not shown"
     if mag is not None:
         m = mag.reshape(-1)
         db = _db(m, float(m.max()))
@@ -186,7 +191,7 @@ def _plot_sets_fft(e, ax, freqs, layers, mag, log, label_bands) -> None:
         ax.set_ylim(lo_y, hi_y)
     else:
         ax.set_yticks([])
-        ax.text(0.01, 0.95, "(no original audio: spectrum not shown)", transform=ax.transAxes, fontsize=8,
+        ax.text(0.01, 0.95, f"({no_spectrum})", transform=ax.transAxes, fontsize=8,
                 color="#6b6b6b", va="top")
     # Shaded bands (with an edge so that a one-bin band is still >= 1 px wide), and a rug.
     rows = {"sufficient": (0.0, 0.04), "sufficient_necessary": (0.04, 0.04), "complete": (0.08, 0.04)}
