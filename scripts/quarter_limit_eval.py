@@ -15,7 +15,6 @@ rest on the flip.  One JSON line per (clip, model, strategy) in ``--out``; resum
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from typing import Any, Dict, List, Sequence, Tuple
@@ -24,20 +23,22 @@ STRATEGIES = ("causal", "additive", "tone_scan", "random", "magnitude")
 
 
 def _done(path: str) -> set:
-    if not os.path.exists(path):
-        return set()
-    with open(path) as f:
-        return {(r["clip"], r["model"], r["strategy"]) for r in map(json.loads, f)}
+    """The (clip, model, strategy) already recorded in ``path``.  A last line cut short by a killed run
+    is cut off the file (:func:`freqrex.evaluation.load_records` with ``repair=True``), so that the
+    resumed run appends on a clean line and runs that clip and strategy again."""
+    from freqrex.evaluation import load_records
+
+    return {(r.get("clip"), r.get("model"), r.get("strategy")) for r in load_records(path, repair=True)}
 
 
 def run(args) -> None:
     from freqrex import explain
+    from freqrex.evaluation import append_record, load_records
     from freqrex.io import load_audio
     from freqrex.manipulation import flip
     from freqrex.models import load_model
 
-    with open(args.limits) as f:
-        limits = [r for r in map(json.loads, f) if r["model"] == args.model][: args.n]
+    limits = [r for r in load_records(args.limits) if r.get("model") == args.model][: args.n]
     done = _done(args.out)
     model = load_model(args.model)
     for lim in limits:
@@ -63,8 +64,8 @@ def run(args) -> None:
                    "original": r.original_name, "new": r.new_name,
                    "limit_snr_db": lim["best_snr_db"], "limit_queries": int(lim["queries"]),
                    "seconds": time.perf_counter() - t}
-            with open(args.out, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_record(args.out, rec)  # one complete line: a single write, then fsync
+            done.add((lim["clip"], args.model, s))
             print(f"{lim['clip']} {s}: {'flip at %.1f dB' % rec['snr_db'] if rec['success'] else 'no flip'} "
                   f"(limit {lim['best_snr_db']}), {rec['queries']} queries", flush=True)
 
@@ -93,10 +94,11 @@ def table(paths: Sequence[str]) -> str:
     """The Markdown table of record files (the limit comparison of ``scripts/summarize_flip_eval.py``)."""
     from freqrex.evaluation.summary import limit_comparison, limit_markdown
 
+    from freqrex.evaluation import load_records
+
     recs: List[Dict[str, Any]] = []
     for p in paths:
-        with open(p) as f:
-            recs += [json.loads(line) for line in f if line.strip()]
+        recs += load_records(p)  # read only: a last line being written (or cut short) is left out
     records, limits = as_evaluation_records(recs)
     return limit_markdown(limit_comparison(records, limits))
 

@@ -15,16 +15,61 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benches.peers.art_flips import art_flip  # noqa: E402
 from freqrex.evaluation import SNR_THRESHOLDS, append_record, load_records  # noqa: E402
 from freqrex.evaluation.records import _num  # noqa: E402
-from freqrex.io import load_audio  # noqa: E402
-from freqrex.models import load_model  # noqa: E402
+
+
+def attack_clip(x, sr, model, **kwargs):
+    """One ART attack (``benches.peers.art_flips.art_flip``); ART is imported only when an attack runs."""
+    from benches.peers.art_flips import art_flip
+
+    return art_flip(x, sr, model, **kwargs)
+
+
+def load_model(name):
+    from freqrex.models import load_model as load
+
+    return load(name)
+
+
+def load_audio(path, **kwargs):
+    from freqrex.io import load_audio as load
+
+    return load(path, **kwargs)
+
+
+def summary_table(rows, attacks) -> str:
+    """The flip rate by SNR per model and attack: one row per (clip, model, attack), the last recorded."""
+    last = {}
+    for r in rows:
+        last[(r.get("clip"), r.get("model"), r.get("attack"))] = r
+    rows = list(last.values())
+    lines = ["| model | attack | clips | " + " | ".join(f"SNR >= {t} dB" for t in SNR_THRESHOLDS)
+             + " | median SNR | inaudible | median queries |",
+             "|---|---|--:|" + "|".join(["--:"] * (len(SNR_THRESHOLDS) + 3)) + "|"]
+    for model in sorted({str(r.get("model")) for r in rows}):
+        for attack in attacks:
+            rs = [r for r in rows if str(r.get("model")) == model and r.get("attack") == attack]
+            if not rs:
+                continue
+            snrs = [_num(r.get("snr_db")) for r in rs if r.get("success")]
+            snrs = [v for v in snrs if v is not None]
+            rate = [sum(1 for v in snrs if v >= t) / len(rs) for t in SNR_THRESHOLDS]
+            med = statistics.median(snrs) if snrs else None
+            margins = [_num(r.get("margin_db")) if r.get("success") else None for r in rs]
+            inaud = sum(1 for m in margins if m is not None and m >= 0) / len(rs)
+            queries = [r["queries"] for r in rs if r.get("queries") is not None]
+            q = statistics.median(queries) if queries else None
+            lines.append(f"| {model} | {attack} | {len(rs)} | " + " | ".join(f"{100 * v:.0f}%" for v in rate)
+                         + f" | {'–' if med is None else f'{med:.1f}'} | {100 * inaud:.0f}% | "
+                         + f"{'–' if q is None else f'{q:g}'} |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -39,39 +84,26 @@ def main(argv=None) -> int:
     attacks = args.attack or ["hopskipjump", "simba"]
     flips = [r for f in args.flips for r in load_records(f) if r.get("status") == "ok"]
     flips = flips[: args.limit] if args.limit else flips
-    done = {(r["clip"], r["model"], r["attack"]) for r in load_records(args.out)}
     models = {}
-    if not args.summary:
+    if not args.summary:  # --summary only prints: it never starts an attack, nor writes
+        done = {(r["clip"], r["model"], r["attack"]) for r in load_records(args.out, repair=True)}
         for rec in flips:
             budget = int(rec["fft_flips"]["causal"]["1"]["queries"])
             for attack in attacks:
-                if (rec["clip"], rec["model"], attack) in done:
+                key = (rec["clip"], rec["model"], attack)
+                if key in done:  # recorded, or run already for another --flips file's record of the clip
                     continue
                 model = models.setdefault(rec["model"], load_model(rec["model"]))
                 x, sr = load_audio(rec["file"], sample_rate=model.sample_rate, duration=rec["options"]["duration"])
-                r = art_flip(x, sr, model, attack=attack, budget=budget, seed=args.seed,
-                             original_class=int(rec["original"]["class"]))
+                r = attack_clip(x, sr, model, attack=attack, budget=budget, seed=args.seed,
+                                original_class=int(rec["original"]["class"]))
                 out = {"clip": rec["clip"], "model": rec["model"], "attack": attack, "budget": budget,
                        **{k: r[k] for k in ("success", "queries", "snr_db", "db_x", "margin_db", "new_class",
                                             "elapsed_s")}}
                 append_record(args.out, out)
+                done.add(key)
                 print(json.dumps(out), flush=True)
-    rows = load_records(args.out)
-    print("| model | attack | clips | " + " | ".join(f"SNR >= {t} dB" for t in SNR_THRESHOLDS)
-          + " | median SNR | inaudible | median queries |")
-    print("|---|---|--:|" + "|".join(["--:"] * (len(SNR_THRESHOLDS) + 3)) + "|")
-    for model in sorted({r["model"] for r in rows}):
-        for attack in attacks:
-            rs = [r for r in rows if r["model"] == model and r["attack"] == attack]
-            if not rs:
-                continue
-            snrs = sorted(_num(r["snr_db"]) for r in rs if r["success"] and r["snr_db"] is not None)
-            rate = [sum(1 for s in snrs if s >= t) / len(rs) for t in SNR_THRESHOLDS]
-            med = snrs[len(snrs) // 2] if snrs else None
-            inaud = sum(1 for r in rs if r["success"] and (_num(r["margin_db"]) or -1) >= 0) / len(rs)
-            q = sorted(r["queries"] for r in rs)[len(rs) // 2]
-            print(f"| {model} | {attack} | {len(rs)} | " + " | ".join(f"{100 * v:.0f}%" for v in rate)
-                  + f" | {'–' if med is None else f'{med:.1f}'} | {100 * inaud:.0f}% | {q} |")
+    print(summary_table(load_records(args.out), attacks))
     return 0
 
 

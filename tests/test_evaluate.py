@@ -303,12 +303,16 @@ def test_limit_comparison_clip_by_clip(finished):
     c = limit_comparison(recs, limits)
     assert set(c) == {"tone"}
     m = c["tone"]
-    assert m["clips"] == 3 and m["limit_queries_median"] == 900
+    assert m["clips"] == 3 and m["limit_queries_median"] == 900 and m["limit_flips"] == 2
     row = m["strategies"]["causal"]
     assert row["flipped"] == 3
-    assert row["within_1db"] == pytest.approx(2 / 3)
+    # of the two clips the limit flips, the causal flip comes within 1 dB (or quieter) on one; the clip no
+    # tone of the limit flips is not "within 1 dB" (it was: 2/3) but a flip beyond the limit
+    assert row["within_1db_count"] == 1 and row["within_1db"] == pytest.approx(1 / 2)
+    assert row["beyond_limit"] == 1
     md = limit_markdown(c)
-    assert "exhaustive one-tone limit" in md and "3/3, 67%" in md
+    assert "exhaustive one-tone limit" in md and "| 3/3 | 1/2 (50%) | 1 |" in md
+    assert "of the 2 clips the limit flips" in md
 
 
 def test_per_clip_table_reads_each_flip_from_the_records(finished):
@@ -319,6 +323,7 @@ def test_per_clip_table_reads_each_flip_from_the_records(finished):
     recs = [r for r in records if r["status"] == "ok"]
     failed = json.loads(json.dumps(recs[0]))
     failed["clip"] = "silent"
+    failed["clip_id"] = failed["file"] = "/elsewhere/silent.wav"  # another clip (one clip id: one record stands)
     failed["fft_flips"]["random"]["1"].update(success=False, snr_db=None)
     limits = [{"model": "tone", "clip": "clip1.wav", "best_snr_db": 12.5, "queries": 900}]
     md = per_clip_markdown(recs + [failed], limits)

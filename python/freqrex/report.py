@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+from typing import Any, Iterable, List, Mapping, Optional, Union
 
 from .viz import evaluation_report as _evaluation_report
 from .viz.evaluation_report import read_records
@@ -54,15 +54,10 @@ def evaluation_results_markdown(records: List[Mapping[str, Any]], *,
     finder = getattr(evaluation, "transfer_path", None)
     if records_path is not None and finder is not None and Path(finder(records_path)).is_file():
         transfers, _ = read_records(finder(records_path))
-    from .evaluation.records import current_records
-
-    rows = current_records([r for r in records if str(r.get("type", "")).lower() != "summary"])
-    # one file may hold runs of several protocols (another seed, budget, ...): never pool them
-    protocols: Dict[Any, set] = {}
-    for r in rows:
-        protocols.setdefault(r.get("model"), set()).add(r.get("protocol"))
-    rows = [r if len(protocols[r.get("model")]) < 2 else {**r, "model": f"{r.get('model')} [{r.get('protocol')}]"}
-            for r in rows]
+    rows = [r for r in records if str(r.get("type", "")).lower() != "summary"]
+    # one file may hold runs of several protocols (another seed, budget, record version): summarize keeps
+    # the records that stand (a retried error is not counted) and never pools two runs of one model,
+    # not even in an "all models" row; transfer records count only for the protocols of these runs
     summary = evaluation.summarize(rows) if transfers is None else evaluation.summarize(rows, transfers)
     return evaluation.summary_markdown(summary)
 

@@ -45,6 +45,14 @@ def _tuple(v: Any) -> Optional[Tuple[Any, ...]]:
     return None if v is None else tuple(_f(x) for x in v)
 
 
+def _k(k: Any, what: str, strategy: Any) -> int:
+    """A flip map's key: the number of changed bins ``k`` (an integer, stored as a string)."""
+    try:
+        return int(k)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{what}[{strategy!r}]: the key {k!r} is not a number of bins k") from None
+
+
 def _as_dict(v: Any, what: str) -> Dict[str, Any]:
     if v is None:
         return {}
@@ -404,8 +412,9 @@ class ClipRecord(_Layout):
         for a, by_k in _FLIP_MAPS:
             m = _as_dict(values[a], a)
             if by_k:
-                values[a] = {str(s): {int(k): FlipSummary.from_dict(v)
-                                      for k, v in sorted(_as_dict(per_k, a).items(), key=lambda kv: int(kv[0]))}
+                values[a] = {str(s): {k: FlipSummary.from_dict(v)
+                                      for k, v in sorted(((_k(k, a, s), v) for k, v in _as_dict(per_k, a).items()),
+                                                         key=lambda kv: kv[0])}
                              for s, per_k in m.items()}
             else:
                 values[a] = {str(s): FlipSummary.from_dict(v) for s, v in m.items()}

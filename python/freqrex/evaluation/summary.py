@@ -7,13 +7,14 @@ import math
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .._atomic import write_text
 from ..viz.html import markdown_table
 from .protocol import PAPER, STRATEGIES
-from .records import _clean, _num
-from .results import ClipRecord
+from ..errors import ParameterError, ResultFileError
+from .records import _clean, _num, clip_id, current_records
+from .results import ClipRecord, FlipSummary
 
 
 # --------------------------------------------------------------------------- summary
@@ -28,48 +29,173 @@ def _median(values: List[Optional[float]]) -> Optional[float]:
     return None if not vals else float(statistics.median(vals))
 
 
+def _fl(v: Any) -> Optional[float]:
+    """A checked record number as a float; None stays None (a field the record does not hold)."""
+    return None if v is None else float(v)
+
+
+def _check_number(v: Any, what: str) -> None:
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return
+    raise ParameterError(f"{what} is {v!r}, not a number")
+
+
+def _check_flip(f: FlipSummary, what: str) -> None:
+    for name in ("snr_db", "queries", "flip_queries", "margin_db", "art_max_excess_db", "n_cells"):
+        _check_number(getattr(f, name), f"{what}: {name}")
+
+
+def _check_record(r: ClipRecord) -> None:
+    """The fields a summary computes with hold numbers (or are absent): else :class:`ParameterError`."""
+    _check_number(r.seconds, "seconds")
+    if r.original is not None:
+        _check_number(r.original.score, "original.score")
+        _check_number(r.original.runner_up_score, "original.runner_up_score")
+    for field, by_k in (("fft_flips", True), ("fft_flips_given_explanation", True), ("stft_flips", False),
+                        ("stft_flips_given_explanation", False)):
+        for s, v in getattr(r, field).items():
+            for k, f in (v.items() if by_k else [(None, v)]):
+                _check_flip(f, f"{field}[{s!r}]" + ("" if k is None else f"[{k}]"))
+    for name, e in (("fft_explanation", r.fft_explanation), ("stft_explanation", r.stft_explanation)):
+        if e is None:
+            continue
+        for field in ("queries", "n_bins"):
+            _check_number(getattr(e, field), f"{name}.{field}")
+        for set_name, st in e.sets.items():
+            _check_number(st.size, f"{name}.sets[{set_name!r}].size")
+            _check_number(st.fraction, f"{name}.sets[{set_name!r}].fraction")
+
+
+def _typed(records: Iterable[Union[Dict[str, Any], ClipRecord]]) -> List[ClipRecord]:
+    """The evaluation records as checked :class:`ClipRecord` objects (transfer records left out).
+
+    Raises
+    ------
+    ResultFileError
+        A record that is not a readable evaluation record (a field of the wrong type, flips keyed
+        by something other than k, a newer record version), named by its place and clip.
+    """
+    out: List[ClipRecord] = []
+    for i, rec in enumerate(records, 1):
+        if isinstance(rec, Mapping) and rec.get("kind") == "transfer":
+            continue
+        where = (f"record {i} (clip {rec.get('clip')!r}, model {rec.get('model')!r})" if isinstance(rec, Mapping)
+                 else f"record {i} (clip {getattr(rec, 'clip', None)!r}, model {getattr(rec, 'model', None)!r})")
+        try:
+            if isinstance(rec, Mapping):
+                rec = ClipRecord.from_dict(rec)
+            elif not isinstance(rec, ClipRecord):
+                raise ParameterError(f"not an evaluation record but a {type(rec).__name__}")
+            if rec.ok:
+                _check_record(rec)
+        except ResultFileError as exc:
+            raise ResultFileError(f"{where}: {exc}") from None
+        except (ParameterError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise ResultFileError(f"{where} is malformed: {exc}") from None
+        out.append(rec)
+    return out
+
+
+def _clip_key(r: ClipRecord, i: int) -> str:
+    """What identifies a record's clip: its ``clip_id``, else its file resolved, else its label."""
+    if r.clip_id:
+        return str(r.clip_id)
+    if r.file:
+        return clip_id(r.file)
+    return f"label:{r.clip}" if r.clip is not None else f"record:{i}"
+
+
+def _standing(recs: List[ClipRecord]) -> List[ClipRecord]:
+    """:func:`~.records.current_records` of typed records: per model, protocol and clip the first ``ok``
+    record, else the last error (an error that a later retry superseded is not counted)."""
+    keyed = [{"model": r.model, "protocol": r.protocol, "clip_id": _clip_key(r, i), "status": r.status, "i": i}
+             for i, r in enumerate(recs)]
+    return [recs[d["i"]] for d in current_records(keyed)]
+
+
+def _group_name(model: Any, protocol: Any, protocols: Mapping[Any, List[Any]]) -> str:
+    """A model's name in the tables; ``model [protocol]`` when its records hold several protocols."""
+    name = str(model) if model is not None else "?"
+    return name if len(protocols[model]) < 2 else f"{name} [{protocol}]"
+
+
+def _groups(records: Iterable[Union[Dict[str, Any], ClipRecord]]) -> Dict[str, Any]:
+    """The standing records grouped by (model, protocol): one group per run, never two runs pooled.
+
+    Returns ``ok`` (name -> the ok records), ``errors`` (name -> error records that stand), ``names``
+    ((model, protocol) -> name), ``protocols`` (model -> its protocols, in file order) and ``in_order``
+    ((name, record) of the ok records, in file order).
+    """
+    recs = _standing(_typed(records))
+    protocols: Dict[Any, List[Any]] = {}
+    for r in recs:
+        ps = protocols.setdefault(r.model, [])
+        if r.protocol not in ps:
+            ps.append(r.protocol)
+    names = {(m, p): _group_name(m, p, protocols) for m, ps in protocols.items() for p in ps}
+    ok: Dict[str, List[ClipRecord]] = {}
+    errors: Dict[str, int] = {}
+    in_order: List[Tuple[str, ClipRecord]] = []
+    for r in recs:
+        name = names[(r.model, r.protocol)]
+        if r.ok:
+            ok.setdefault(name, []).append(r)
+            in_order.append((name, r))
+        else:
+            errors[name] = errors.get(name, 0) + 1
+    return {"ok": ok, "errors": errors, "names": names, "protocols": protocols, "in_order": in_order}
+
+
 def summarize(records: Iterable[Union[Dict[str, Any], ClipRecord]],
               transfer_records: Optional[Iterable[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """Success rates per model and strategy (and over all models), set sizes, SNRs, cost.
 
     ``records``: the JSON records (:func:`~.records.load_records`) or typed
-    ones (:func:`~.results.read_results`; a JSON record of a newer version
-    raises :class:`~freqrex.errors.ResultFileError`).  Records with ``status != "ok"``
-    are counted as errors and left out of the rates.  With
-    ``transfer_records`` (see :mod:`.transfer`), the summary's ``transfer``
-    holds :func:`~.transfer.transfer_matrix`.
+    ones (:func:`~.results.read_results`).  The records that stand are
+    summarised (:func:`~.records.current_records`: per model, protocol and
+    clip the first ``ok`` record, else the last error; an error a retry
+    superseded is not counted).  One group per model and protocol: a model
+    whose records hold several protocols (another seed, budget or record
+    version) gets one group per protocol, named ``model [protocol]``, and no
+    "all models" group is made then (it would pool two runs of one model);
+    with several models of one protocol each, "all models" pools them.
+    Records with ``status != "ok"`` are counted as errors and left out of the
+    rates.  A field a record lacks (``seconds``, a set, a score) is left out
+    of its median.  With ``transfer_records`` (see :mod:`.transfer`), the
+    summary's ``transfer`` holds :func:`~.transfer.transfer_matrix` of those
+    whose source and target protocols are those of the groups.
+
+    Raises
+    ------
+    ResultFileError
+        A record that is not a readable evaluation record (a field of the
+        wrong type, or a newer record version), named by its place and clip.
     """
-    by_model: Dict[str, List[ClipRecord]] = {}
-    errors: Dict[str, int] = {}
-    for rec in records:
-        if isinstance(rec, Mapping):
-            if rec.get("kind") == "transfer":
-                continue
-            rec = ClipRecord.from_dict(rec)
-        model = rec.model if rec.model is not None else "?"
-        if not rec.ok:
-            errors[model] = errors.get(model, 0) + 1
-            continue
-        by_model.setdefault(model, []).append(rec)
+    g = _groups(records)
+    by_model: Dict[str, List[ClipRecord]] = g["ok"]
     groups = dict(by_model)
-    if len(by_model) > 1:
+    models = g["protocols"]
+    if len(by_model) > 1 and len(models) > 1 and all(len(ps) == 1 for ps in models.values()):
         groups["all models"] = [r for rs in by_model.values() for r in rs]
-    out: Dict[str, Any] = {"paper": PAPER, "models": {}, "errors": errors}
+    out: Dict[str, Any] = {"paper": PAPER, "models": {}, "errors": g["errors"]}
     if transfer_records is not None:
         from .transfer import transfer_matrix
 
-        out["transfer"] = transfer_matrix(transfer_records)
+        out["transfer"] = transfer_matrix(transfer_records, protocols=g["names"])
+    split = {name: p for (m, p), name in g["names"].items() if len(models[m]) > 1}
     for model, recs in groups.items():
         ks = sorted({k for r in recs for per_k in r.fft_flips.values() for k in per_k})
         strategies = [s for s in STRATEGIES if any(s in r.fft_flips for r in recs)]
         m: Dict[str, Any] = {"clips": len(recs), "strategies": {}}
+        if model in split:  # one of several runs of its model: say which
+            m["protocol"] = split[model]
         for s in strategies:
             row: Dict[str, Any] = {"k": {}, "snr_db_median": {}, "queries_median": {}}
             for k in ks:
                 vals = [r.fft_flips[s][k] for r in recs if k in r.fft_flips.get(s, {})]
                 row["k"][str(k)] = _rate([v.success for v in vals])
                 row["snr_db_median"][str(k)] = _median([_num(v.snr_db) for v in vals if v.success])
-                row["queries_median"][str(k)] = _median([float(v.flip_queries) for v in vals])
+                row["queries_median"][str(k)] = _median([_fl(v.flip_queries) for v in vals])
                 row.setdefault("removal_only", {})[str(k)] = _rate([v.success and v.change == "remove" for v in vals])
             st = [r.stft_flips[s] for r in recs if s in r.stft_flips]
             row["stft"] = _rate([v.success for v in st])
@@ -78,28 +204,29 @@ def summarize(records: Iterable[Union[Dict[str, Any], ClipRecord]],
             row["stft_margin_db_median"] = _median([_num(v.margin_db) for v in st if v.success])
             row["stft_clips"] = len(st)
             m["strategies"][s] = row
+        explained = [r.fft_explanation for r in recs if r.fft_explanation is not None]
         sizes = {}
         for name in ("sufficient", "sufficient_necessary", "complete"):
-            present = [v for v in (r.fft_explanation.sets[name] for r in recs) if v.size is not None]
+            present = [v for v in (e.sets.get(name) for e in explained) if v is not None and v.size is not None]
             sizes[name] = {
                 "present": len(present),
                 "size_median": _median([float(v.size) for v in present]),
-                "fraction_median": _median([float(v.fraction) for v in present]),
+                "fraction_median": _median([_fl(v.fraction) for v in present]),
             }
         m["snr_curves"] = _snr_curves(recs, "fft_flips", strategies)
         m["snr_curves_given_explanation"] = _snr_curves(recs, "fft_flips_given_explanation", strategies)
         m["stft"] = _stft_rows(recs, "stft_flips", strategies)
         m["stft_given_explanation"] = _stft_rows(recs, "stft_flips_given_explanation", strategies)
         m["fft_sets"] = sizes
-        m["n_bins_median"] = _median([float(r.fft_explanation.n_bins) for r in recs])
-        m["explain_queries_median"] = _median([float(r.fft_explanation.queries) for r in recs])
+        m["n_bins_median"] = _median([_fl(e.n_bins) for e in explained])
+        m["explain_queries_median"] = _median([_fl(e.queries) for e in explained])
         m["stft_explain_queries_median"] = _median(
-            [float(r.stft_explanation.queries) for r in recs if r.stft_explanation is not None])
-        m["seconds_median"] = _median([float(r.seconds) for r in recs])
-        m["seconds_total"] = float(sum(float(r.seconds) for r in recs))
+            [_fl(r.stft_explanation.queries) for r in recs if r.stft_explanation is not None])
+        m["seconds_median"] = _median([_fl(r.seconds) for r in recs])
+        m["seconds_total"] = float(sum(float(r.seconds) for r in recs if r.seconds is not None))
         m["runner_up_gap_median"] = _median(
             [float(r.original.score - r.original.runner_up_score) for r in recs
-             if r.original.runner_up_score is not None])
+             if r.original is not None and r.original.score is not None and r.original.runner_up_score is not None])
         opts = [r.options for r in recs]
         m["options"] = opts[0] if opts and all(o == opts[0] for o in opts) else "mixed"
         out["models"][model] = m
@@ -125,7 +252,7 @@ def _snr_curves(recs: List[ClipRecord], field: str, strategies: Sequence[str]) -
                 "any": sum(1 for x in snrs if x is not None) / len(vals),
                 "inaudible": sum(1 for v in vals if v.success and v.inaudible) / len(vals),
                 "snr_db_median": _median([x for x in snrs if x is not None]),
-                "queries_median": _median([float(v.queries) for v in vals]),
+                "queries_median": _median([_fl(v.queries) for v in vals]),
             }
         if per_k:
             out[s] = per_k
@@ -148,7 +275,7 @@ def _stft_rows(recs: List[ClipRecord], field: str, strategies: Sequence[str]) ->
             "snr_db_median": _median([_num(v.snr_db) for v in ok]),
             "margin_db_median": _median([_num(v.margin_db) for v in ok]),
             "cells_median": _median([float(v.n_cells) for v in ok if v.n_cells is not None]),
-            "queries_median": _median([float(v.queries) for v in vals]),
+            "queries_median": _median([_fl(v.queries) for v in vals]),
         }
     return out
 
@@ -223,70 +350,93 @@ def _limits_by_clip(limits: Iterable[Dict[str, Any]]) -> Dict[Any, Dict[str, Any
     return {(r.get("model"), _clip_stem(r.get("clip"))): r for r in limits}
 
 
-def limit_comparison(records: Iterable[Dict[str, Any]], limits: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
+def limit_comparison(records: Iterable[Union[Dict[str, Any], ClipRecord]],
+                     limits: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
     """How close each strategy's k = 1 flips come to the exhaustive one-tone limit, clip by clip.
 
     ``limits``: records of ``scripts/tone_limit_eval.py`` (``clip``, ``model``,
-    ``best_snr_db``, ``queries``); evaluation records are matched to them by
-    model and clip file name.  Per model and strategy: the clips compared, the
-    limit's median SNR and queries, the strategy's median SNR (a failed flip
-    counts as no SNR), the share of clips where the strategy comes within 1 dB
-    of the limit or beats it, and its median queries.
+    ``best_snr_db``, ``queries``); evaluation records (those that stand, one
+    group per model and protocol as in :func:`summarize`) are matched to them
+    by model and clip file name.  Per group: the clips compared, the clips the
+    limit flips (``limit_flips``: a tone flips them at some SNR), the limit's
+    median SNR and queries; per strategy: its median SNR (a failed flip counts
+    as no SNR), the clips it flipped, ``within_1db_count``: the clips the limit
+    flips that the strategy flipped at an SNR at most 1 dB under the limit's
+    (quieter counts), and ``within_1db`` that count's share of the clips the
+    limit flips (None when it flips none); ``beyond_limit``: clips the limit
+    does not flip that the strategy flipped; and its median queries.
     """
     lim = _limits_by_clip(limits)
     out: Dict[str, Any] = {}
-    for rec in records:
-        if rec.get("status") != "ok":
-            continue
-        model = rec.get("model", "?")
-        ref = lim.get((model, _clip_stem(rec.get("clip"))))
-        if ref is None:
-            continue
-        m = out.setdefault(model, {"clips": 0, "limit_snr": [], "limit_queries": [], "strategies": {}})
-        m["clips"] += 1
-        m["limit_snr"].append(_num(ref.get("best_snr_db")))
-        m["limit_queries"].append(float(ref["queries"]))
-        for s, per_k in rec.get("fft_flips", {}).items():
-            v = per_k.get("1")
-            if v is None:
+    for name, recs in _groups(records)["ok"].items():
+        for rec in recs:
+            ref = lim.get((rec.model, _clip_stem(rec.clip)))
+            if ref is None:
                 continue
-            row = m["strategies"].setdefault(s, {"snr": [], "close": [], "queries": []})
-            snr = _num(v["snr_db"]) if v["success"] else None
+            m = out.setdefault(name, {"clips": 0, "limit_flips": 0, "limit_snr": [], "limit_queries": [],
+                                      "strategies": {}})
             best = _num(ref.get("best_snr_db"))
-            row["snr"].append(snr)
-            row["close"].append(best is None or (snr is not None and snr >= best - 1.0))
-            row["queries"].append(float(v["queries"]))
+            m["clips"] += 1
+            m["limit_flips"] += best is not None
+            m["limit_snr"].append(best)
+            m["limit_queries"].append(_num(ref.get("queries")))
+            for s, per_k in rec.fft_flips.items():
+                v = per_k.get(1)
+                if v is None:
+                    continue
+                row = m["strategies"].setdefault(s, {"snr": [], "close": 0, "beyond": 0, "queries": []})
+                snr = _num(v.snr_db) if v.success else None
+                row["snr"].append(snr)
+                if best is not None:
+                    row["close"] += snr is not None and snr >= best - 1.0
+                elif snr is not None:
+                    row["beyond"] += 1
+                row["queries"].append(_fl(v.queries))
     for m in out.values():
         m["limit_snr_median"] = _median(m.pop("limit_snr"))
         m["limit_queries_median"] = _median(m.pop("limit_queries"))
+        n = m["limit_flips"]
         for s, row in m["strategies"].items():
             m["strategies"][s] = {
                 "snr_db_median": _median(row["snr"]),
                 "flipped": sum(1 for x in row["snr"] if x is not None),
-                "within_1db": _rate(row["close"]),
+                "within_1db_count": row["close"],
+                "within_1db": None if n == 0 else row["close"] / n,
+                "beyond_limit": row["beyond"],
                 "queries_median": _median(row["queries"]),
             }
     return out
 
 
 def limit_markdown(comparison: Dict[str, Any]) -> str:
-    """The limit comparison as a Markdown table."""
+    """The limit comparison as a Markdown table.
+
+    "within 1 dB of the limit" counts, of the clips the limit flips, those the strategy flipped at most
+    1 dB under the limit's SNR (or quieter); "flips beyond the limit" the clips the limit does not flip that
+    the strategy flipped.
+    """
     rows = []
+    ns = {m["limit_flips"] for m in comparison.values()}
     for model, m in comparison.items():
-        rows.append([model, str(m["clips"]), "**exhaustive one-tone limit**", _db(m["limit_snr_median"]), "–",
+        n = m["limit_flips"]
+        rows.append([model, str(m["clips"]), "**exhaustive one-tone limit**", _db(m["limit_snr_median"]),
+                     f"{n}/{m['clips']}", "–", "–",
                      "–" if m["limit_queries_median"] is None else f"{m['limit_queries_median']:.0f}"])
         for s in STRATEGIES:
             r = m["strategies"].get(s)
             if r is None:
                 continue
+            close = "–" if not n else f"{r['within_1db_count']}/{n} ({_pct(r['within_1db'])})"
             rows.append([model, str(m["clips"]), LABELS.get(s, s), _db(r["snr_db_median"]),
-                         f"{r['flipped']}/{m['clips']}, {_pct(r['within_1db'])}",
+                         f"{r['flipped']}/{m['clips']}", close, str(r["beyond_limit"]),
                          "–" if r["queries_median"] is None else f"{r['queries_median']:.0f}"])
     if not rows:
         return ""
-    head = ["model", "clips", "method (k = 1)", "median SNR of flips (dB)", "flipped, within 1 dB of the limit",
+    of = f"of the {next(iter(ns))} clips the limit flips" if len(ns) == 1 else "of the clips the limit flips"
+    head = ["model", "clips", "method (k = 1)", "median SNR of flips (dB)", "flipped",
+            f"within 1 dB of the limit or quieter ({of})", "flips beyond the limit (clips it does not flip)",
             "median queries"]
-    return markdown_table(head, rows, align=["left", "right", "left", "right", "right", "right"])
+    return markdown_table(head, rows, align=["left", "right", "left", "right", "right", "right", "right", "right"])
 
 
 def per_clip_markdown(records: Iterable[Union[Dict[str, Any], ClipRecord]],
@@ -299,15 +449,15 @@ def per_clip_markdown(records: Iterable[Union[Dict[str, Any], ClipRecord]],
     SNR, and whether it stays under ART's threshold in every cell) and, when ``limits`` (records of
     ``scripts/tone_limit_eval.py``) hold the clip, the exhaustive one-tone limit.  ``field``:
     ``"fft_flips"`` (equal total queries, the default) or ``"fft_flips_given_explanation"``.
+    The records that stand, one group per model and protocol as in :func:`summarize`.
     """
     lim = _limits_by_clip(limits)
-    recs = [ClipRecord.from_dict(r) if isinstance(r, Mapping) else r for r in records
-            if not (isinstance(r, Mapping) and r.get("kind") == "transfer")]
-    recs = [r for r in recs if r.ok]
-    if not recs:
+    named = _groups(records)["in_order"]
+    if not named:
         return ""
+    recs = [r for _, r in named]
     strategies = [s for s in STRATEGIES if any(s in getattr(r, field) for r in recs)]
-    models = list(dict.fromkeys(str(r.model) for r in recs))
+    models = list(dict.fromkeys(name for name, _ in named))
 
     def snr(flips: Mapping[Any, Any], k: int) -> str:
         v = flips.get(k)
@@ -320,12 +470,12 @@ def per_clip_markdown(records: Iterable[Union[Dict[str, Any], ClipRecord]],
             + [f"{s} k=1" for s in strategies] + ([f"{s} k<={top_k}" for s in strategies] if top_k > 1 else [])
             + ["STFT causal (under ART)"] + (["one-tone limit"] if lim else []))
     rows = []
-    for r in recs:
+    for name, r in named:
         clip = _clip_stem(r.clip or r.file or "?")
         o = r.original
         margin = (None if o is None or o.score is None or o.runner_up_score is None
                   else float(o.score) - float(o.runner_up_score))
-        cells = [clip] + ([str(r.model)] if len(models) > 1 else [])
+        cells = [clip] + ([name] if len(models) > 1 else [])
         cells += [o.label if o is not None else "?", "–" if margin is None else f"{margin:.3f}"]
         flips = getattr(r, field)
         cells += [snr(flips.get(s, {}), 1) for s in strategies]
@@ -394,7 +544,8 @@ def summary_markdown(summary: Dict[str, Any]) -> str:
                 return f"absent ({m['clips']})"
             miss = m["clips"] - v["present"]
             extra = f", absent in {miss}" if miss else ""
-            return f"{v['size_median']:.0f} ({100 * v['fraction_median']:.1f}%{extra})"
+            share = "?" if v["fraction_median"] is None else f"{100 * v['fraction_median']:.1f}"
+            return f"{v['size_median']:.0f} ({share}%{extra})"
 
         cells = [model, str(m["clips"]), _db(m["n_bins_median"]).replace(".0", ""), cell("sufficient"),
                  cell("sufficient_necessary"), cell("complete"),

@@ -200,7 +200,21 @@ def transfer_sets(audio: np.ndarray, sample_rate: int, model: Any,
 # --------------------------------------------------------------------------- matrix
 
 
-def transfer_matrix(records: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
+def _current_transfers(records: List[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    """Per source, target, their protocols and clip: the first ``ok`` record, else the last error
+    (as :func:`~.records.current_records` for evaluation records)."""
+    best: Dict[Any, int] = {}
+    for i, rec in enumerate(records):
+        key = (rec.get("source"), rec.get("target"), rec.get("source_protocol"), rec.get("target_protocol"),
+               rec.get("clip_id") or rec.get("file") or rec.get("clip") or f"record:{i}")
+        j = best.get(key)
+        if j is None or records[j].get("status") != "ok":
+            best[key] = i
+    return [records[i] for i in sorted(best.values())]
+
+
+def transfer_matrix(records: Iterable[Dict[str, Any]],
+                    protocols: Optional[Mapping[Any, str]] = None) -> Dict[str, Any]:
     """The model-by-model transfer matrix of transfer records.
 
     This is the function a report calls.  Returns ``{"models": [...]``
@@ -208,14 +222,48 @@ def transfer_matrix(records: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
     records with status ok) and, per set, ``present`` (clips where A's set
     exists), ``keeps`` (share of those where B keeps its own decision) and
     ``equals`` (share where B's decision equals A's).  Error records are
-    counted in ``errors``.
+    counted in ``errors``.  Per source, target, their protocols and clip the
+    first ``ok`` record counts (else the last error).
+
+    ``protocols``: (model, protocol) -> the model's name in the tables (as
+    :func:`~.summary.summarize` names its groups); a record counts only when
+    its ``(source, source_protocol)`` and ``(target, target_protocol)`` are
+    keys (a record without protocols: when its model has one protocol there),
+    the others are counted in ``other_protocol``.  Without it, a model whose
+    records name several protocols is named ``model [protocol]`` per protocol:
+    two runs are never pooled in a cell.
     """
+    recs = _current_transfers([r for r in records if r.get("source") is not None and r.get("target") is not None])
+    if protocols is None:
+        seen: Dict[Any, List[Any]] = {}
+        for rec in recs:
+            for m, p in ((rec["source"], rec.get("source_protocol")), (rec["target"], rec.get("target_protocol"))):
+                if p not in seen.setdefault(m, []):
+                    seen[m].append(p)
+        names: Dict[Any, str] = {(m, p): (str(m) if len(ps) < 2 else f"{m} [{p}]")
+                                 for m, ps in seen.items() for p in ps}
+    else:
+        names = dict(protocols)
+    by_model: Dict[Any, List[str]] = {}
+    for (m, _), name in names.items():
+        by_model.setdefault(m, []).append(name)
+
+    def name_of(model: Any, protocol: Any) -> Optional[str]:
+        if (model, protocol) in names:
+            return names[(model, protocol)]
+        if protocol is None and len(by_model.get(model, ())) == 1:  # an older record: no protocols kept
+            return by_model[model][0]
+        return None
+
     cells: Dict[str, Dict[str, Dict[str, Any]]] = {}
     models: List[str] = []
     errors = 0
-    for rec in records:
-        a, b = rec.get("source"), rec.get("target")
+    other = 0
+    for rec in recs:
+        a = name_of(rec["source"], rec.get("source_protocol"))
+        b = name_of(rec["target"], rec.get("target_protocol"))
         if a is None or b is None:
+            other += 1
             continue
         for m in (a, b):
             if m not in models:
@@ -239,7 +287,10 @@ def transfer_matrix(records: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
                 n = cell[s]["present"]
                 cell[s]["keeps"] = None if n == 0 else cell[s]["keeps"] / n
                 cell[s]["equals"] = None if n == 0 else cell[s]["equals"] / n
-    return {"models": sorted(models), "cells": cells, "errors": errors}
+    out = {"models": sorted(models), "cells": cells, "errors": errors}
+    if other:
+        out["other_protocol"] = other
+    return out
 
 
 def transfer_markdown(matrix: Dict[str, Any]) -> str:
@@ -270,5 +321,9 @@ def transfer_markdown(matrix: Dict[str, Any]) -> str:
                                     align=["left"] + ["right"] * len(models)))
     if matrix.get("errors"):
         lines.append(f"Transfers that could not be measured: {matrix['errors']}")
+        lines.append("")
+    if matrix.get("other_protocol"):
+        lines.append(f"Transfer records of models or protocols not among the evaluation records, left out: "
+                     f"{matrix['other_protocol']}")
         lines.append("")
     return "\n".join(lines)
