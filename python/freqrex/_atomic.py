@@ -10,21 +10,39 @@ from pathlib import Path
 from typing import IO, Any, Dict, Iterable, Iterator, Tuple, Union
 
 
+def _write_error(path: Path, exc: OSError) -> Exception:
+    """freqrex's error for an OS failure writing ``path`` (no permission, a read-only or full
+    disk, a missing folder): :class:`AudioFileError`, which is still an ``OSError``."""
+    from .errors import AudioFileError
+
+    return AudioFileError(f"cannot write {path}: {exc.strerror or exc}")
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Union[str, "os.PathLike[str]"], mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it into place.
 
     The new file gets the old file's permissions, or 0644 (less the umask) for a new
-    one. On any error the temporary file is removed and ``path`` is untouched.
+    one. On any error the temporary file is removed and ``path`` is untouched. An
+    ``OSError`` (no permission, a read-only or full disk, a missing folder), raised here
+    or by the writes in the ``with`` block, becomes :class:`~freqrex.errors.AudioFileError`
+    (chained); freqrex's own errors and other exceptions pass unchanged.
     """
+    from .errors import FreqrexError
+
     path = Path(os.fspath(path))
-    if path.exists():
-        perms = path.stat().st_mode & 0o7777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        perms = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if path.exists():
+            perms = path.stat().st_mode & 0o7777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            perms = 0o666 & ~umask
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except FreqrexError:
+        raise
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -32,9 +50,11 @@ def atomic_writer(path: Union[str, "os.PathLike[str]"], mode: str = "wb") -> Ite
             os.fsync(fh.fileno())
         os.chmod(tmp, perms)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, FreqrexError):
+            raise _write_error(path, exc) from exc
         raise
 
 
@@ -92,7 +112,11 @@ def begin_save(directory: Union[str, "os.PathLike[str]"], kind: str) -> Path:
     from .errors import AudioFileError, ParameterError
 
     out = Path(os.fspath(directory))
-    if out.exists() and not out.is_dir():
+    try:
+        taken = out.exists() and not out.is_dir()
+    except OSError as exc:  # a part of the path that cannot be searched
+        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
+    if taken:
         raise ParameterError(f"the output folder {out} names an existing file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -101,17 +125,25 @@ def begin_save(directory: Union[str, "os.PathLike[str]"], kind: str) -> Path:
     except OSError as exc:  # no permission, a read-only or missing mount: still an OSError
         raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
     write_text(out / manifest_name(kind), json.dumps({"format": _FORMAT, "kind": kind, "complete": False}))
-    return out
+    return out  # write_text: an unwritable folder is an AudioFileError, like the mkdir above
 
 
 def finish_save(directory: Path, kind: str, files: Iterable[str], owned: Iterable[str] = ()) -> None:
     """Finish a folder save: remove ``owned`` files this save did not write (left by an
     earlier save), then write the manifest (size and SHA-256 of every file) last."""
+    from .errors import AudioFileError
+
     files = list(files)
-    for name in set(owned) - set(files):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(directory / name)
-    entries = {name: {"bytes": (directory / name).stat().st_size, "sha256": _digest(directory / name)} for name in files}
+    try:
+        for name in set(owned) - set(files):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / name)
+        entries = {name: {"bytes": (directory / name).stat().st_size, "sha256": _digest(directory / name)}
+                   for name in files}
+    except AudioFileError:
+        raise
+    except OSError as exc:
+        raise AudioFileError(f"cannot finish saving {directory}: {exc.strerror or exc}") from exc
     write_text(
         directory / manifest_name(kind),
         json.dumps({"format": _FORMAT, "kind": kind, "complete": True, "files": entries}, indent=1),

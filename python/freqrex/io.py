@@ -2,7 +2,8 @@
 
 Decoding uses the ``soundfile`` wheel, which bundles libsndfile 1.2.2: WAV,
 FLAC, OGG/Vorbis, Opus and MP3 load without ffmpeg.  Resampling uses
-:func:`scipy.signal.resample_poly`.
+:func:`scipy.signal.resample_poly` (through the spectrum for pathological
+pairs of rates, see :func:`resample`).
 """
 
 from __future__ import annotations
@@ -226,8 +227,14 @@ def _declared_shortfall(f: "sf.SoundFile") -> Optional[Tuple[int, int]]:
     return int(m.group(1)), int(m.group(2))
 
 
+#: Largest up or down factor (of the reduced ratio ``target_rate / orig_rate``) resampled with the
+#: polyphase filter, whose length grows with it (20 taps per unit of the larger factor): every pair of
+#: the usual rates (8 kHz to 192 kHz, both 44.1 kHz and 48 kHz families) lies far below it.
+MAX_POLYPHASE_FACTOR = 1 << 14
+
+
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Resample along the last axis with a polyphase FIR filter.
+    """Resample along the last axis.
 
     The factor is the exact rational ``target_rate / orig_rate`` reduced by
     their greatest common divisor (44.1 kHz -> 16 kHz is up 160, down 441),
@@ -235,6 +242,17 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     anti-aliasing filter: a Kaiser-windowed sinc FIR (``window=("kaiser",
     5.0)``), cut off at the lower of the two Nyquist frequencies, with zero
     padding at the edges.  The output has ``ceil(n * up / down)`` samples.
+
+    That filter has about ``20 * max(up, down)`` taps, so a pathological pair
+    of rates (coprime ones: 1,535,999 Hz -> 16 kHz is up 16000, down
+    1,535,999, a 30-million-tap filter) would cost time and memory out of all
+    proportion to the clip.  When ``max(up, down)`` exceeds
+    :data:`MAX_POLYPHASE_FACTOR` (16384; no pair of the usual rates comes
+    near it) the clip is resampled instead through its spectrum
+    (:func:`scipy.signal.resample`: the rFFT truncated or zero-padded at the
+    lower Nyquist frequency, which treats the clip as periodic): the ratio is
+    still exact, the length still ``ceil(n * up / down)``, and the cost
+    ``O(m log m)`` for ``m`` the longer of input and output.
 
     Parameters
     ----------
@@ -252,11 +270,28 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)
     if orig_rate == target_rate:
         return audio.copy()
+    factor = Fraction(target_rate, orig_rate)  # reduced by the gcd
+    up, down = factor.numerator, factor.denominator
+    if max(up, down) > MAX_POLYPHASE_FACTOR:
+        return _resample_spectral(audio, up, down)
     from scipy.signal import resample_poly  # imported here: scipy.signal is slow to import
 
-    factor = Fraction(target_rate, orig_rate)  # reduced by the gcd
-    out = resample_poly(audio, factor.numerator, factor.denominator, axis=-1)
+    out = resample_poly(audio, up, down, axis=-1)
     return out.astype(np.float32, copy=False)
+
+
+def _resample_spectral(audio: np.ndarray, up: int, down: int) -> np.ndarray:
+    """Resample by ``up / down`` through the rFFT (see :func:`resample`), to ``ceil(n * up / down)`` samples."""
+    if audio.ndim == 0:
+        raise ParameterError("audio must have at least one dimension")
+    n = audio.shape[-1]
+    n_out = -(-n * up // down)
+    if n == 0 or n_out == 0:
+        return np.zeros(audio.shape[:-1] + (n_out,), dtype=np.float32)
+    from scipy.signal import resample as fft_resample
+
+    out = fft_resample(audio.astype(np.float64), n_out, axis=-1)
+    return np.asarray(out, dtype=np.float32)
 
 
 def fit_length(audio: np.ndarray, n_samples: int, *, policy: str = "center") -> np.ndarray:
@@ -370,6 +405,8 @@ def save_wav(
     try:
         with atomic_writer(path) as fh:
             sf.write(fh, frames, sample_rate, subtype=subtype, format="WAV")
+    except AudioFileError:
+        raise  # from atomic_writer: already says which file
     except (OSError, RuntimeError) as exc:
         raise AudioFileError(f"cannot write {path}: {exc}") from exc
     return path

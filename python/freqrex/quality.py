@@ -20,6 +20,7 @@ synthesis is the one of the explanation itself (the core's
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -97,27 +98,72 @@ def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
     return f
 
 
-def _space(x: np.ndarray, space: str, n_fft: int, hop_length: int):
-    from . import _core
+def _check_space(space: Any, n_fft: Any, hop_length: Any, n_samples: int,
+                 mask_value: Any = 0.0) -> Tuple[int, int, float]:
+    """Validate the space's options as :class:`~freqrex.options.ExplainOptions` does (the same
+    bounds, :data:`~freqrex.options.MAX_N_FFT` and the size limit included): (n_fft, hop_length,
+    mask_value), or ParameterError."""
+    from .options import ExplainOptions
 
     if space not in ("fft", "stft"):
         raise ParameterError(f"space must be 'fft' or 'stft', got {space!r}")
-    return _core.FrequencySpace(x, space=space, n_fft=n_fft, hop_length=hop_length)
+    o = ExplainOptions(space=space, n_fft=n_fft, hop_length=hop_length, mask_value=mask_value)
+    o.check_size(n_samples)
+    return o.n_fft, o.hop_length, o.mask_value
+
+
+def _space(x: np.ndarray, space: str, n_fft: int, hop_length: int, mask_value: float = 0.0):
+    from . import _core
+
+    n_fft, hop_length, mask_value = _check_space(space, n_fft, hop_length, x.size, mask_value)
+    return _core.FrequencySpace(x, space=space, n_fft=n_fft, hop_length=hop_length, mask_value=mask_value)
 
 
 def _universe(shape: Tuple[int, int], band: Optional[Tuple[int, int]]) -> np.ndarray:
     """Flat indices (frame-major) of the elements inside the band, in index order."""
     n_frames, n_bins = shape
-    b0, b1 = (0, n_bins) if band is None else (int(band[0]), int(band[1]))
+    if band is None:
+        b0, b1 = 0, n_bins
+    else:
+        try:
+            b0, b1 = band
+            if any(isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Real) or not float(b).is_integer()
+                   for b in (b0, b1)):
+                raise ValueError
+            b0, b1 = int(b0), int(b1)
+        except (TypeError, ValueError, OverflowError):
+            raise ParameterError(f"band must be a pair of integer bins (b0, b1), got {band!r}") from None
     if not 0 <= b0 < b1 <= n_bins:
         raise ParameterError(f"band {band} selects no bins of {n_bins}")
     return (np.arange(n_frames)[:, None] * n_bins + np.arange(b0, b1)[None, :]).ravel()
 
 
+def _check_ranking(ranking: Any) -> np.ndarray:
+    """The ranking as flat int64 indices; ParameterError for anything but integers (a float that
+    is not a whole number, NaN, a bool, a string), never a silent truncation."""
+    try:
+        r = np.asarray(ranking)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ParameterError(f"the ranking must be a sequence of integer element indices: {exc}") from None
+    r = r.reshape(-1)
+    if r.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if r.dtype == bool or not (np.issubdtype(r.dtype, np.integer) or np.issubdtype(r.dtype, np.floating)):
+        raise ParameterError(f"the ranking must hold integer element indices, got dtype {r.dtype}")
+    if np.issubdtype(r.dtype, np.floating):
+        if not np.all(np.isfinite(r)) or not np.all(r == np.round(r)):
+            raise ParameterError("the ranking must hold integer element indices, not fractions, NaN or infinities")
+        if np.abs(r).max() >= 2.0**62:
+            raise ParameterError("the ranking names elements outside the space (or outside the band)")
+    elif np.issubdtype(r.dtype, np.unsignedinteger) and r.max() > np.iinfo(np.int64).max:
+        raise ParameterError("the ranking names elements outside the space (or outside the band)")
+    return r.astype(np.int64)
+
+
 def full_order(ranking: Any, shape: Tuple[int, int], band: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """The ranking completed to every element of the band: elements it lacks follow, by index."""
     universe = _universe(shape, band)
-    r = np.asarray(ranking, dtype=np.int64).reshape(-1)
+    r = _check_ranking(ranking)
     inside = np.zeros(shape[0] * shape[1], dtype=bool)
     inside[universe] = True
     if r.size and (r.min() < 0 or r.max() >= inside.size or not np.all(inside[r])):
@@ -136,12 +182,11 @@ def magnitude_ranking(audio: Any, *, space: str = "fft", n_fft: int = 2048, hop_
                       band: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """The free baseline: elements by the magnitude of their coefficient, descending (ties: lower index)."""
     x = check_audio(audio).astype(np.float64)
+    n_fft, hop_length, _ = _check_space(space, n_fft, hop_length, x.size)
     if space == "fft":
         mag = np.abs(np.fft.rfft(x))[None, :]
-    elif space == "stft":
-        mag = np.abs(_stft.stft(x, n_fft, hop_length))
     else:
-        raise ParameterError(f"space must be 'fft' or 'stft', got {space!r}")
+        mag = np.abs(_stft.stft(x, n_fft, hop_length))
     universe = _universe(mag.shape, band)
     values = mag.ravel()[universe]
     return universe[np.lexsort((universe, -values))].astype(np.int64)
@@ -219,6 +264,7 @@ def ranking_curves(
     batch_size: int = 16,
     band: Optional[Tuple[int, int]] = None,
     operator: str = "zero",
+    mask_value: float = 0.0,
     _space_obj: Any = None,
 ) -> QualityCurves:
     """Deletion and insertion curves of ``ranking`` for ``model`` on ``audio``.
@@ -243,6 +289,13 @@ def ranking_curves(
         (``fft`` only) a random-phase coefficient at the clip's local spectral
         level, which keeps the energy and removes the content; a ranking that
         is good only because it removes energy loses its edge under it.
+    mask_value : float, default 0.0
+        What the ``zero`` operator puts in a removed element (the
+        explanation's ``mask_value``; :func:`explanation_curves` passes it).
+    n_fft, hop_length
+        The STFT of the ``stft`` space, bounded as :func:`freqrex.explain`
+        bounds them (``4 <= n_fft <= MAX_N_FFT``, ``1 <= hop_length <=
+        n_fft // 2``); checked for the ``fft`` space too.
 
     Exactly ``2 * len(fractions)`` model queries, plus one without ``target``.
     """
@@ -258,7 +311,8 @@ def ranking_curves(
         raise ParameterError("the noise operator is defined for the fft space only")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
-    sp = _space_obj if _space_obj is not None else _space(x, space, n_fft, hop_length)
+    n_fft, hop_length, mask_value = _check_space(space, n_fft, hop_length, x.size, mask_value)
+    sp = _space_obj if _space_obj is not None else _space(x, space, n_fft, hop_length, mask_value)
     queries = 0
     n_classes = None
     if target is None:
@@ -300,7 +354,9 @@ def explanation_curves(explanation, audio: Any = None, model: Optional[Callable]
     """:func:`ranking_curves` of an explanation's ranking, over its space and band.
 
     ``audio`` defaults to the clip the explanation holds; the target is the
-    explanation's (no extra query) unless ``target=`` is given.
+    explanation's (no extra query) unless ``target=`` is given; ``mask_value``,
+    ``n_fft`` and ``hop_length`` are the explanation's (a loaded one's too)
+    unless given.
     """
     if model is None:
         raise ParameterError("explanation_curves needs the model")
@@ -308,13 +364,18 @@ def explanation_curves(explanation, audio: Any = None, model: Optional[Callable]
         audio = getattr(explanation, "_audio", None)
         if audio is None:
             raise ParameterError("this explanation does not hold its audio: pass audio=")
-    kw_given = {k for k in kw if k in ("n_fft", "hop_length")}
     opts = explanation.options or {}
+    own_mask = opts.get("mask_value", 0.0)
+    own_mask = 0.0 if own_mask is None else own_mask
+    kw_given = {k for k in kw if k in ("n_fft", "hop_length")}
+    if "mask_value" in kw and kw["mask_value"] != own_mask:
+        kw_given.add("mask_value")
     band = opts.get("_band")
     kw.setdefault("target", explanation.target)
     kw.setdefault("space", explanation.space)
     kw.setdefault("n_fft", int(opts.get("n_fft", 2048)))
     kw.setdefault("hop_length", int(opts.get("hop_length", 512)))
+    kw.setdefault("mask_value", own_mask)
     kw.setdefault("band", None if band is None else (int(band[0]), int(band[1])))
     sp, own = getattr(explanation, "_space", None), getattr(explanation, "_audio", None)
     same_clip = own is not None and (audio is own or np.array_equal(np.asarray(audio, dtype=np.float32), own))

@@ -11,10 +11,11 @@ A clip that fails is reported and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .jobs import error_text, write_folder
 from .records import OutputLock, find_audio
@@ -51,6 +52,53 @@ def _run_of(summary: Path, run: Dict[str, Any]) -> Dict[str, Any]:
     if s.get("model", run["model"]) != run["model"]:
         differs["model"] = s.get("model")
     return run if not differs else {**run, "explain": {**run["explain"], **differs}}
+
+
+def _as_file_error(path: Path, exc: BaseException) -> BaseException:
+    """freqrex's error for a failure writing ``path``: an OSError (no permission, a full disk)
+    becomes :class:`~freqrex.errors.AudioFileError`; freqrex's own errors and others pass as they are."""
+    from ..errors import AudioFileError, FreqrexError
+
+    if isinstance(exc, OSError) and not isinstance(exc, FreqrexError):
+        return AudioFileError(f"cannot write {path}: {exc.strerror or exc}")
+    return exc
+
+
+def _make_output(out: Path) -> None:
+    """Make the output directory, its failures mapped as :func:`freqrex._atomic.begin_save` maps them."""
+    from ..errors import AudioFileError, ParameterError
+
+    try:
+        taken = out.exists() and not out.is_dir()
+    except OSError as exc:  # a part of the path that cannot be searched
+        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
+    if taken:
+        raise ParameterError(f"the output folder {out} names an existing file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ParameterError(f"cannot make the output folder {out}: a part of its path is a file") from exc
+    except OSError as exc:  # no permission, a read-only or missing mount
+        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[OutputLock]:
+    """Hold :class:`OutputLock` on ``path`` for the ``with`` block; a lock file that cannot be
+    made (no permission, a read-only disk) is an AudioFileError, a held lock a ParameterError."""
+    from ..errors import FreqrexError
+
+    lock = OutputLock(path)
+    try:
+        lock.acquire()
+    except FreqrexError:
+        raise
+    except OSError as exc:
+        raise _as_file_error(lock.path, exc) from exc
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def explain_many(
@@ -111,13 +159,13 @@ def explain_many(
 
             raise ParameterError(f"{f} and {seen[folder]} would share the output folder {out / folder}")
         seen[folder] = f
-    out.mkdir(parents=True, exist_ok=True)
+    _make_output(out)
     results: List[Dict[str, Any]] = []
     # what makes an explanation in a folder this run's: a folder made otherwise is never skipped as
     # done, nor overwritten
     run = json.loads(json.dumps({"model": model_name, "explain": explain_options, "duration": duration,
                                  "quality": bool(quality)}, sort_keys=True, default=str))
-    with OutputLock(out / ".explain"):
+    with _locked(out / ".explain"):
         todo = []
         for f, folder in files:
             summary = out / folder / "summary.json"
@@ -145,8 +193,12 @@ def explain_many(
             f, folder, attempts = job
             res: Dict[str, Any] = {"file": str(f), "folder": str(out / folder), "attempts": attempts + 1}
             if outcome[0] == "ok":
-                write_folder(out / folder, outcome[1]["files"])
-                res.update(status="ok", summary=outcome[1]["summary"])
+                try:
+                    write_folder(out / folder, outcome[1]["files"])
+                except Exception as exc:  # noqa: BLE001 - a folder that cannot be written fails its clip
+                    res.update(status="error", error=error_text(_as_file_error(out / folder, exc)))
+                else:
+                    res.update(status="ok", summary=outcome[1]["summary"])
             else:
                 res.update(status="error", error=outcome[1])
             results.append(res)

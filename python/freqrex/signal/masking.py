@@ -245,7 +245,9 @@ def _global_threshold(psd: np.ndarray, freqs: np.ndarray, ath: np.ndarray, *, no
     # --- tonal maskers: local maxima >= 7 dB above lines k +- 2..J(k)
     tonal = np.zeros((n_frames, n_bins), dtype=bool)
     tonal[:, 1:-1] = (psd[:, 1:-1] > psd[:, :-2]) & (psd[:, 1:-1] >= psd[:, 2:])
-    far = int(reach.max())
+    # beyond n_bins - 1 every line compared is padding (-inf) and passes: the widest offset that
+    # can matter is n_bins - 1, whatever the resolution (a low sample rate makes reach huge)
+    far = int(min(int(reach.max()), max(n_bins - 1, 2)))
     ext = np.full((n_frames, n_bins + 2 * far), -np.inf)
     ext[:, far : far + n_bins] = psd
     for j in range(2, far + 1):

@@ -70,18 +70,43 @@ def check_int(value, name: str, low: int, high: Optional[int] = None) -> int:
 
 
 def check_fft(n_fft, hop_length) -> Tuple[int, int]:
-    n_fft = check_int(n_fft, "n_fft", 4)
+    """``n_fft`` in ``4..=MAX_N_FFT`` (the bound of :class:`freqrex.ExplainOptions`) and
+    ``hop_length`` in ``1..=n_fft // 2``, or ParameterError."""
+    from ..options import MAX_N_FFT
+
+    n_fft = check_int(n_fft, "n_fft", 4, MAX_N_FFT)
     hop_length = check_int(hop_length, "hop_length", 1, n_fft // 2)
     return n_fft, hop_length
 
 
+#: Lowest sample rate (Hz) the psychoacoustic functions accept: what :func:`freqrex.explain` and
+#: :func:`freqrex.io.load_audio` accept (a positive whole number of Hz is at least 1).
+MIN_SAMPLE_RATE = 1.0
+
+
 def check_rate(sample_rate) -> float:
+    """A finite sample rate (Hz) of at least :data:`MIN_SAMPLE_RATE`, or ParameterError."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
         raise ParameterError(f"sample_rate must be a positive number (Hz), got {sample_rate!r}")
     rate = float(sample_rate)
     if not math.isfinite(rate) or rate <= 0:
         raise ParameterError(f"sample_rate must be a positive number (Hz), got {sample_rate!r}")
+    if rate < MIN_SAMPLE_RATE:
+        raise ParameterError(f"sample_rate must be at least {MIN_SAMPLE_RATE:g} Hz, got {sample_rate!r}")
     return rate
+
+
+def _real_samples(values, name: str) -> np.ndarray:
+    """Real samples as float64 (any shape), or ParameterError (strings that are not numbers,
+    objects, complex values)."""
+    try:
+        if np.iscomplexobj(values):
+            raise ParameterError(f"{name} must hold real numbers, not complex ones")
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, ParameterError):
+            raise
+        raise ParameterError(f"{name} must be an array of real samples: {exc}") from None
 
 
 def check_finite(value, name: str) -> float:
@@ -111,7 +136,8 @@ def stft(audio, *, n_fft: int = 2048, hop_length: int = 512) -> np.ndarray:
     audio : array_like
         Real samples, shape ``(samples,)``, finite.
     n_fft : int, default 2048
-        Frame (and FFT) length, at least 4.
+        Frame (and FFT) length, in ``4..=MAX_N_FFT`` (65536, as
+        :func:`freqrex.explain` accepts).
     hop_length : int, default 512
         Frame step, in ``1..=n_fft // 2`` (the range in which the STFT is
         invertible).
@@ -175,9 +201,14 @@ def power_spectrum_db(
         raise ParameterError("stft_matrix is empty")
     if not np.all(np.isfinite(spec)):
         raise ParameterError("stft_matrix contains NaN or infinite values")
-    power = np.abs(spec.astype(np.complex128, copy=False) / n_fft) ** 2
+    scaled = spec.astype(np.complex128, copy=False) / n_fft
+    with np.errstate(over="ignore"):
+        power = np.abs(scaled) ** 2
     with np.errstate(divide="ignore"):
         raw = 10.0 * np.log10(power)
+    huge = np.isinf(power)
+    if huge.any():  # |X / n_fft|^2 beyond the float range: the same level, from scaled parts
+        raw[huge] = _level_db(scaled[huge])
     if reference is None:
         peak = float(np.max(raw))
         offset = FULL_SCALE_OFFSET_DB if peak == -np.inf else REFERENCE_PEAK_DB - peak
@@ -187,11 +218,31 @@ def power_spectrum_db(
 
 
 
+def _level_db(values: np.ndarray) -> np.ndarray:
+    """``10 log10(|v|^2)`` of finite complex values whose square overflows, without overflow."""
+    v = np.asarray(values, dtype=np.complex128)
+    top = np.maximum(np.abs(v.real), np.abs(v.imag))
+    re, im = v.real / top, v.imag / top
+    return 20.0 * np.log10(top) + 10.0 * np.log10(re * re + im * im)
+
+
+def _energy_db(v: np.ndarray) -> float:
+    """``10 log10(sum(v^2))`` of finite samples, scaled so that it neither overflows nor underflows
+    (``-inf`` for all zeros)."""
+    top = float(np.max(np.abs(v)))
+    if top == 0.0:
+        return -math.inf
+    u = v / top
+    return 20.0 * math.log10(top) + 10.0 * math.log10(float(np.sum(u * u)))
+
+
 def snr_db(original, perturbed) -> float:
     """Signal-to-noise ratio of a perturbation, in dB.
 
     ``10 log10(sum(x^2) / sum((x' - x)^2))``; ``inf`` when the signals are
     identical, ``-inf`` when the original is silent and the perturbed is not.
+    Sums that would overflow or underflow (samples near 1e200 or 1e-200) are
+    taken from scaled samples, so the result is never NaN.
 
     Parameters
     ----------
@@ -206,20 +257,31 @@ def snr_db(original, perturbed) -> float:
     Raises
     ------
     ParameterError
-        If the shapes differ or the samples are empty or not finite.
+        If the shapes differ or the samples are empty, not finite or not real
+        numbers.
     """
-    x = np.asarray(original, dtype=np.float64)
-    y = np.asarray(perturbed, dtype=np.float64)
+    x = _real_samples(original, "original")
+    y = _real_samples(perturbed, "perturbed")
     if x.shape != y.shape:
         raise ParameterError(f"original and perturbed differ in shape: {x.shape} vs {y.shape}")
     if x.size == 0:
         raise ParameterError("audio is empty")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ParameterError("audio contains NaN or infinite samples")
-    signal = float(np.sum(x * x))
-    noise = float(np.sum((y - x) ** 2))
-    if noise == 0.0:
+    with np.errstate(over="ignore", under="ignore"):
+        d = y - x
+        signal = float(np.sum(x * x))
+        noise = float(np.sum(d * d))
+    if not np.any(d):  # identical (d is exact: y - x is zero only where y == x)
         return math.inf
-    if signal == 0.0:
+    if not np.any(x):
         return -math.inf
-    return 10.0 * math.log10(signal / noise)
+    if 0.0 < signal < math.inf and 0.0 < noise < math.inf:
+        return 10.0 * math.log10(signal / noise)
+    # the sums overflow or underflow: the same ratio from scaled samples (y - x from halves when it
+    # overflows itself)
+    if np.all(np.isfinite(d)):
+        noise_db = _energy_db(d)
+    else:
+        noise_db = _energy_db(y * 0.5 - x * 0.5) + 20.0 * math.log10(2.0)
+    return _energy_db(x) - noise_db
