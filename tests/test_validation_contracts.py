@@ -3,6 +3,7 @@ freqrex's errors (never a raw OSError, OverflowError, MemoryError...), costs sta
 and valid inputs give exactly what they gave before."""
 
 import errno
+import os
 import math
 import tracemalloc
 from fractions import Fraction
@@ -297,3 +298,36 @@ def test_snr_and_psd_of_ordinary_audio_are_unchanged():
     psd, offset = signal.power_spectrum_db(spec, 512)
     assert offset == 96.0 - float(np.max(raw))
     assert np.array_equal(psd, np.maximum(raw + offset, signal.PSD_FLOOR_DB))
+
+
+def test_summaries_pages_and_locks_in_an_unmakeable_folder_are_freqrex_errors(tmp_path):
+    """write_summary, write_page and the evaluation's output lock made their folders with a bare
+    mkdir: a file in the path or no permission came out as a raw OSError."""
+    from freqrex.errors import AudioFileError, ParameterError
+    from freqrex.evaluation.records import OutputLock
+    from freqrex.evaluation.summary import write_summary
+    from freqrex.viz.html import write_page
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(ParameterError, match="is a file"):
+        write_summary([], blocker / "s.md")
+    with pytest.raises(ParameterError, match="is a file"):
+        write_page(blocker / "r.html", "<html></html>")
+    with pytest.raises(ParameterError, match="is a file"):
+        OutputLock(blocker / "r.jsonl").acquire()
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(AudioFileError):
+            OutputLock(locked / "r.jsonl").acquire()
+
+
+def test_a_flip_saved_over_a_folder_named_like_its_audio_is_a_file_error(tmp_path):
+    from freqrex.manipulation.result import PERTURBED_WAV
+
+    r = freqrex.flip(make_clip(), SR, BandClassifier(), budget=8, explain_budget=24, explain_iterations=2,
+                     rule="minimal", max_queries=None)
+    (tmp_path / "run" / PERTURBED_WAV).mkdir(parents=True)  # unlink cannot remove a folder
+    with pytest.raises(AudioFileError, match="cannot replace"):
+        r.save(tmp_path / "run")

@@ -18,6 +18,21 @@ def _write_error(path: Path, exc: OSError) -> Exception:
     return AudioFileError(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def make_folder(folder: Union[str, "os.PathLike[str]"]) -> Path:
+    """Make ``folder`` and its parents: a part of its path that is a file is a ParameterError, any
+    other OS failure (no permission, a read-only or missing mount) an AudioFileError."""
+    from .errors import AudioFileError, ParameterError
+
+    out = Path(os.fspath(folder))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ParameterError(f"cannot make the output folder {out}: a part of its path is a file") from exc
+    except OSError as exc:
+        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
+    return out
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Union[str, "os.PathLike[str]"], mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it into place.
@@ -118,12 +133,7 @@ def begin_save(directory: Union[str, "os.PathLike[str]"], kind: str) -> Path:
         raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
     if taken:
         raise ParameterError(f"the output folder {out} names an existing file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise ParameterError(f"cannot make the output folder {out}: a part of its path is a file") from exc
-    except OSError as exc:  # no permission, a read-only or missing mount: still an OSError
-        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
+    make_folder(out)
     write_text(out / manifest_name(kind), json.dumps({"format": _FORMAT, "kind": kind, "complete": False}))
     return out  # write_text: an unwritable folder is an AudioFileError, like the mkdir above
 

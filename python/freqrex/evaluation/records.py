@@ -248,7 +248,9 @@ class OutputLock:
         self._exclusive_file = False
 
     def acquire(self) -> "OutputLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from .._atomic import make_folder
+
+        make_folder(self.path.parent)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
@@ -258,7 +260,10 @@ class OutputLock:
                 raise ParameterError(self._busy()) from None
             self._exclusive_file = True
             return self
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:  # no permission, a read-only disk: freqrex's error, still an OSError
+            raise AudioFileError(f"cannot make the lock file {self.path}: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

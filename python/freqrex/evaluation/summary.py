@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .._atomic import write_text
+from .._atomic import make_folder, write_text
 from ..viz.html import markdown_table
 from .protocol import PAPER, STRATEGIES
 from ..errors import ParameterError, ResultFileError
@@ -590,6 +590,6 @@ def write_summary(records: Iterable[Dict[str, Any]], markdown: Optional[os.PathL
         if path is None:
             continue
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(p.parent)
         write_text(p, text)
     return summary

@@ -241,7 +241,12 @@ class FlipResult:
 
         out = begin_save(directory, "flip")  # manifest.json: incomplete now, written last
         for name in (PERTURBED_WAV, CLOSEST_WAV):
-            (out / name).unlink(missing_ok=True)
+            try:
+                (out / name).unlink(missing_ok=True)
+            except OSError as exc:  # e.g. a folder of that name: freqrex's error, still an OSError
+                from ..errors import AudioFileError
+
+                raise AudioFileError(f"cannot replace {out / name}: {exc.strerror or exc}") from exc
         written = ["flip.json"]
         if self.success:
             save_wav(out / PERTURBED_WAV, self.audio, self.sample_rate, subtype="FLOAT")

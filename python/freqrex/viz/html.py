@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from .._atomic import write_text
+from .._atomic import make_folder, write_text
 from ..errors import ParameterError
 
 __all__ = ["cell", "href_of_path", "markdown_html", "markdown_table", "render_page", "safe_href", "write_page"]
@@ -209,6 +209,6 @@ def render_page(template: str, **context: Any) -> str:
 def write_page(path: os.PathLike, text: str) -> Path:
     """Write `text` to `path` atomically (a temporary file renamed into place), making parent directories."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(p.parent)
     write_text(p, text)
     return p
