@@ -331,3 +331,19 @@ def test_a_flip_saved_over_a_folder_named_like_its_audio_is_a_file_error(tmp_pat
     (tmp_path / "run" / PERTURBED_WAV).mkdir(parents=True)  # unlink cannot remove a folder
     with pytest.raises(AudioFileError, match="cannot replace"):
         r.save(tmp_path / "run")
+
+
+def test_new_files_get_0666_less_the_umask_without_touching_the_umask(tmp_path, monkeypatch):
+    """atomic_writer read the umask by setting it to 0 and back: another thread creating a file in
+    between got a world-writable one."""
+    calls = []
+    real = os.umask
+    monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or real(m))
+    old = real(0o027)
+    try:
+        _atomic.write_text(tmp_path / "a.json", "{}")
+    finally:
+        real(old)
+    if os.path.exists("/proc/self/status"):
+        assert calls == []
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any, Dict, Iterable, Iterator, Tuple, Union
 
@@ -33,6 +34,26 @@ def make_folder(folder: Union[str, "os.PathLike[str]"]) -> Path:
     return out
 
 
+def _process_umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux's
+    /proc/self/status): setting it to 0 and back would give files other threads create in
+    between the wrong permissions."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere: the only way to read it is to set it (and back)
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return umask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Union[str, "os.PathLike[str]"], mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it into place.
@@ -50,9 +71,7 @@ def atomic_writer(path: Union[str, "os.PathLike[str]"], mode: str = "wb") -> Ite
         if path.exists():
             perms = path.stat().st_mode & 0o7777
         else:
-            umask = os.umask(0)
-            os.umask(umask)
-            perms = 0o666 & ~umask
+            perms = 0o666 & ~_process_umask()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except FreqrexError:
         raise
