@@ -328,3 +328,14 @@ def test_failed_flip_lists_its_closest_attempt_as_not_changed(run, tmp_path):
     text = _text(write_flip_report(ok, tmp_path / "ok.html", audio=run.x))
     assert "changed frequencies (Hz)" in text and "changed frames at (s)" in text
     assert "closest attempt" not in text
+
+
+def test_rows_of_explain_dir_link_their_folder(run, tmp_path):
+    """`freqrex explain DIR --json` names each clip's run "folder": such rows were never linked."""
+    from freqrex.viz.evaluation_report import write_evaluation_report
+
+    good = _saved_run(run, tmp_path, "good", with_flip=False)
+    jsonl = tmp_path / "clips.jsonl"
+    jsonl.write_text(json.dumps({"clip": "good", "folder": str(good), "status": "ok"}) + "\n")
+    text = _text(write_evaluation_report(jsonl, tmp_path / "e.html"))
+    assert 'href="e_clips/clip-0000.html"' in text

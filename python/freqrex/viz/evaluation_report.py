@@ -26,7 +26,7 @@ __all__ = ["read_records", "write_evaluation_report"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 _ID_KEYS = ("clip", "file", "path", "audio", "name", "id", "source")
-_LINK_KEYS = ("report", "report_html", "html", "explanation_dir", "out_dir", "out", "dir", "run_dir", "directory")
+_LINK_KEYS = ("report", "report_html", "html", "explanation_dir", "out_dir", "out", "dir", "run_dir", "directory", "folder")
 
 
 def read_records(source: Union[PathLike, Iterable[Mapping[str, Any]]]) -> Tuple[List[Dict[str, Any]], int]:
