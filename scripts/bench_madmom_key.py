@@ -25,13 +25,15 @@ import argparse
 import glob
 import os
 import sys
+import importlib.util
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))
+if importlib.util.find_spec("freqrex") is None:  # not installed: the source tree (built in place)
+    sys.path.insert(0, str(ROOT / "python"))
 
 import freqrex  # noqa: E402
 from freqrex.io import load_audio  # noqa: E402

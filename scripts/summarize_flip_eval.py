@@ -10,13 +10,15 @@ exhaustive one-tone limit beside them.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))
+if importlib.util.find_spec("freqrex") is None:  # not installed: the source tree (built in place)
+    sys.path.insert(0, str(ROOT / "python"))
 
 from freqrex._atomic import write_text  # noqa: E402
 from freqrex.evaluation import load_records, summarize, summary_markdown  # noqa: E402
