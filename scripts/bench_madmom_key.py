@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import os
 import sys
-import importlib.util
 import time
 from pathlib import Path
 
