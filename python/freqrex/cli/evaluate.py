@@ -45,8 +45,8 @@ EVALUATE_CLI = (
     CliOption("change", "quietest: amplitude-searched changes; or a fixed change", choices=CHANGES),
     CliOption("max_gain_db", "gain of the fixed 'gain' change (dB)"),
     CliOption("stft", "skip the STFT explanation and flip", flag="--no-stft", switch_off=True),
-    CliOption("stft_explain_budget", "budget of the stft explanation (0: rank cells by the fft explanation)",
-              flag="--stft-budget"),
+    CliOption("stft_explain_budget", "budget of the stft explanation (0: rank cells by the fft explanation; "
+              "fixed changes only: --change auto/remove/gain/phase)", flag="--stft-budget"),
     CliOption("stft_explain_iterations", "iterations of the stft explanation (not given: --iterations)",
               flag="--stft-iterations"),
     CliOption("stft_k", "STFT cells changed by fixed changes"),
@@ -124,7 +124,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ParameterError
     from ..evaluation import (check_outputs, evaluate_many, find_audio, load_records, summarize, summary_markdown,
                               transfer_path, write_summary)
-    from ..evaluation.jobs import ModelFactory
     from ..evaluation.records import current_records
     from .explain import failure_exit_code
     from ..progress import RunProgress
@@ -165,12 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
     distributed = args.workers is not None or args.address is not None
     if not args.summarize_only:
-        if distributed:  # each Ray worker builds the models from these recipes
-            recipe = argparse.Namespace(**{k: getattr(args, k, None) for k in
-                                           ("sample_rate", "output", "class_names", "trust_model_code")})
-            models = {_run_name(spec, args): ModelFactory(open_model_spec, spec, recipe) for spec in args.model}
-        else:
-            models = {_run_name(spec, args): open_model_spec(spec, args) for spec in args.model}
+        models = _models(args, distributed)
         evaluate_many(files, models, out, options=options, limit=args.limit, on_record=on_record,
                       workers=args.workers, address=args.address, threads_per_worker=args.threads_per_worker,
                       max_retries=args.max_retries, transfer=not args.no_transfer, run_progress=bar)
@@ -204,6 +198,23 @@ def run(args: argparse.Namespace) -> int:
     errors = [str(r.get("error", "")) for r in records if r.get("status") != "ok"]
     # as `explain DIR`: 2, 3 or 4 by what failed (a rerun tries those clips again)
     return failure_exit_code(errors) if errors else 0
+
+
+#: What a Ray worker needs of the command line to open the models as this process would: ``model`` too,
+#: since with several models --output is for those that take it (:func:`open_model_spec`).
+RECIPE_FIELDS = ("model", "sample_rate", "output", "class_names", "trust_model_code")
+
+
+def _models(args: argparse.Namespace, distributed: bool) -> dict:
+    """Run name -> the model opened here, or (on Ray) the recipe each worker opens it from."""
+    from ..evaluation.jobs import ModelFactory
+
+    if distributed:  # each Ray worker builds the models from these recipes
+        recipe = argparse.Namespace(**{k: getattr(args, k, None) for k in RECIPE_FIELDS})
+        if recipe.model is not None:
+            recipe.model = list(recipe.model)
+        return {_run_name(spec, args): ModelFactory(open_model_spec, spec, recipe) for spec in args.model}
+    return {_run_name(spec, args): open_model_spec(spec, args) for spec in args.model}
 
 
 def _run_name(spec: str, args: argparse.Namespace) -> str:

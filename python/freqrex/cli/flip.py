@@ -84,8 +84,12 @@ def _target(spec, model):
         return None
     from ..errors import ParameterError
 
-    if spec.lstrip("-").isdigit():
-        return int(spec)
+    text = spec.strip()
+    if text.lstrip("-").isdecimal():  # isdigit() takes '²', which int() refuses
+        try:
+            return int(text)
+        except ValueError:  # pragma: no cover - isdecimal() strings are ints
+            pass
     names = [str(n) for n in (getattr(model, "class_names", None) or [])]
     lowered = [n.lower() for n in names]
     if spec.lower() in lowered:
@@ -97,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from ..manipulation import flip
     from ..progress import ProgressBar
 
+    out = Path(args.out)
+    check_out_folder(out)  # before any query: a --out that cannot be a folder fails at once
     model = open_model(args)
     audio, sr, source = open_clip(args, model)
     given = given_options(args, FLIP_CLI)
@@ -122,10 +128,11 @@ def run(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         r.vulnerability = spectrum
-    out = Path(args.out)
     extra = dict(audio=source, model=args.model, out=str(out), seconds=time.perf_counter() - start)
+    begin_save(out, "flip")  # the folder, checked (a file of that name is a ParameterError), marked incomplete
+    # outputs of an earlier run into this folder that this run does not write: never beside the new flip.json
+    _remove_stale(out, report=not args.report, vulnerability=not args.vulnerability)
     if args.vulnerability:
-        begin_save(out, "flip")  # the folder, checked (a file of that name is a ParameterError)
         extra["vulnerability"] = _save_spectrum(spectrum, out)
     # perturbed.wav only for a flip; original.wav and these fields are part of the save its manifest checks
     r.save(out, closest_attempt=args.save_closest, original=audio, extra=extra)
@@ -167,6 +174,62 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_out_folder(out: Path) -> None:
+    """Refuse an output folder that cannot be made, before anything runs (nothing is made or marked):
+    a file of that name or a file in its path (ParameterError), a folder that cannot be written to
+    (AudioFileError)."""
+    import os
+
+    from ..errors import AudioFileError, ParameterError
+
+    try:
+        if out.exists() and not out.is_dir():
+            raise ParameterError(f"the output folder {out} names an existing file, not a folder (nothing was run)")
+        existing = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), None)
+    except OSError as exc:  # a part of the path that cannot be searched
+        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
+    if existing is None:  # pragma: no cover - the root exists
+        return
+    if not existing.is_dir():
+        raise ParameterError(f"cannot make the output folder {out}: {existing} is a file (nothing was run)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AudioFileError(f"cannot write the output folder {out}: {existing} is not writable (nothing was run)")
+
+
+#: What ``freqrex flip`` writes beside flip.json when asked: report.html (--report), the vulnerability
+#: spectrum's folder and plot (--vulnerability).
+REPORT_FILE = "report.html"
+SPECTRUM_DIR = "vulnerability"
+SPECTRUM_PLOT = "vulnerability.png"
+#: The files a saved spectrum folder holds (VulnerabilitySpectrum.save).
+SPECTRUM_FILES = ("vulnerability.json", "vulnerability-manifest.json")
+
+
+def _remove_stale(out: Path, *, report: bool, vulnerability: bool) -> None:
+    """Remove report.html (``report``) and the vulnerability folder and plot (``vulnerability``) that an
+    earlier run left in ``out``: a folder only holds what its flip.json describes.  A vulnerability
+    folder with other files in it keeps them; in an explanation's folder (a flip beside it, the layout
+    ``freqrex report`` reads) report.html is the explanation's and stays."""
+    import contextlib
+    import os
+
+    from .._atomic import MANIFEST
+    from ..errors import AudioFileError
+
+    explanation_here = (out / MANIFEST).is_file() or (out / "explanation.npz").is_file()
+    names = ([REPORT_FILE] if report and not explanation_here else []) + ([SPECTRUM_PLOT] if vulnerability else [])
+    files = [out / n for n in names] + ([out / SPECTRUM_DIR / n for n in SPECTRUM_FILES] if vulnerability else [])
+    try:
+        for f in files:
+            if f.is_file() or f.is_symlink():
+                f.unlink()
+        if vulnerability and (out / SPECTRUM_DIR).is_dir():
+            with contextlib.suppress(OSError):  # not empty: files that are not ours stay
+                os.rmdir(out / SPECTRUM_DIR)
+    except OSError as exc:
+        raise AudioFileError(f"cannot remove an earlier run's output in {out}: {exc.strerror or exc}") from exc
+
+
 def _save_spectrum(spectrum, out: Path) -> dict:
     """Save the spectrum under ``out/vulnerability`` and plot it to ``out/vulnerability.png``
     (when matplotlib is installed); what was written, for flip.json."""
@@ -175,13 +238,19 @@ def _save_spectrum(spectrum, out: Path) -> dict:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        pass
+        if (out / SPECTRUM_PLOT).is_file():  # an earlier run's plot would pass for this spectrum's
+            try:
+                (out / SPECTRUM_PLOT).unlink()
+            except OSError as exc:
+                from ..errors import AudioFileError
+
+                raise AudioFileError(f"cannot remove {out / SPECTRUM_PLOT}: {exc.strerror or exc}") from exc
     else:
         from ..viz.vulnerability import plot_vulnerability
 
         ax = plot_vulnerability(spectrum)
-        ax.figure.savefig(out / "vulnerability.png", dpi=120)
-        plot = "vulnerability.png"
+        ax.figure.savefig(out / SPECTRUM_PLOT, dpi=120)
+        plot = SPECTRUM_PLOT
     return {"directory": "vulnerability", "plot": plot, "queries": spectrum.queries,
             "most_vulnerable": spectrum.most_vulnerable(5)}
 

@@ -53,7 +53,8 @@ def add_model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> 
     p.add_argument("--output", choices=("logits", "probabilities", "sigmoid", "auto"), default=None,
                    help="what an .onnx/TorchScript/module:callable model outputs (default: probabilities for "
                         ".onnx and TorchScript; from module:callable as freqrex.explain takes the object: a "
-                        "function's scores as they are, a torch module auto, told from its first scores); a built-in or Hugging "
+                        "function's scores as they are, a torch module auto, told from its first scores: in evaluate from each "
+                        "clip's own, so say it to avoid the guess); a built-in or Hugging "
                         "Face model says what its scores are, and a different --output is refused")
     p.add_argument("--class-names", metavar="FILE", default=None,
                    help="class names: a text file with one name per line, or JSON (a list, or {index: name})")

@@ -136,11 +136,18 @@ class RayExecutor:
                                          "specification (a built-in name, a file or 'module:callable')") from exc
         self.started = False
         if not ray.is_initialized():
-            if address is None:
-                ray.init(num_cpus=(workers or 1) * threads, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
-            else:
-                ray.init(address=address, log_to_driver=False)
+            try:
+                if address is None:
+                    ray.init(num_cpus=(workers or 1) * threads, include_dashboard=False, log_to_driver=False,
+                             configure_logging=False)
+                else:
+                    ray.init(address=address, log_to_driver=False)
+            except Exception as exc:  # noqa: BLE001 - no cluster at the address (ConnectionError), a bad one...
+                where = "start a local Ray instance" if address is None else f"connect to the Ray cluster at {address!r}"
+                first = (str(exc).splitlines() or [""])[0][:300]
+                raise ParameterError(f"cannot {where}: {type(exc).__name__}: {first}"
+                                     + ("" if address is None else " (is a cluster running there? `ray start --head`)")
+                                     ) from exc
             self.started = True
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)

@@ -38,6 +38,8 @@ def run_job(kind: str, model: Any, payload: Dict[str, Any],
         if audio is not None and not (isinstance(audio, np.ndarray) and audio.flags.writeable):
             # arrays from Ray's object store are read-only views: the core and the model get a copy
             payload = {**payload, "audio": np.array(audio, dtype=np.float32, copy=True)}
+        if kind in ("clip", "transfer"):
+            fresh_output_guess(model)  # "auto" decides on each clip's own scores, whatever came before
         if kind == "clip":
             from .protocol import evaluate_clip
 
@@ -58,6 +60,15 @@ def run_job(kind: str, model: Any, payload: Dict[str, Any],
     except Exception as exc:  # noqa: BLE001 - every clip's failure becomes its own record
         return ("error", error_text(exc), True)
     return ("ok", value)
+
+
+def fresh_output_guess(model: Any) -> None:
+    """Let a model with ``output="auto"`` guess again from the next scores
+    (:meth:`~freqrex.models.CallableModel.reset_output_guess`): a clip's record never depends on the
+    clips the same model instance scored before it (their order, the resume point, the worker count)."""
+    reset = getattr(type(model), "reset_output_guess", None)
+    if callable(reset):
+        reset(model)
 
 
 def worker_fields(worker: str) -> Dict[str, Any]:
@@ -130,6 +141,21 @@ def build_model(spec: Any) -> Any:
     naming a factory that returns a model (used when ``load_model`` does not
     take such specifications itself).
     """
+    from ..errors import FreqrexError, ModelError
+
+    try:
+        return _build_model(spec)
+    except FreqrexError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a model that cannot be built: the same error here and on Ray
+        raise ModelError(f"cannot build the model {_spec_text(spec)}: {error_text(exc)}") from exc
+
+
+def _spec_text(spec: Any) -> str:
+    return repr(os.fspath(spec)) if isinstance(spec, (str, os.PathLike)) else repr(spec)[:200]
+
+
+def _build_model(spec: Any) -> Any:
     from ..errors import ModelError
     from ..models import as_model, load_model
 
@@ -145,8 +171,8 @@ def build_model(spec: Any) -> Any:
         module_name, _, attr = spec.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ModelError(f"cannot import the model factory {spec!r}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - ImportError, AttributeError, or what the module raised
+            raise ModelError(f"cannot import the model factory {spec!r}: {error_text(exc)}") from exc
         try:
             made = factory()
         except Exception as exc:  # noqa: BLE001

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..manipulation import STRATEGIES, flip
 from ..manipulation.options import CHANGES, FlipOptions
-from ..options import ExplainOptions
+from ..options import MAX_BUDGET, ExplainOptions, make_options
 
 #: The paper's manipulation results (Kelly & Chockler 2026, 8 models, GTZAN and a sung-emotion set).
 PAPER = {"k1": 0.58, "k5": 0.78, "stft": 0.62}
@@ -75,7 +75,10 @@ class EvalOptions:
     stft_explain_budget, stft_explain_iterations : int
         Budget and iterations of the ``stft`` explanation.  A budget of 0
         skips it: the causal STFT flip then ranks cells by the ``fft``
-        explanation projected onto the STFT bins (then by magnitude).
+        explanation projected onto the STFT bins (then by magnitude).  Only
+        the fixed changes take that projection: with ``change="quietest"``
+        (the masked STFT search) a budget of 0 is a :class:`ParameterError`
+        unless ``stft=False``.
     stft_k : int
         Cells changed by the STFT flip.
     stft_flip_budget : int
@@ -146,11 +149,49 @@ class EvalOptions:
         if self.change not in CHANGES:
             raise ParameterError(f"change must be one of {', '.join(CHANGES)}, got {self.change!r}")
         if self.change != "quietest":  # tone_scan and additive add tones: quietest changes only
-            object.__setattr__(self, "strategies",
-                               tuple(s for s in self.strategies if s not in ("tone_scan", "additive")))
+            kept = tuple(s for s in self.strategies if s not in ("tone_scan", "additive"))
+            if not kept:
+                raise ParameterError(
+                    f"strategies {', '.join(self.strategies)} add tones, which only change='quietest' does: "
+                    f"with change={self.change!r} no flip would run; add causal, random or magnitude")
+            object.__setattr__(self, "strategies", kept)
         if self.duration <= 0:
             raise ParameterError(f"duration must be > 0 s, got {self.duration}")
-        self.flip_options()  # the flips' own bounds (SNR range, gain, STFT geometry) are FlipOptions'
+        if self.stft and self.stft_explain_budget == 0 and self.change == "quietest":
+            # only the fixed changes project the fft explanation onto the STFT cells (flip(change=...))
+            raise ParameterError(
+                "stft_explain_budget=0 (--stft-budget 0) ranks the STFT cells by the fft explanation, which "
+                "only a fixed change takes (change='auto', 'remove', 'gain' or 'phase'); with "
+                "change='quietest' give the stft explanation a budget, or leave the STFT flip out "
+                "(stft=False, --no-stft)")
+        # every option's bounds are checked here, so that no clip runs its fft part and then fails for an
+        # option: the explanations' (ExplainOptions) and the flips' (FlipOptions: SNR range, gain, budgets)
+        def check(what: str, make: Callable[[], Any]) -> None:
+            try:
+                make()
+            except ParameterError as exc:
+                raise ParameterError(f"{what}: {exc}") from None
+
+        check("the fft explanation (explain_budget, explain_iterations, extraction_batch, tol)",
+              lambda: make_options(space="fft", budget=self.explain_budget, iterations=self.explain_iterations,
+                                   cuts=self.cuts, extraction_batch=self.extraction_batch, tol=self.tol,
+                                   seed=self.seed))
+        check("the fft flips", self.flip_options)
+        if self.stft:
+            if self.stft_explain_budget > 0:
+                check("the stft explanation (stft_explain_budget, stft_explain_iterations, n_fft, hop_length)",
+                      lambda: make_options(space="stft", budget=self.stft_explain_budget,
+                                           iterations=self.stft_explain_iterations, cuts=self.cuts,
+                                           extraction_batch=self.extraction_batch, tol=self.tol, seed=self.seed,
+                                           n_fft=self.n_fft, hop_length=self.hop_length))
+            check("the stft flips (stft_flip_budget, stft_k)", self.stft_flip_options)
+
+    def stft_flip_options(self) -> FlipOptions:
+        """The options every STFT flip of the protocol shares (``strategy`` is set per flip); a
+        ParameterError if the protocol's STFT fields are out of bounds."""
+        return dataclasses.replace(
+            self.flip_options(), k=self.stft_k, space="stft", budget=self.stft_flip_budget,
+            explain_budget=self.stft_explain_budget, explain_iterations=self.stft_explain_iterations)
 
     def flip_options(self) -> FlipOptions:
         """The options every flip of the protocol shares (``k``, ``space``, ``strategy`` and the
@@ -209,7 +250,7 @@ def _budget(o: "EvalOptions", strategy: str, e: Any, *, stft: bool = False) -> i
     base = o.stft_flip_budget if stft else o.flip_budget
     if strategy == "causal" or not o.equal_total:
         return base
-    return base + int(e.queries)
+    return min(base + int(e.queries), MAX_BUDGET)  # a flip's largest budget (FlipOptions), not an error late
 
 
 def _flip_summary(r: Any) -> Dict[str, Any]:

@@ -101,7 +101,7 @@ def load_records(path: os.PathLike, *, repair: bool = False) -> List[Dict[str, A
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8 (UnicodeDecodeError), absurdly nested
             if all(not rest.strip() for rest in parts[i + 1 :]):
                 damaged_tail = True  # the last line, cut short by a killed run
                 break

@@ -30,16 +30,49 @@ ProgressCallback = Callable[[str, int, int], None]
 
 def _model_name(model: Any) -> str:
     """The name a run keeps its records under when none is given: a built-in name or path, a Model's
-    ``name``, a function's qualified name (two functions never share records); a lambda needs one."""
+    ``name``, a function's qualified name (two functions never share records), for a model that wraps a
+    function (:class:`~freqrex.models.CallableModel`, what :func:`~freqrex.models.as_model` makes of
+    one) that name with the adapter's options.  A lambda, or a model object with nothing that tells it
+    from another of its class, needs one (``model_name=``): two such models would share their records."""
     import types
 
     if isinstance(model, str):
         return model
+    if isinstance(model, os.PathLike):
+        return os.fspath(model)
     if isinstance(model, types.FunctionType):
         if "<lambda>" in model.__qualname__:
             raise ParameterError("name the model (model_name=...): a lambda has no name to keep its records under")
         return f"{model.__module__}.{model.__qualname__}"
-    return str(getattr(model, "name", None) or type(model).__name__)
+    named = _own_attribute(model, "name")
+    if isinstance(named, str) and named:
+        return named
+    from ..models import CallableModel
+    from ..models.base import FunctionModel
+
+    fn = _own_attribute(model, "fn") if isinstance(model, FunctionModel) else (
+        _own_attribute(model, "_fn") if isinstance(model, CallableModel) else None)
+    if isinstance(fn, types.FunctionType):
+        base = _model_name(fn)  # a lambda: the ParameterError above
+        if isinstance(model, FunctionModel):
+            return base  # what evaluate() makes of the function itself: the same model, the same records
+        output = getattr(model, "configured_output", None) or getattr(model, "output", None)
+        options = [f"output={output}", f"sample_rate={model.sample_rate}"]
+        options += [f"{k}={getattr(model, k)}" for k in ("window", "window_hop")
+                    if getattr(model, k, None) is not None]
+        return f"{base} ({type(model).__name__}, {', '.join(options)})"
+    raise ParameterError(
+        f"name the model (model_name=...): a {type(model).__name__} has nothing to tell it from another "
+        f"{type(model).__name__}, and two models under one name would share their records")
+
+
+def _own_attribute(model: Any, name: str) -> Any:
+    """An attribute of the model itself (a FunctionModel forwards the ones it lacks to its function)."""
+    from ..models.base import FunctionModel
+
+    if isinstance(model, FunctionModel):
+        return vars(model).get(name)
+    return getattr(model, name, None)
 
 
 def evaluate(
@@ -61,6 +94,12 @@ def evaluate(
     skipped (resume).  ``limit`` caps the clips considered (the first ``limit``
     of ``files``, in order).  Returns the records of this model and protocol,
     old and new, in file order.
+
+    ``model_name`` (the records' ``model``) defaults to a name string or path
+    as given, a model's ``name``, a function's qualified name, or for a
+    :class:`~freqrex.models.CallableModel` of a function that name with the
+    adapter's options; a lambda, or a model object nothing tells from another
+    of its class, is a :class:`ParameterError` without one.
 
     ``on_start(path, index, total)`` is called before each clip evaluated (it
     may return a progress callback for that clip, used in-process), ``on_record(record, index,
@@ -173,8 +212,9 @@ def evaluate_many(
         tdone = set()
         if do_transfer:
             for rec in load_records(tpath, repair=True):
-                tdone.add((rec.get("source"), rec.get("target"), rec.get("clip_id"), rec.get("source_protocol"),
-                           rec.get("target_protocol")))
+                if rec.get("status") == "ok":  # a transfer that failed is tried again, as a clip is
+                    tdone.add((rec.get("source"), rec.get("target"), rec.get("clip_id"),
+                               rec.get("source_protocol"), rec.get("target_protocol")))
         pending = sum(1 for cid in ids for name in models if (name, cid) not in done)
         if run_progress is not None:
             run_progress.start(pending)
@@ -292,7 +332,8 @@ def _drive(executor: Any, paths: List[Path], ids: List[str], labels: List[str], 
             else:
                 rec.update(status="error", error=outcome[1])
             append_record(tpath, rec)
-            tdone.add((a, job.model, ids[job.clip], keys[a], keys[job.model]))
+            if rec["status"] == "ok":
+                tdone.add((a, job.model, ids[job.clip], keys[a], keys[job.model]))
             if on_transfer is not None:
                 on_transfer(_roundtrip(rec))
 

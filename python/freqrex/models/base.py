@@ -144,10 +144,15 @@ def as_wave_batch(waves) -> np.ndarray:
 
 
 def check_threads(n_threads, name: str = "n_threads") -> None:
-    """A thread count is None (the library's default) or a positive integer, else :class:`ParameterError`."""
+    """A thread count is None (the library's default) or an integer in [1, MAX_N_THREADS] (the core's
+    bound, :data:`freqrex.options.MAX_N_THREADS`), else :class:`ParameterError`."""
+    from ..options import MAX_N_THREADS
+
     if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer))
                                   or n_threads < 1):
         raise ParameterError(f"{name} must be a positive integer, got {n_threads!r}")
+    if n_threads is not None and n_threads > MAX_N_THREADS:
+        raise ParameterError(f"{name} must be at most {MAX_N_THREADS}, got {n_threads!r}")
 
 
 def onnx_session(path: str, *, providers=None, n_threads=None, what: str = "model"):

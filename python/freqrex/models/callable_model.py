@@ -90,8 +90,10 @@ class CallableModel(Model):
         rows in [0, 1] that sum to 1 are probabilities, other scores in
         [0, 1] sigmoid tags, anything else logits (:attr:`output` then
         tells which; the silent probe that finds :attr:`class_names` decides
-        nothing).  A quiet clip's logits can lie in [0, 1]: for runs over
-        many clips say what the model outputs.
+        nothing).  :func:`freqrex.evaluation.evaluate` lets every clip decide
+        anew (:meth:`reset_output_guess`), so a record does not depend on
+        the clips before it.  A quiet clip's logits can lie in [0, 1]: for
+        runs over many clips say what the model outputs.
     fixed_batch : int, optional
         The batch size `fn` only accepts.  ``1`` calls it one waveform at a
         time (shape ``(1, samples)``); a larger value sends chunks of
@@ -264,7 +266,7 @@ class CallableModel(Model):
             bad = int(np.size(scores) - np.count_nonzero(np.isfinite(scores)))
             raise ModelError(f"{self._describe()} returned {bad} NaN or infinite score(s)")
         if self.output == "auto":
-            self.output = _guess_output(scores)
+            self.output = self._guess = _guess_output(scores)
             self._guessed = True
         if self.output == "logits":
             scores = softmax(scores, axis=1)
@@ -280,6 +282,22 @@ class CallableModel(Model):
                 )
             scores = np.clip(scores, 0.0, 1.0)
         return scores.astype(np.float32)
+
+    @property
+    def configured_output(self) -> str:
+        """The ``output`` this model was given: ``"auto"`` while :attr:`output` holds what
+        ``"auto"`` guessed from the scores, else :attr:`output`."""
+        if getattr(self, "_guessed", False) and self.output == getattr(self, "_guess", None):
+            return "auto"
+        return self.output
+
+    def reset_output_guess(self) -> None:
+        """Forget what ``output="auto"`` guessed, so that the next scores decide again (nothing
+        for a model whose output is declared).  :func:`freqrex.evaluation.evaluate` calls it before
+        each clip: a clip's record never depends on the clips scored before it."""
+        if self.configured_output == "auto":
+            self.output = "auto"
+            self._guessed = False
 
     def _describe(self) -> str:
         name = getattr(self._fn, "__name__", None) or type(self._fn).__name__
