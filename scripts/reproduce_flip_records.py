@@ -8,6 +8,13 @@ changed, queries, and SNR within ``--tol-db`` (another machine's floating point
 moves SNRs by ~1e-5 dB).  One JSON line per clip in ``--out`` (resumable);
 prints the differences and exits 1 if any.
 
+Each clip is loaded at the model's sample rate (16 kHz for a model that declares none), as
+``freqrex evaluate`` loaded it.  ``--records`` may be a file a live run is appending to: a last
+line cut short is left out.  ``--out`` is appended one complete, fsynced line at a time; a last
+line cut short by a killed run is cut off when the run resumes.  A clip that cannot be re-run
+(its file gone, a model error) gets a line with its ``error`` and the run goes on; it is tried
+again when the run resumes, and counts as a difference in the exit status.
+
     python scripts/reproduce_flip_records.py --records docs/results/flips-madmom-key-v6.jsonl \\
         --model madmom_key --strategies causal,additive --out /tmp/reproduce-key.jsonl   # ~50 min here
 """
@@ -16,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -51,34 +57,58 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="the first N records")
     args = ap.parse_args(argv)
 
-    from freqrex.evaluation import EvalOptions, evaluate_clip
+    from freqrex.errors import FreqrexError
+
+    try:
+        from freqrex.evaluation import OutputLock
+
+        with OutputLock(args.out):  # a second run on the same --out would re-run its clips twice
+            return run(args)
+    except (FreqrexError, OSError) as exc:  # a bad --records, --out or --model: no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+#: The rate clips are loaded at for a model that declares none (as ``freqrex evaluate`` does).
+DEFAULT_RATE = 16000
+
+
+def run(args) -> int:
+    from freqrex.evaluation import EvalOptions, append_record, evaluate_clip, load_records
     from freqrex.io import load_audio
     from freqrex.models import load_model
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    with open(args.records) as f:
-        records = [r for r in map(json.loads, f) if r.get("model") == args.model and r.get("status") == "ok"]
+    # read only: a last line being written (or cut short) is left out, the file is not touched
+    records = [r for r in load_records(args.records) if r.get("model") == args.model and r.get("status") == "ok"]
     records = records[: args.limit] if args.limit else records
-    done = {}
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            done = {r["clip"]: r for r in map(json.loads, f)}
+    # ours: a last line cut short by a killed run is cut off, so that appending goes on on a clean line
+    done = {r["clip"]: r for r in load_records(args.out, repair=True) if "clip" in r and "error" not in r}
     model = load_model(args.model)
+    rate = int(getattr(model, "sample_rate", None) or DEFAULT_RATE)
+    failed = {}
     for rec in records:
-        if rec["clip"] in done:
+        clip = rec.get("clip")
+        if clip in done:
             continue
-        o = dict(rec["options"], strategies=tuple(strategies), stft=False, ks=tuple(rec["options"]["ks"]))
-        x, sr = load_audio(rec["file"], sample_rate=16000, duration=float(o.get("duration", 30.0)))
-        new = evaluate_clip(x, sr, model, EvalOptions(**o))
-        line = {"clip": rec["clip"], "diffs": compare(rec, new, strategies, args.tol_db)}
+        try:
+            o = dict(rec["options"], strategies=tuple(strategies), stft=False, ks=tuple(rec["options"]["ks"]))
+            x, sr = load_audio(rec["file"], sample_rate=rate, duration=float(o.get("duration", 30.0)))
+            new = evaluate_clip(x, sr, model, EvalOptions(**o))
+            line = {"clip": clip, "diffs": compare(rec, new, strategies, args.tol_db)}
+        except Exception as exc:  # this clip only: say so and go on with the others
+            failed[clip] = f"{type(exc).__name__}: {exc}"
+            line = {"clip": clip, "error": failed[clip]}
+            print(json.dumps(line), file=sys.stderr, flush=True)
+            append_record(args.out, line)
+            continue
         print(json.dumps(line), flush=True)
-        with open(args.out, "a") as f:
-            f.write(json.dumps(line) + "\n")
-        done[rec["clip"]] = line
-    bad = {c: r["diffs"] for c, r in done.items() if r["diffs"]}
-    print(f"{len(done)} clips re-run; {len(bad)} with a flip that differs", file=sys.stderr)
-    return 1 if bad else 0
-
+        append_record(args.out, line)
+        done[clip] = line
+    bad = {c: r["diffs"] for c, r in done.items() if r.get("diffs")}
+    print(f"{len(done)} clips re-run; {len(bad)} with a flip that differs"
+          + (f"; {len(failed)} could not be re-run" if failed else ""), file=sys.stderr)
+    return 1 if bad or failed else 0
 
 if __name__ == "__main__":
     sys.exit(main())

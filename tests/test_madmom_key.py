@@ -206,3 +206,121 @@ def test_every_command_takes_it(tmp_path):
     r = run_cli("models", "--json")
     assert r.returncode == 0
     assert "madmom_key" in [m["name"] for m in json.loads(r.stdout)]
+
+
+# --- sample rates whose FFT-length search never ended (22,000 Hz and the like) ---------------------------
+
+#: Rates that worked before the fix; their FFT lengths (and so every output) must not change.
+WORKING_RATES = (16000, 22050, 44100, 48000, 8000, 11025, 32000, 24000, 96000)
+#: Clip lengths and, per rate, ``_fft_length(n, rate)`` as the former search returned it (recorded from it).
+FFT_NS = (1, 100, 33000, 112077, 270193, 480000, 656351, 1323000, 1437643, 1527975)
+FFT_RECORDED = {
+    16000: (640, 640, 34560, 115200, 276480, 480000, 658560, 1344000, 1440000, 1536000),
+    22050: (2, 100, 33600, 112500, 272160, 480000, 658560, 1323000, 1440000, 1530900),
+    44100: (4, 100, 33600, 112500, 272160, 480000, 658560, 1323000, 1440000, 1530900),
+    48000: (640, 640, 34560, 115200, 276480, 480000, 658560, 1344000, 1440000, 1536000),
+    8000: (320, 320, 33600, 115200, 276480, 480000, 658560, 1344000, 1440000, 1536000),
+    11025: (1, 100, 33075, 112500, 272160, 480000, 658560, 1323000, 1440000, 1530900),
+    32000: (1280, 1280, 34560, 115200, 276480, 480000, 672000, 1344000, 1440000, 1536000),
+    24000: (320, 320, 33600, 115200, 276480, 480000, 658560, 1344000, 1440000, 1536000),
+    96000: (1280, 1280, 34560, 115200, 276480, 480000, 672000, 1344000, 1440000, 1536000),
+}
+#: Rates with a prime factor above 7 in ``rate / gcd(rate, 11025)``: the former search spun forever.
+ODD_RATES = (22000, 44056, 12345)
+
+
+def former_fft_length(n_samples, sample_rate):
+    """The former search (ends only when ``rate / gcd(rate, 11025)`` is 7-smooth), kept as the reference."""
+    import math
+
+    quantum = sample_rate // math.gcd(sample_rate, mk.LOW_RATE)
+    m = -(-n_samples // quantum)
+    while True:
+        if mk._smooth(m * quantum) and mk._smooth(m * quantum * mk.LOW_RATE // sample_rate):
+            return m * quantum
+        m += 1
+
+
+def run_isolated(code, timeout=180):
+    """Run `code` in a fresh interpreter, failing (not hanging) if it does not end within `timeout` s."""
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                           env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"did not end within {timeout} s (an endless loop?)")
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_fft_length_is_unchanged_at_the_rates_that_worked():
+    for rate, lengths in FFT_RECORDED.items():
+        assert tuple(mk._fft_length(n, rate) for n in FFT_NS) == lengths, rate
+    rng = np.random.default_rng(0)
+    for rate in WORKING_RATES:
+        for n in [*range(1, 60), *rng.integers(60, 3_000_000, 150).tolist()]:
+            assert mk._fft_length(n, rate) == former_fft_length(n, rate), (rate, n)
+
+
+def test_outputs_are_bit_identical_at_the_rates_that_worked(monkeypatch):
+    """The front end with the former search plugged in gives the very same spectrograms and probabilities."""
+    rng = np.random.default_rng(2)
+    clips = {rate: (0.1 * rng.standard_normal((2, int(1.7 * rate) + 13))).astype(np.float32)
+             for rate in WORKING_RATES}
+    models = {rate: mk.MadmomKey(sample_rate=rate) for rate in WORKING_RATES}
+    now = {rate: (models[rate].spectrogram(x), models[rate](x)) for rate, x in clips.items()}
+    monkeypatch.setattr(mk, "_fft_length", former_fft_length)
+    for rate, x in clips.items():
+        np.testing.assert_array_equal(models[rate].spectrogram(x), now[rate][0])
+        np.testing.assert_array_equal(models[rate](x), now[rate][1])
+
+
+def test_fft_length_ends_at_every_rate():
+    out = run_isolated(
+        "from freqrex.models.madmom_key import _fft_length\n"
+        f"for rate in {ODD_RATES + (1, 7919, 44089)}:\n"
+        "    for n in (0, 1, 3 * rate, 30 * rate + 11):\n"
+        "        print(rate, n, _fft_length(n, rate))\n", timeout=60)
+    for line in out.split("\n")[:-1]:
+        rate, n, length = map(int, line.split())
+        quantum = rate // np.gcd(rate, mk.LOW_RATE)
+        assert length >= n and length % quantum == 0
+        assert mk._smooth(length // quantum) and mk._smooth(length * mk.LOW_RATE // rate)  # the 11,025 Hz FFT
+        assert length < 2 * max(n, 1) + 2 * quantum  # the smallest 7-smooth multiple is near
+    assert len(out.split("\n")) == 6 * 4 + 1
+
+
+def test_port_matches_madmom_at_rates_whose_search_never_ended(demo, tmp_path):
+    """22,000, 44,056 and 12,345 Hz: the model answers (it used to spin forever), as madmom does."""
+    clips = {rate: resample(demo[8 * SR:11 * SR], SR, rate) for rate in ODD_RATES}
+    np.savez(tmp_path / "clips.npz", **{str(r): c for r, c in clips.items()})
+    run_isolated(
+        "import numpy as np\n"
+        "from freqrex.models.madmom_key import MadmomKey\n"
+        f"clips = np.load({str(tmp_path / 'clips.npz')!r})\n"
+        "out = {}\n"
+        "for rate in clips.files:\n"
+        "    model = MadmomKey(sample_rate=int(rate))\n"
+        "    out['spec' + rate], out['probs' + rate] = model.spectrogram(clips[rate]), model(clips[rate])\n"
+        f"np.savez({str(tmp_path / 'out.npz')!r}, **out)\n")
+    out = np.load(tmp_path / "out.npz")
+    for rate, clip in clips.items():
+        spec_ref, probs_ref = madmom_reference(clip, rate)
+        spec, probs = out[f"spec{rate}"][0], out[f"probs{rate}"][0]
+        assert spec.shape == spec_ref.shape
+        assert np.abs(spec - spec_ref).max() <= TOLERANCE
+        assert np.abs(probs - probs_ref).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("rate", [96001, 192007, 1_000_003, 16000.5, "16000", True, float("nan"), None])
+def test_rates_it_cannot_take_are_refused_up_front(rate):
+    """A rate whose ratio to 44.1 kHz needs a filter of millions of taps, or no rate at all: ParameterError."""
+    with pytest.raises(ParameterError, match="sample_rate"):
+        mk.MadmomKey(sample_rate=rate)
+    with pytest.raises(ParameterError, match="sample_rate"):
+        mk.key_spectrogram(np.zeros(3 * 16000, np.float32), rate)
+
+
+@pytest.mark.parametrize("chunk", [0, -1, 1.5, "4", None])
+def test_bad_chunk(chunk):
+    with pytest.raises(ParameterError, match="chunk"):
+        mk.MadmomKey(chunk=chunk)

@@ -115,3 +115,45 @@ def test_a_quiet_flip_that_loud_tones_hide_is_found():
     assert lim.frequencies_hz[i] == pytest.approx(1000.0)
     assert lim.flip_snr_db[i] == pytest.approx(40.0, abs=0.5)
     assert np.isnan(np.delete(lim.flip_snr_db, i)).all()
+
+
+def test_held_waveforms_respect_the_byte_cap_and_change_nothing(monkeypatch):
+    """Held tone waveforms only save re-synthesis: capped at a few, the limit is the same, and no more
+    than the cap are ever held (uncapped, every tone of a fine grid on a long clip was held: gigabytes)."""
+    from freqrex.manipulation import limit
+    from freqrex.manipulation.perturbation import SpectralClip
+
+    held = []
+    original = SpectralClip.held_waveform
+
+    def spy(self, token, flat, d):
+        wave = original(self, token, flat, d)
+        held.append((len(self._held), self.held_waveforms))
+        return wave
+
+    monkeypatch.setattr(SpectralClip, "held_waveform", spy)
+    x = music_like()
+    kw = dict(fmin=100.0, step_octaves=1 / 24, tol_db=0.25)
+    free = tone_limit(x, SR, ToneTrigger(x, snr=35.0), **kw)
+    n_tones = free.frequencies_hz.size
+    assert n_tones > 3 and max(h for h, _ in held) == n_tones  # the small clip: every tone held
+    held.clear()
+    monkeypatch.setattr(limit, "HELD_BYTES", 3 * 8 * N)  # three clips' worth of float64
+    capped = tone_limit(x, SR, ToneTrigger(x, snr=35.0), **kw)
+    assert max(h for h, _ in held) == 3 and {cap for _, cap in held} == {3}
+    np.testing.assert_array_equal(capped.flip_snr_db, free.flip_snr_db)
+    np.testing.assert_array_equal(capped.frequencies_hz, free.frequencies_hz)
+    assert capped.queries == free.queries
+
+
+def test_held_tones_fit_the_byte_budget():
+    from freqrex.manipulation.limit import HELD_BYTES, held_tones
+
+    n = 30 * 16000
+    assert held_tones(99, n, 16) == 99  # the default grid on 30 s at 16 kHz: all held (380 MB)
+    for step in (0.01, 0.001):
+        tones = tone_grid(n, 16000, 27.5, 8000.0, step).size
+        assert tones > 800
+        assert held_tones(tones, n, 16) * 8 * n <= HELD_BYTES  # was tones * 3.84 MB: 3.1 GB, 30.7 GB
+    assert held_tones(5, 10 ** 9, 16) == 1  # a clip longer than the budget: one at a time
+    assert held_tones(5, 1000, 16) == 16  # never below the clip's default

