@@ -372,3 +372,13 @@ def test_flip_target_that_is_a_digit_but_not_a_number(factory_dir, wavs, capsys)
     assert _target("1", model) == 1 and _target(" 2 ", model) == 2 and _target("MID", model) == 1
     with pytest.raises(ParameterError):
         _target("³", model)
+
+
+def test_built_in_models_keep_their_records_under_their_own_name():
+    """After models without a name were refused, evaluate(clips, [load_model("madmom_key")]) was too."""
+    from freqrex.evaluation.runner import _model_name
+    from freqrex.models import load_model
+
+    assert _model_name(load_model("madmom_key")) == "madmom_key"
+    assert _model_name(load_model("madmom_key", sample_rate=22050)) == "madmom_key (sample_rate=22050)"
+    assert _model_name(load_model("madmom_key", chunk=2)) == "madmom_key"  # chunking changes no score

@@ -454,6 +454,9 @@ class MadmomKey(Model):
 
     Attributes
     ----------
+    name : str
+        ``"madmom_key"``, with the sample rate and path when not the defaults:
+        what ``freqrex.evaluate`` keeps its records under.
     sample_rate : int
         As given (default 16000).
     class_names : list of str
@@ -490,6 +493,10 @@ class MadmomKey(Model):
         self.sample_rate = sample_rate
         self.chunk = int(chunk)
         self.class_names = list(KEY_LABELS)
+        # what records are kept under (chunk and threads change no score)
+        options = ([f"sample_rate={sample_rate}"] if sample_rate != 16000 else []) + (
+            [f"path={os.fspath(path)}"] if path is not None else [])
+        self.name = "madmom_key" + (f" ({', '.join(options)})" if options else "")
         if path is None:
             path = find_model_file()
             if path is None:

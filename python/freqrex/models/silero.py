@@ -84,6 +84,9 @@ class SileroVAD(Model):
 
     Attributes
     ----------
+    name : str
+        ``"silero_vad"`` (with the path when one is given): what
+        ``freqrex.evaluate`` keeps its records under.
     sample_rate : int
         16000.
     class_names : list of str
@@ -112,6 +115,8 @@ class SileroVAD(Model):
         if int(batch_size) < 1:
             raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        # what records are kept under (batch size and threads change no score)
+        self.name = "silero_vad" if path is None else f"silero_vad (path={os.fspath(path)})"
         if path is None:
             path = find_model_file()
             if path is None:
