@@ -382,3 +382,22 @@ def test_built_in_models_keep_their_records_under_their_own_name():
     assert _model_name(load_model("madmom_key")) == "madmom_key"
     assert _model_name(load_model("madmom_key", sample_rate=22050)) == "madmom_key (sample_rate=22050)"
     assert _model_name(load_model("madmom_key", chunk=2)) == "madmom_key"  # chunking changes no score
+
+
+def test_explain_dir_decides_auto_output_per_clip_too(tmp_path):
+    """`freqrex explain DIR` kept the first clip's guess for the whole folder."""
+    from freqrex.evaluation.explain_many import explain_many
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    save_wav(clips / "a_quiet.wav", 0.01 * _clip(1), SR, subtype="FLOAT")
+    save_wav(clips / "b_loud.wav", _clip(2), SR, subtype="FLOAT")
+    opts = dict(budget=24, iterations=2, rule="minimal", max_queries=None)
+    results = explain_many([clips], CallableModel(_band_logits, sample_rate=SR, output="auto"), tmp_path / "out",
+                           explain_options=opts, quality=False)
+    assert [r["status"] for r in results] == ["ok", "ok"], [r.get("error") for r in results]
+    alone = explain_many([clips / "b_loud.wav"], CallableModel(_band_logits, sample_rate=SR, output="auto"),
+                         tmp_path / "alone", explain_options=opts, quality=False)
+    assert alone[0]["status"] == "ok"
+    summary = lambda r: json.loads((Path(r["folder"]) / "summary.json").read_text())  # noqa: E731
+    assert summary(results[1])["target"] == summary(alone[0])["target"]

@@ -38,8 +38,7 @@ def run_job(kind: str, model: Any, payload: Dict[str, Any],
         if audio is not None and not (isinstance(audio, np.ndarray) and audio.flags.writeable):
             # arrays from Ray's object store are read-only views: the core and the model get a copy
             payload = {**payload, "audio": np.array(audio, dtype=np.float32, copy=True)}
-        if kind in ("clip", "transfer"):
-            fresh_output_guess(model)  # "auto" decides on each clip's own scores, whatever came before
+        fresh_output_guess(model)  # "auto" decides on each clip's own scores, whatever came before
         if kind == "clip":
             from .protocol import evaluate_clip
 
