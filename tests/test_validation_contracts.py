@@ -310,11 +310,11 @@ def test_summaries_pages_and_locks_in_an_unmakeable_folder_are_freqrex_errors(tm
 
     blocker = tmp_path / "afile"
     blocker.write_text("x")
-    with pytest.raises(ParameterError, match="is a file"):
+    with pytest.raises(ParameterError, match="file"):
         write_summary([], blocker / "s.md")
-    with pytest.raises(ParameterError, match="is a file"):
+    with pytest.raises(ParameterError, match="file"):
         write_page(blocker / "r.html", "<html></html>")
-    with pytest.raises(ParameterError, match="is a file"):
+    with pytest.raises(ParameterError, match="file"):
         OutputLock(blocker / "r.jsonl").acquire()
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"

@@ -20,11 +20,18 @@ def _write_error(path: Path, exc: OSError) -> Exception:
 
 
 def make_folder(folder: Union[str, "os.PathLike[str]"]) -> Path:
-    """Make ``folder`` and its parents: a part of its path that is a file is a ParameterError, any
-    other OS failure (no permission, a read-only or missing mount) an AudioFileError."""
+    """Make ``folder`` and its parents: an existing file there or a part of its path that is a file
+    is a ParameterError, any other OS failure (no permission, a read-only or missing mount) an
+    AudioFileError."""
     from .errors import AudioFileError, ParameterError
 
     out = Path(os.fspath(folder))
+    try:
+        taken = out.exists() and not out.is_dir()
+    except OSError as exc:  # a part of the path that cannot be searched
+        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
+    if taken:
+        raise ParameterError(f"the output folder {out} names an existing file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
@@ -143,16 +150,7 @@ def begin_save(directory: Union[str, "os.PathLike[str]"], kind: str) -> Path:
     manifest first, so a save interrupted anywhere (a kill, a full disk) leaves a
     folder that :func:`check_saved` refuses instead of a mix of two runs.
     """
-    from .errors import AudioFileError, ParameterError
-
-    out = Path(os.fspath(directory))
-    try:
-        taken = out.exists() and not out.is_dir()
-    except OSError as exc:  # a part of the path that cannot be searched
-        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
-    if taken:
-        raise ParameterError(f"the output folder {out} names an existing file, not a folder")
-    make_folder(out)
+    out = make_folder(directory)
     write_text(out / manifest_name(kind), json.dumps({"format": _FORMAT, "kind": kind, "complete": False}))
     return out  # write_text: an unwritable folder is an AudioFileError, like the mkdir above
 

@@ -66,20 +66,9 @@ def _as_file_error(path: Path, exc: BaseException) -> BaseException:
 
 def _make_output(out: Path) -> None:
     """Make the output directory, its failures mapped as :func:`freqrex._atomic.begin_save` maps them."""
-    from ..errors import AudioFileError, ParameterError
+    from .._atomic import make_folder
 
-    try:
-        taken = out.exists() and not out.is_dir()
-    except OSError as exc:  # a part of the path that cannot be searched
-        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
-    if taken:
-        raise ParameterError(f"the output folder {out} names an existing file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise ParameterError(f"cannot make the output folder {out}: a part of its path is a file") from exc
-    except OSError as exc:  # no permission, a read-only or missing mount
-        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
+    make_folder(out)
 
 
 @contextlib.contextmanager

@@ -611,11 +611,19 @@ mod tests {
 
     /// Answer an extraction until it is done: `keep(c)` is the outcome of keeping the prefix of
     /// length `c`; removing at least `crit` elements makes class 1 the top-1.
-    fn drive(e: &mut Extraction, batch: usize, crit: usize, keep: impl Fn(usize) -> Outcome) {
+    /// Returns the probes asked, in order.
+    fn drive(
+        e: &mut Extraction,
+        batch: usize,
+        crit: usize,
+        keep: impl Fn(usize) -> Outcome,
+    ) -> Vec<Probe> {
+        let mut asked = Vec::new();
         while let Ok(probes) = e.ask(batch) {
             if probes.is_empty() {
                 break;
             }
+            asked.extend(probes.iter().copied());
             let outs: Vec<Outcome> = probes
                 .iter()
                 .map(|p| match *p {
@@ -629,6 +637,7 @@ mod tests {
                 .collect();
             e.tell(&outs).unwrap();
         }
+        asked
     }
 
     /// Drive an extraction against a synthetic predicate: the class holds when
@@ -728,29 +737,11 @@ mod tests {
                     ..Default::default()
                 };
                 let mut e = Extraction::new(opts, n, 0, 0.9).unwrap();
-                let mut asked = Vec::new();
-                while let Ok(probes) = e.ask(1) {
-                    if probes.is_empty() {
-                        break;
-                    }
-                    asked.extend(probes.iter().copied());
-                    let outs: Vec<Outcome> = probes
-                        .iter()
-                        .map(|p| match *p {
-                            Probe::Keep(c) => Outcome {
-                                top: if c >= need { 0 } else { 1 },
-                                score: if c >= full { 0.9 } else { 0.5 },
-                                margin: 0.0,
-                            },
-                            Probe::Remove(c) => Outcome {
-                                top: if c >= crit { 1 } else { 0 },
-                                score: 0.0,
-                                margin: 0.0,
-                            },
-                        })
-                        .collect();
-                    e.tell(&outs).unwrap();
-                }
+                let asked = drive(&mut e, 1, crit, |c| Outcome {
+                    top: if c >= need { 0 } else { 1 },
+                    score: if c >= full { 0.9 } else { 0.5 },
+                    margin: 0.0,
+                });
                 let s = e.sets();
                 let kept = |c: usize| asked.contains(&Probe::Keep(c));
                 let case = format!("allowance {allowance}, batch {batch}: {s:?}, asked {asked:?}");
