@@ -11,14 +11,14 @@ A clip that fails is reported and the run goes on.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .._atomic import make_folder
 from .jobs import error_text, write_folder
-from .records import OutputLock, find_audio
+from .records import find_audio, locked
 
 
 def output_folder(path: Path, root: Optional[Path]) -> Path:
@@ -62,32 +62,6 @@ def _as_file_error(path: Path, exc: BaseException) -> BaseException:
     if isinstance(exc, OSError) and not isinstance(exc, FreqrexError):
         return AudioFileError(f"cannot write {path}: {exc.strerror or exc}")
     return exc
-
-
-def _make_output(out: Path) -> None:
-    """Make the output directory, its failures mapped as :func:`freqrex._atomic.begin_save` maps them."""
-    from .._atomic import make_folder
-
-    make_folder(out)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[OutputLock]:
-    """Hold :class:`OutputLock` on ``path`` for the ``with`` block; a lock file that cannot be
-    made (no permission, a read-only disk) is an AudioFileError, a held lock a ParameterError."""
-    from ..errors import FreqrexError
-
-    lock = OutputLock(path)
-    try:
-        lock.acquire()
-    except FreqrexError:
-        raise
-    except OSError as exc:
-        raise _as_file_error(lock.path, exc) from exc
-    try:
-        yield lock
-    finally:
-        lock.release()
 
 
 def explain_many(
@@ -148,13 +122,13 @@ def explain_many(
 
             raise ParameterError(f"{f} and {seen[folder]} would share the output folder {out / folder}")
         seen[folder] = f
-    _make_output(out)
+    make_folder(out)  # a file there or in its path: ParameterError; no permission: AudioFileError
     results: List[Dict[str, Any]] = []
     # what makes an explanation in a folder this run's: a folder made otherwise is never skipped as
     # done, nor overwritten
     run = json.loads(json.dumps({"model": model_name, "explain": explain_options, "duration": duration,
                                  "quality": bool(quality)}, sort_keys=True, default=str))
-    with _locked(out / ".explain"):
+    with locked(out / ".explain"):
         todo = []
         for f, folder in files:
             summary = out / folder / "summary.json"

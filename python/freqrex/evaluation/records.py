@@ -269,8 +269,12 @@ class OutputLock:
         except OSError:
             os.close(fd)
             raise ParameterError(self._busy()) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # a full disk
+            os.close(fd)
+            raise AudioFileError(f"cannot write the lock file {self.path}: {exc.strerror or exc}") from exc
         self._fd = fd
         return self
 

@@ -87,13 +87,13 @@ def art_excess_db(original, delta, sample_rate, *, n_fft: int = 2048, hop_length
     n = art.threshold_db.shape[0]
     x = np.asarray(d, dtype=np.float32).astype(np.float64)
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop_length][:n]
-    spec = np.fft.rfft(frames * _stft.hann(n_fft), axis=-1)
+    magnitude = np.abs(ART_GAIN * np.fft.rfft(frames * _stft.hann(n_fft), axis=-1))
     with np.errstate(divide="ignore"):
-        psd = 96.0 - art.psd_max_db + 20.0 * np.log10(np.abs(ART_GAIN * spec) / n_fft)
+        psd = 96.0 - art.psd_max_db + 20.0 * np.log10(magnitude / n_fft)
     # a cell the change leaves silent is never over the threshold, even where ART's threshold is
     # -inf (a frame of digital silence: -inf - -inf would be NaN)
     with np.errstate(invalid="ignore"):
-        return np.where(np.abs(spec) > 0, psd - art.threshold_db, -np.inf)
+        return np.where(magnitude > 0, psd - art.threshold_db, -np.inf)
 
 
 def audibility(original, perturbed, sample_rate, *, n_fft: int = 2048, hop_length: int = 512,
