@@ -7,11 +7,12 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 from .._atomic import write_text
+from .._records import record_clip_id, run_key, standing  # noqa: F401  (record_clip_id: re-exported)
 from ..errors import AudioFileError, ParameterError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au")
@@ -165,25 +166,11 @@ def clip_labels(files: Sequence[os.PathLike]) -> List[str]:
     return labels
 
 
-def record_clip_id(rec: Dict[str, Any]) -> Optional[str]:
-    """The clip id of a record (``clip_id``; records of older versions: their ``file`` resolved)."""
-    if rec.get("clip_id"):
-        return str(rec["clip_id"])
-    if rec.get("file"):
-        return clip_id(rec["file"])
-    return None
-
-
 def current_records(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The records that stand, in file order: per model, protocol and clip the first ``ok`` record, else
-    the last error (a clip that failed is retried when the run resumes; its error stays in the file)."""
-    best: Dict[Tuple[Any, Any, Any], int] = {}
-    for i, rec in enumerate(records):
-        key = (rec.get("model"), rec.get("protocol"), record_clip_id(rec))
-        j = best.get(key)
-        if j is None or records[j].get("status") != "ok":  # an ok record stands; else the latest
-            best[key] = i
-    return [records[i] for i in sorted(best.values())]
+    the last error (a clip that failed is retried when the run resumes; its error stays in the file).
+    A record without a clip id stands on its own (:func:`freqrex._records.standing`)."""
+    return standing(records, run_key)
 
 
 #: Fields that differ between two runs of the same evaluation: wall time, host and worker.

@@ -13,7 +13,8 @@ from .._atomic import make_folder, write_text
 from ..viz.html import markdown_table
 from .protocol import PAPER, STRATEGIES
 from ..errors import ParameterError, ResultFileError
-from .records import _clean, _num, clip_id, current_records
+from .._records import standing
+from .records import _clean, _num, clip_id
 from .results import ClipRecord, FlipSummary
 
 
@@ -108,9 +109,7 @@ def _clip_key(r: ClipRecord, i: int) -> str:
 def _standing(recs: List[ClipRecord]) -> List[ClipRecord]:
     """:func:`~.records.current_records` of typed records: per model, protocol and clip the first ``ok``
     record, else the last error (an error that a later retry superseded is not counted)."""
-    keyed = [{"model": r.model, "protocol": r.protocol, "clip_id": _clip_key(r, i), "status": r.status, "i": i}
-             for i, r in enumerate(recs)]
-    return [recs[d["i"]] for d in current_records(keyed)]
+    return standing(recs, lambda r, i: (r.model, r.protocol, _clip_key(r, i)), ok=lambda r: r.status == "ok")
 
 
 def _group_name(model: Any, protocol: Any, protocols: Mapping[Any, List[Any]]) -> str:

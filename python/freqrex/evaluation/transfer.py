@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .._records import standing
 from ..errors import ResultFileError
 from ..viz.html import markdown_table
 
@@ -203,14 +204,12 @@ def transfer_sets(audio: np.ndarray, sample_rate: int, model: Any,
 def _current_transfers(records: List[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
     """Per source, target, their protocols and clip: the first ``ok`` record, else the last error
     (as :func:`~.records.current_records` for evaluation records)."""
-    best: Dict[Any, int] = {}
-    for i, rec in enumerate(records):
-        key = (rec.get("source"), rec.get("target"), rec.get("source_protocol"), rec.get("target_protocol"),
-               rec.get("clip_id") or rec.get("file") or rec.get("clip") or f"record:{i}")
-        j = best.get(key)
-        if j is None or records[j].get("status") != "ok":
-            best[key] = i
-    return [records[i] for i in sorted(best.values())]
+    def key(rec: Mapping[str, Any], i: int) -> Any:
+        clip = rec.get("clip_id") or rec.get("file") or rec.get("clip")
+        return None if not clip else (rec.get("source"), rec.get("target"), rec.get("source_protocol"),
+                                      rec.get("target_protocol"), clip)
+
+    return standing(records, key)
 
 
 def transfer_matrix(records: Iterable[Dict[str, Any]],

@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from .._records import record_clip_id, run_key, standing
 from ..errors import FreqrexError, ParameterError
 from .html import cell, fmt_num, href_of_path, markdown_html, render_page, write_page
 from .report import write_explanation_report
@@ -200,22 +201,9 @@ def _row_name(record: Mapping[str, Any], index: int) -> str:
     return f"clip {name}" if name else f"row {index + 1}"
 
 
-def _record_clip_id(record: Mapping[str, Any]) -> Optional[str]:
-    """A record's clip id, as :func:`freqrex.evaluation.records.record_clip_id` reads it: ``clip_id``,
-    else its ``file`` resolved (records of older versions); None without either."""
-    if record.get("clip_id"):
-        return str(record["clip_id"])
-    if record.get("file"):
-        try:
-            return Path(record["file"]).resolve().as_posix()
-        except (TypeError, ValueError, OSError, RuntimeError):  # not a path: it identifies nothing
-            return None
-    return None
-
-
 def _clip_key(record: Mapping[str, Any], index: int) -> Any:
     """What identifies a record's clip: its clip id, else its first identifying field, else its row."""
-    cid = _record_clip_id(record)
+    cid = record_clip_id(record)
     if cid is not None:
         return ("id", cid)
     name = next((record.get(k) for k in _ID_KEYS
@@ -225,32 +213,10 @@ def _clip_key(record: Mapping[str, Any], index: int) -> Any:
 
 
 def _standing(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The records that stand, in file order: per model, protocol and clip the first ``ok`` record,
-    else the last error (a clip that failed is retried when a run resumes; its error stays in the file).
-
-    The rule of :func:`freqrex.evaluation.records.current_records`, for the records that have a clip
-    id; records without one (not written by ``freqrex evaluate``) all stand.
-    """
-    best: Dict[Tuple[Any, Any, Any], int] = {}
-    keyed = set()
-    for i, r in enumerate(records):
-        key = (r.get("model"), r.get("protocol"), _record_clip_id(r))
-        if key[2] is None or not _hashable(key):  # a model field that is a list: compared with nothing
-            continue
-        keyed.add(i)
-        j = best.get(key)
-        if j is None or records[j].get("status") != "ok":  # an ok record stands; else the latest
-            best[key] = i
-    stand = set(best.values())
-    return [r for i, r in enumerate(records) if i not in keyed or i in stand]
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
+    """The records that stand (:func:`freqrex._records.standing`, the rule of
+    :func:`freqrex.evaluation.records.current_records`): per model, protocol and clip the first ``ok``
+    record, else the last error; records without a clip id all stand."""
+    return standing(records, run_key)
 
 
 def _flips_table(records: List[Dict[str, Any]], links: List[Optional[str]]) -> Dict[str, Any]:
