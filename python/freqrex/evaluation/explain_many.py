@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .._atomic import make_folder
+from .._atomic import _write_error, make_folder
+from ..errors import FreqrexError
 from .jobs import error_text, write_folder
 from .records import find_audio, locked
 
@@ -52,16 +53,6 @@ def _run_of(summary: Path, run: Dict[str, Any]) -> Dict[str, Any]:
     if s.get("model", run["model"]) != run["model"]:
         differs["model"] = s.get("model")
     return run if not differs else {**run, "explain": {**run["explain"], **differs}}
-
-
-def _as_file_error(path: Path, exc: BaseException) -> BaseException:
-    """freqrex's error for a failure writing ``path``: an OSError (no permission, a full disk)
-    becomes :class:`~freqrex.errors.AudioFileError`; freqrex's own errors and others pass as they are."""
-    from ..errors import AudioFileError, FreqrexError
-
-    if isinstance(exc, OSError) and not isinstance(exc, FreqrexError):
-        return AudioFileError(f"cannot write {path}: {exc.strerror or exc}")
-    return exc
 
 
 def explain_many(
@@ -159,7 +150,8 @@ def explain_many(
                 try:
                     write_folder(out / folder, outcome[1]["files"])
                 except Exception as exc:  # noqa: BLE001 - a folder that cannot be written fails its clip
-                    res.update(status="error", error=error_text(_as_file_error(out / folder, exc)))
+                    res.update(status="error", error=error_text(exc if isinstance(exc, FreqrexError) or not isinstance(exc, OSError)
+                                                      else _write_error(out / folder, exc)))
                 else:
                     res.update(status="ok", summary=outcome[1]["summary"])
             else:
