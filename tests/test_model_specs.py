@@ -241,3 +241,24 @@ def test_readme_your_own_model_examples_run(tmp_path, hf_dirs, wav, onnx_file):
         exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["e"].target_name in ("a", "b", "c")
     assert namespace["r"].original_name in ("loud", "quiet")
+
+
+def test_evaluate_names_a_file_or_folder_model_after_its_path(tmp_path, hf_dirs, wav, onnx_file):
+    """evaluate() refused an OnnxModel or HuggingFaceModel made from a path ("name the model"): the path
+    tells it from every other, and the adapter's options from the same file read another way."""
+    from freqrex.evaluation import EvalOptions, evaluate
+    from freqrex.evaluation.records import load_records
+    from freqrex.models import HuggingFaceModel, OnnxModel
+
+    fast = EvalOptions(explain_budget=10, explain_iterations=1, flip_budget=4, ks=(1,), strategies=("causal",),
+                       stft=False, equal_total=False)
+    out = tmp_path / "r.jsonl"
+    onnx = evaluate([wav], OnnxModel(onnx_file, sample_rate=SR, output="logits"), out, options=fast)
+    hub = evaluate([wav], HuggingFaceModel(hf_dirs["hubert"]), out, options=fast)
+    assert onnx[0]["model"].startswith(onnx_file) and "output=logits" in onnx[0]["model"]
+    assert hub[0]["model"].startswith(hf_dirs["hubert"])
+    assert hub[0]["original"]["name"] in NAMES and onnx[0]["original"]["name"] in ("0", "1", "2")
+    again = evaluate([wav], OnnxModel(onnx_file, sample_rate=SR, output="logits"), out, options=fast)
+    assert again[0]["model"] == onnx[0]["model"] and len(load_records(out)) == 2  # resumed, not rerun
+    other = evaluate([wav], OnnxModel(onnx_file, sample_rate=SR, output="probabilities"), out, options=fast)
+    assert other[0]["model"] != onnx[0]["model"] and len(load_records(out)) == 3  # the same file read another way

@@ -32,7 +32,9 @@ def _model_name(model: Any) -> str:
     """The name a run keeps its records under when none is given: a built-in name or path, a Model's
     ``name``, a function's qualified name (two functions never share records), for a model that wraps a
     function (:class:`~freqrex.models.CallableModel`, what :func:`~freqrex.models.as_model` makes of
-    one) that name with the adapter's options.  A lambda, or a model object with nothing that tells it
+    one) that name with the adapter's options, for an adapter of a file or folder (an
+    :class:`~freqrex.models.OnnxModel` or :class:`~freqrex.models.HuggingFaceModel` made from a path)
+    the path with the adapter's options.  A lambda, or a model object with nothing that tells it
     from another of its class, needs one (``model_name=``): two such models would share their records."""
     import types
 
@@ -52,8 +54,10 @@ def _model_name(model: Any) -> str:
 
     fn = _own_attribute(model, "fn") if isinstance(model, FunctionModel) else (
         _own_attribute(model, "_fn") if isinstance(model, CallableModel) else None)
-    if isinstance(fn, types.FunctionType):
-        base = _model_name(fn)  # a lambda: the ParameterError above
+    source = _own_attribute(model, "source") if isinstance(model, CallableModel) else None
+    if isinstance(fn, types.FunctionType) or (isinstance(source, str) and source and source != "<bytes>"):
+        # a function, or a file or folder (OnnxModel, HuggingFaceModel from a path): that, with the options
+        base = _model_name(fn) if isinstance(fn, types.FunctionType) else source  # a lambda: the error above
         if isinstance(model, FunctionModel):
             return base  # what evaluate() makes of the function itself: the same model, the same records
         output = getattr(model, "configured_output", None) or getattr(model, "output", None)
@@ -97,7 +101,8 @@ def evaluate(
 
     ``model_name`` (the records' ``model``) defaults to a name string or path
     as given, a model's ``name``, a function's qualified name, or for a
-    :class:`~freqrex.models.CallableModel` of a function that name with the
+    :class:`~freqrex.models.CallableModel` of a function (or an ONNX file or
+    Hugging Face folder given as a path) that name or path with the
     adapter's options; a lambda, or a model object nothing tells from another
     of its class, is a :class:`ParameterError` without one.
 
