@@ -292,3 +292,15 @@ def test_art_eval_runs_a_clip_once_when_two_flip_files_hold_it(tmp_path, monkeyp
     assert calls == ["simba"]
     assert [(r["clip"], r["attack"]) for r in load_records(out)] == [("c0", "simba")]
     assert "| m | simba | 1 |" in capsys.readouterr().out
+
+
+def test_the_per_clip_table_does_not_depend_on_the_order_records_were_written_in():
+    """Two workers append records in whichever order they finish: the table (and so the published
+    summary) followed that order, a rerun with another worker count changed a published file."""
+    recs = [record(c, model=m, snr=10.0 + i) for i, (c, m) in
+            enumerate([("c2", "m2"), ("c0", "m1"), ("c1", "m2"), ("c1", "m1"), ("c0", "m2")])]
+    md = per_clip_markdown(recs)
+    assert md == per_clip_markdown(list(reversed(recs))) == per_clip_markdown(recs[2:] + recs[:2])
+    rows = [line.split("|")[1:3] for line in rows_of(md)[1:] if not line.startswith("|---")]
+    assert [(c.strip(), m.strip()) for c, m in rows] == [("c0", "m1"), ("c1", "m1"), ("c0", "m2"), ("c1", "m2"),
+                                                         ("c2", "m2")]

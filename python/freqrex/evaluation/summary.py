@@ -448,10 +448,12 @@ def per_clip_markdown(records: Iterable[Union[Dict[str, Any], ClipRecord]],
     SNR, and whether it stays under ART's threshold in every cell) and, when ``limits`` (records of
     ``scripts/tone_limit_eval.py``) hold the clip, the exhaustive one-tone limit.  ``field``:
     ``"fft_flips"`` (equal total queries, the default) or ``"fft_flips_given_explanation"``.
-    The records that stand, one group per model and protocol as in :func:`summarize`.
+    The records that stand, one group per model and protocol as in :func:`summarize`, by model and
+    then clip name, whatever order they were written in.
     """
     lim = _limits_by_clip(limits)
-    named = _groups(records)["in_order"]
+    # by model, then clip: the table never depends on the order the records were written in (workers)
+    named = sorted(_groups(records)["in_order"], key=lambda nr: (nr[0], _clip_stem(nr[1].clip or nr[1].file or "?")))
     if not named:
         return ""
     recs = [r for _, r in named]
