@@ -5,7 +5,8 @@ For every record of ``freqrex evaluate`` (``--flips``), runs HopSkipJump and
 SimBA (``benches/peers/art_flips.py``) on the same clip and model with the
 total query budget of freqrex's causal k = 1 flip on that clip (explanation
 included), and appends one JSON line per (clip, model) to ``--out``
-(resumable).  ``--summary`` prints the flip rate by SNR beside freqrex's.
+(resumable; several processes may share ``--out``, each with its ``--shard I/N`` of
+the clips, and none repeats an attack another has recorded).  ``--summary`` prints the flip rate by SNR beside freqrex's.
 
     python scripts/run_art_eval.py --flips docs/results/flips-msd-musicnn.jsonl \
         --out docs/results/art-peers.jsonl --attack hopskipjump --attack simba
@@ -78,12 +79,22 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--attack", action="append", default=None, help="hopskipjump, simba, square")
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="only the flips records whose index modulo N is I (0 <= I < N): N processes, one each")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--summary", action="store_true", help="only print the summary table")
     args = p.parse_args(argv)
     attacks = args.attack or ["hopskipjump", "simba"]
     flips = [r for f in args.flips for r in load_records(f) if r.get("status") == "ok"]
     flips = flips[: args.limit] if args.limit else flips
+    if args.shard is not None:
+        try:
+            index, count = (int(v) for v in args.shard.split("/"))
+        except ValueError:
+            p.error(f"--shard takes I/N (two integers), got {args.shard!r}")
+        if not 0 <= index < count:
+            p.error(f"--shard {args.shard}: I must lie in 0..N-1")
+        flips = flips[index::count]
     models = {}
     if not args.summary:  # --summary only prints: it never starts an attack, nor writes
         done = {(r["clip"], r["model"], r["attack"]) for r in load_records(args.out, repair=True)}
@@ -91,6 +102,9 @@ def main(argv=None) -> int:
             budget = int(rec["fft_flips"]["causal"]["1"]["queries"])
             for attack in attacks:
                 key = (rec["clip"], rec["model"], attack)
+                # read afresh before each attack: another process on the same --out may have recorded it
+                # (no repair here: it rewrites the file, and would drop a line the other appends meanwhile)
+                done |= {(r["clip"], r["model"], r["attack"]) for r in load_records(args.out)}
                 if key in done:  # recorded, or run already for another --flips file's record of the clip
                     continue
                 model = models.setdefault(rec["model"], load_model(rec["model"]))

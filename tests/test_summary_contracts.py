@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from freqrex.errors import ResultFileError
-from freqrex.evaluation import load_records, summarize, summary_markdown
+from freqrex.evaluation import append_record, load_records, summarize, summary_markdown
 from freqrex.evaluation.summary import limit_comparison, limit_markdown, per_clip_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,6 +292,41 @@ def test_art_eval_runs_a_clip_once_when_two_flip_files_hold_it(tmp_path, monkeyp
     assert calls == ["simba"]
     assert [(r["clip"], r["attack"]) for r in load_records(out)] == [("c0", "simba")]
     assert "| m | simba | 1 |" in capsys.readouterr().out
+
+
+def test_art_eval_shards_split_the_clips_and_skip_what_another_process_recorded(tmp_path, monkeypatch, capsys):
+    art = _art_script()
+    calls = []
+    out = tmp_path / "art.jsonl"
+
+    class Model:
+        sample_rate = 8000
+
+    def attack(x, sr, model, *, attack, budget, seed, original_class):
+        calls.append((x, attack))
+        if x == "c1.wav":  # meanwhile another process records c3's attack
+            append_record(out, {**_art_row("c3", "simba", 30.0, 500), "model": "m"})
+        return {"success": True, "queries": budget, "snr_db": 25.0, "db_x": -20.0, "margin_db": -2.0,
+                "new_class": 1, "elapsed_s": 0.1}
+
+    monkeypatch.setattr(art, "attack_clip", attack)
+    monkeypatch.setattr(art, "load_model", lambda name: Model())
+    monkeypatch.setattr(art, "load_audio", lambda path, **k: (Path(path).name, 8000))
+    flips = tmp_path / "flips.jsonl"
+    recs = [record(f"c{i}") for i in range(5)]
+    for rec in recs:
+        rec["options"]["duration"] = 1.0
+        rec["file"] = f"/data/{rec['clip']}.wav"
+    flips.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert art.main(["--flips", str(flips), "--out", str(out), "--attack", "simba", "--shard", "1/2"]) == 0
+    assert calls == [("c1.wav", "simba")]  # c1 and c3 are shard 1 of 2; c3 was recorded meanwhile
+    assert art.main(["--flips", str(flips), "--out", str(out), "--attack", "simba", "--shard", "0/2"]) == 0
+    assert [c for c, _ in calls] == ["c1.wav", "c0.wav", "c2.wav", "c4.wav"]
+    assert sorted(r["clip"] for r in load_records(out)) == ["c0", "c1", "c2", "c3", "c4"]
+    for bad in ("2/2", "1", "a/b"):
+        with pytest.raises(SystemExit):
+            art.main(["--flips", str(flips), "--out", str(out), "--shard", bad])
+    capsys.readouterr()
 
 
 def test_the_per_clip_table_does_not_depend_on_the_order_records_were_written_in():
