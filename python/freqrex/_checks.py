@@ -1,10 +1,12 @@
-"""Checks of user input: audio, sample rates and model outputs."""
+"""Checks of user input: numbers and choices, audio, sample rates and model outputs."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
@@ -17,6 +19,32 @@ MAX_SAMPLE_RATE = 1_536_000
 MAX_ABS_SAMPLE = 1e6
 #: A clip whose samples all lie within this of their mean is silent (or constant).
 SILENCE = 1e-7
+
+
+def check_int(value: Any, name: str, low: int, high: Optional[int] = None) -> int:
+    """``value`` as an int in ``[low, high]`` (``high=None``: no upper bound), or a ParameterError
+    naming ``name``; bools are refused, NumPy integers taken."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ParameterError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def check_real(value: Any, name: str) -> float:
+    """``value`` as a finite float, or a ParameterError (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ParameterError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_choice(value: Any, name: str, allowed: Tuple[str, ...]) -> str:
+    """``value`` if it is one of ``allowed``, else a ParameterError."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ParameterError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
 
 
 def check_audio(audio: Any) -> np.ndarray:

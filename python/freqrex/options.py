@@ -7,8 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple, Union
 
-import numpy as np
-
+from ._checks import check_choice, check_int
 from .errors import ParameterError
 
 SPACES = ("fft", "stft")
@@ -77,12 +76,7 @@ class ExplainOptions:
             v = getattr(self, name)
             if v is None and optional:
                 return
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ParameterError(f"{name} must be an integer, got {v!r}")
-            if v < lo or (hi is not None and v > hi):
-                rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-                raise ParameterError(f"{name} must be {rng}, got {v}")
-            object.__setattr__(self, name, int(v))
+            object.__setattr__(self, name, check_int(v, name, lo, hi))
 
         def real(name: str, *, optional: bool = False) -> Optional[float]:
             v = getattr(self, name)
@@ -98,9 +92,7 @@ class ExplainOptions:
             return f
 
         def choice(name: str, allowed: Tuple[str, ...]) -> None:
-            v = getattr(self, name)
-            if v not in allowed:
-                raise ParameterError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {v!r}")
+            check_choice(getattr(self, name), name, allowed)
 
         choice("space", SPACES)
         choice("cuts", CUTS)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from .._checks import check_int
 from ..errors import ParameterError
 from ..manipulation import STRATEGIES, flip
 from ..manipulation.options import CHANGES, FlipOptions
@@ -122,10 +123,7 @@ class EvalOptions:
 
     def __post_init__(self) -> None:
         def pos_int(name: str, low: int = 1) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-                raise ParameterError(f"{name} must be an integer >= {low}, got {v!r}")
-            object.__setattr__(self, name, int(v))
+            object.__setattr__(self, name, check_int(getattr(self, name), name, low))
 
         for name in ("explain_budget", "explain_iterations", "flip_budget",
                      "stft_explain_iterations", "stft_k", "stft_flip_budget", "n_fft", "hop_length"):

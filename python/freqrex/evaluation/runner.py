@@ -19,6 +19,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._checks import check_int
 from ..errors import ParameterError
 from .jobs import error_text
 from .protocol import RECORD_VERSION, EvalOptions
@@ -190,8 +191,7 @@ def evaluate_many(
 
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ParameterError(f"limit must be a positive integer, got {limit!r}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ParameterError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    max_retries = check_int(max_retries, "max_retries", 0)
     if not models:
         raise ParameterError("no model to evaluate")
     paths: List[Path] = []

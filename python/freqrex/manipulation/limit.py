@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .._checks import call_model, check_audio, check_sample_rate, model_sample_rate
+from .._checks import call_model, check_audio, check_int, check_sample_rate, model_sample_rate
 from ..errors import ParameterError
 from .candidates import Change
 from .oracle import Oracle
@@ -231,8 +231,7 @@ def tone_limit(
         raise ParameterError(f"step_octaves must be in [0.001, 4], got {step_octaves}")
     if not min_snr_db < max_snr_db or tol_db <= 0:
         raise ParameterError(f"need min_snr_db < max_snr_db and tol_db > 0, got {min_snr_db}, {max_snr_db}, {tol_db}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    batch_size = check_int(batch_size, "batch_size", 1)
     model = as_model(model)
     model_rate = model_sample_rate(model)
     if model_rate is not None and model_rate != sr:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 
+from .._checks import check_choice, check_int, check_real
 from ..errors import ParameterError
 from ..options import MAX_BUDGET, MAX_ITERATIONS, ExplainOptions, make_options
 from .candidates import STRATEGIES
@@ -32,31 +32,6 @@ STFT_STRATEGIES = ("causal", "random", "magnitude")
 FLIP_STRATEGIES = ("auto",) + STRATEGIES
 #: Largest size of ``max_gain_db`` (dB).
 MAX_GAIN_DB = 60.0
-
-
-def check_int(value: Any, name: str, low: int, high: Optional[int] = None) -> int:
-    """``value`` as an int in ``[low, high]``, or a ParameterError (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(f"{name} must be an integer, got {value!r}")
-    if int(value) < low:
-        raise ParameterError(f"{name} must be >= {low}, got {value}")
-    if high is not None and int(value) > high:
-        raise ParameterError(f"{name} must be at most {high}, got {value}")
-    return int(value)
-
-
-def check_real(value: Any, name: str) -> float:
-    """``value`` as a finite float, or a ParameterError (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ParameterError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def check_choice(value: Any, name: str, allowed: Tuple[str, ...]) -> str:
-    """``value`` if it is one of ``allowed``, else a ParameterError."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ParameterError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)

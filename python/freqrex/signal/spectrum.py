@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .. import _stft
+from .._checks import check_int
 from ..errors import ParameterError
 
 __all__ = [
@@ -57,16 +58,6 @@ def as_audio(audio, name: str = "audio") -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise ParameterError(f"{name} contains NaN or infinite samples")
     return x
-
-
-def check_int(value, name: str, low: int, high: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in {low}..={high}"
-        raise ParameterError(f"{name} must be {bound}, got {value}")
-    return value
 
 
 def check_fft(n_fft, hop_length) -> Tuple[int, int]:
