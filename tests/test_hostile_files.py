@@ -287,3 +287,60 @@ def test_closed_stdout_is_not_an_internal_error(tmp_path):
     code = p.wait(timeout=120)
     assert code == 141, err
     assert "internal error" not in err and "Traceback" not in err
+
+
+def test_a_flip_of_another_clip_never_breaks_an_explanation_in_its_folder(tmp_path, wav, capsys):
+    """`freqrex flip` into an explanation's folder rewrote original.wav with its own clip (another duration,
+    another file), and --report replaced the explanation's report.html: Explanation.load then refused the
+    folder ("original.wav changed since it was saved")."""
+    pytest.importorskip("jinja2")
+    out = tmp_path / "run"
+    explain_argv = fast_cli(tmp_path, wav) + ["--out", str(out)]
+    assert main(explain_argv) == 0
+    (out / "report.html").write_text("the explanation's report")  # as `freqrex report` writes it
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    base = ["flip", *explain_argv[1:explain_argv.index("--budget")], "--budget", "6", "--quiet", "--out", str(out)]
+    # the same file cut shorter: another clip; refused before any query, nothing written
+    capsys.readouterr()
+    assert main(base + ["--duration", "0.5"]) == 2
+    assert "another clip" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # the same clip: the flip goes beside it, its report is flip-report.html, the explanation stays whole
+    assert main(base + ["--report"]) == 0
+    assert (out / "flip-report.html").is_file() and "flip-report.html" in capsys.readouterr().out
+    for name in ("original.wav", "manifest.json", "explanation.npz", "report.html"):
+        assert (out / name).read_bytes() == before[name]
+    assert freqrex.Explanation.load(out).target in (0, 1) and FlipResult.load(out).budget == 6
+    # the Python API keeps the same promise
+    r = FlipResult.load(out)
+    with pytest.raises(ParameterError, match="another clip"):
+        r.save(out, original=np.zeros(SR // 2, np.float32) + 0.1)
+    freqrex.Explanation.load(out)
+
+
+def test_a_clip_louder_than_full_scale_is_saved_unclipped(tmp_path):
+    """Float audio may exceed 1 (up to 1e6): original.wav and the sets were written as 16-bit PCM, clipped, so
+    the files contradicted the summary (a set's margin, a flip's SNR measured on the written files)."""
+    x = 3.0 * make_clip()
+    e = freqrex.explain(x, SR, BandClassifier(), budget=24, iterations=2, rule="minimal")
+    out = e.save(tmp_path / "loud")
+    back, rate = sf.read(out / "original.wav", dtype="float32")
+    assert rate == SR and sf.info(str(out / "original.wav")).subtype == "FLOAT"
+    np.testing.assert_array_equal(back, x.astype(np.float32))
+    again = freqrex.Explanation.load(out)
+    for name in ("sufficient", "complete"):
+        if e.get_set(name) is not None:
+            np.testing.assert_allclose(again.audio(name), e.audio(name), atol=1e-6)
+    r = freqrex.flip(x, SR, BandClassifier(), budget=8, explain_budget=24, explain_iterations=2, rule="minimal",
+                     max_queries=None)
+    f = r.save(tmp_path / "flip", original=x)
+    orig, _ = sf.read(f / "original.wav", dtype="float32")
+    np.testing.assert_array_equal(orig, x.astype(np.float32))
+    if r.success:
+        pert, _ = sf.read(f / "perturbed.wav", dtype="float32")
+        d = pert.astype(np.float64) - orig
+        assert 10 * np.log10(np.sum(orig.astype(np.float64) ** 2) / np.sum(d ** 2)) == pytest.approx(r.snr_db, abs=0.01)
+    # a clip within full scale is still 16-bit PCM, for listening
+    within = make_clip() / np.float32(2 * np.max(np.abs(make_clip())))
+    quiet = freqrex.explain(within, SR, BandClassifier(), budget=24, iterations=2, rule="minimal")
+    assert sf.info(str(quiet.save(tmp_path / "q") / "original.wav")).subtype == "PCM_16"

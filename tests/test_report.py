@@ -526,9 +526,25 @@ def test_evaluation_report(reports):
     assert 'href="evaluation_clips/clip-0000.html"' in text
     page = _html(pages[0])
     assert 'href="../evaluation.html"' in page
-    # Clip pages link the runs' WAV files (small pages) unless asked to embed them.
-    assert 'src="../runs/a/original.wav"' in page and "data:audio/wav" not in page
+    # The synthetic clip peaks at 1.45: its saved WAV files hold it unclipped (float), and the page plays
+    # every set scaled by one gain so that none clips, embedded (a linked file would play clipped)
+    assert "data:audio/wav" in page and "scaled by -3.2 dB" in page and "runs/a/original.wav" not in page
     assert 'data:image/png;base64,' in page
+
+
+def test_evaluation_pages_link_the_wav_files_of_a_clip_within_full_scale(synth, tmp_path):
+    """Clip pages link the runs' WAV files (small pages) unless asked to embed them."""
+    import freqrex
+    from freqrex.report import write_evaluation_report
+    from synthetic import SR, BandClassifier, make_clip
+
+    x = make_clip() / np.float32(2 * np.max(np.abs(make_clip())))
+    freqrex.explain(x, SR, BandClassifier("one"), budget=60, iterations=1).save(tmp_path / "runs" / "a")
+    jsonl = tmp_path / "results.jsonl"
+    jsonl.write_text(json.dumps({"clip": "a.wav", "out": "runs/a", "seconds": 1.0}) + "\n")
+    write_evaluation_report(jsonl, tmp_path / "evaluation.html")
+    page = _html(tmp_path / "evaluation_clips" / "clip-0000.html")
+    assert 'src="../runs/a/original.wav"' in page and "data:audio/wav" not in page
 
 
 def test_evaluation_pages_can_embed_audio(reports, tmp_path):

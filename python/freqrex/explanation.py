@@ -317,7 +317,7 @@ class Explanation:
                 continue
             if name == "original" and self._audio is None:
                 continue
-            save_wav(out / f"{name}.wav", self.audio(name), self.sample_rate)
+            save_wav(out / f"{name}.wav", self.audio(name), self.sample_rate, subtype="auto")  # a loud clip unclipped
             written.append(f"{name}.wav")
         finish_save(out, "explanation", written, owned=[f"{n}.wav" for n in AUDIO_NAMES])
         return out

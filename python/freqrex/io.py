@@ -41,7 +41,7 @@ _BLOCK_FRAMES = 1 << 16
 _SHOULD_BE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 _FIT_POLICIES = ("center", "start")
-_WAV_SUBTYPES = ("PCM_16", "FLOAT")
+_WAV_SUBTYPES = ("PCM_16", "FLOAT", "auto")
 
 
 def _check_rate(value, name: str = "sample_rate") -> int:
@@ -355,11 +355,13 @@ def save_wav(
         Float samples, shape ``(samples,)`` or ``(channels, samples)``.
     sample_rate : int
         Sample rate in Hz.
-    subtype : {"PCM_16", "FLOAT"}, default "PCM_16"
+    subtype : {"PCM_16", "FLOAT", "auto"}, default "PCM_16"
         ``"PCM_16"``, for listening: 16-bit integer PCM; samples outside
         [-1, 1] are clipped to full scale (not wrapped), so loud audio
         distorts unless `normalize` is set.  ``"FLOAT"``: 32-bit float PCM,
-        stored exactly, never clipped.
+        stored exactly, never clipped.  ``"auto"`` (what freqrex's own saves
+        use): ``"PCM_16"`` for audio within [-1, 1], ``"FLOAT"`` for louder
+        audio, which 16 bits would clip.
     normalize : bool, default False
         Scale the audio so that its peak absolute value is 1.0 (silence is
         left as it is).  Off by default so that levels stay comparable
@@ -377,6 +379,33 @@ def save_wav(
     AudioFileError
         The file cannot be written.
     """
+    frames, sample_rate, subtype = _wav_frames(audio, sample_rate, subtype, normalize)
+    try:
+        path = Path(os.fspath(path))
+    except TypeError as exc:
+        raise ParameterError(f"path must be a str or os.PathLike, got {type(path).__name__}") from exc
+    try:
+        with atomic_writer(path) as fh:
+            sf.write(fh, frames, sample_rate, subtype=subtype, format="WAV")
+    except AudioFileError:
+        raise  # from atomic_writer: already says which file
+    except (OSError, RuntimeError) as exc:
+        raise AudioFileError(f"cannot write {path}: {exc}") from exc
+    return path
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16", normalize: bool = False) -> bytes:
+    """The bytes :func:`save_wav` writes for the same arguments (to tell whether a file already holds them)."""
+    import io as _io
+
+    frames, sample_rate, subtype = _wav_frames(audio, sample_rate, subtype, normalize)
+    buf = _io.BytesIO()
+    sf.write(buf, frames, sample_rate, subtype=subtype, format="WAV")
+    return buf.getvalue()
+
+
+def _wav_frames(audio, sample_rate, subtype: str, normalize: bool) -> Tuple[np.ndarray, int, str]:
+    """Checked samples as soundfile's (frames, channels), the rate and the subtype ("auto" decided)."""
     sample_rate = _check_rate(sample_rate)
     if subtype not in _WAV_SUBTYPES:
         raise ParameterError(f"subtype must be one of {_WAV_SUBTYPES}, got {subtype!r}")
@@ -394,22 +423,11 @@ def save_wav(
         peak = float(np.max(np.abs(data)))
         if peak > 0:
             data = data / np.float32(peak)
+    if subtype == "auto":
+        subtype = "PCM_16" if float(np.max(np.abs(data))) <= 1.0 else "FLOAT"
     if subtype == "PCM_16":
         data = np.clip(data, -1.0, 1.0)
-    frames = data.T if data.ndim == 2 else data  # soundfile wants (frames, channels)
-
-    try:
-        path = Path(os.fspath(path))
-    except TypeError as exc:
-        raise ParameterError(f"path must be a str or os.PathLike, got {type(path).__name__}") from exc
-    try:
-        with atomic_writer(path) as fh:
-            sf.write(fh, frames, sample_rate, subtype=subtype, format="WAV")
-    except AudioFileError:
-        raise  # from atomic_writer: already says which file
-    except (OSError, RuntimeError) as exc:
-        raise AudioFileError(f"cannot write {path}: {exc}") from exc
-    return path
+    return (data.T if data.ndim == 2 else data), sample_rate, subtype  # soundfile wants (frames, channels)
 
 
 def demo_clip(*, sample_rate: Optional[int] = None) -> Tuple[np.ndarray, int]:

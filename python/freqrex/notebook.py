@@ -24,13 +24,10 @@ _MAX_AUDIO_S = 60.0
 
 
 def wav_data_uri(x: np.ndarray, sample_rate: int) -> str:
-    """``data:audio/wav;base64,...`` of `x` as 16-bit PCM (clipped to [-1, 1])."""
-    import soundfile as sf
+    """``data:audio/wav;base64,...`` of `x` as 16-bit PCM (clipped to [-1, 1]): the reports' own."""
+    from .viz.html import wav_data_uri as encode
 
-    buf = io.BytesIO()
-    pcm = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
-    sf.write(buf, pcm, int(sample_rate), format="WAV", subtype="PCM_16")
-    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return encode(x, sample_rate)
 
 
 def png_data_uri(fig) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .._atomic import begin_save
 from ..manipulation.options import CHANGES, FLIP_SPACES, FLIP_STRATEGIES, FlipOptions
+from ..manipulation.result import check_beside_explanation
 from ..options import CUTS, ExplainOptions
 from . import add_common, add_model_options, open_clip, open_model
 from .dataclass_options import CliOption, add_options, given_options
@@ -71,7 +72,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "else an additive search of --budget more queries")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of audio analysed from the start (default 30)")
     p.add_argument("--out", default="freqrex-flip", help="output directory (default ./freqrex-flip)")
-    p.add_argument("--report", action="store_true", help="also write report.html in the output directory")
+    p.add_argument("--report", action="store_true", help="also write report.html in the output directory (flip-report.html in an explanation's "
+                   "folder, whose report.html is the explanation's)")
     p.add_argument("--save-closest", action="store_true",
                    help="when no flip is found, write the closest attempt as closest_attempt.wav "
                         "(never perturbed.wav)")
@@ -105,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     check_out_folder(out)  # before any query: a --out that cannot be a folder fails at once
     model = open_model(args)
     audio, sr, source = open_clip(args, model)
+    # in an explanation's folder: of the same clip only (its original.wav stays), its report.html kept
+    beside_explanation = check_beside_explanation(out, audio, sr) or explanation_in(out)
+    report_file = FLIP_REPORT_FILE if beside_explanation else REPORT_FILE
     given = given_options(args, FLIP_CLI)
     if "target" in given:
         given["target"] = _target(given["target"], model)
@@ -140,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from ..report import write_flip_report
 
-        write_flip_report(r, out / "report.html", audio=audio, model_name=args.model, source=source)
+        write_flip_report(r, out / report_file, audio=audio, model_name=args.model, source=source)
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -162,10 +167,12 @@ def run(args: argparse.Namespace) -> int:
         if r.bins.size > 16:
             print(f"  ... and {r.bins.size - 16} more")
         print(audibility_line(r))
-        wrote = "original.wav, perturbed.wav, flip.json" + (", report.html" if args.report else "")
+        wrote = "original.wav, perturbed.wav, flip.json"
     else:
         print(no_flip_line(r))
         wrote = "original.wav, flip.json" + (", closest_attempt.wav" if args.save_closest else "")
+    if args.report:
+        wrote += f", {report_file}"
     if args.vulnerability:
         wrote += ", vulnerability/" + (", vulnerability.png" if summary["vulnerability"]["plot"] else "")
         print(vulnerability_line(spectrum))
@@ -196,28 +203,39 @@ def check_out_folder(out: Path) -> None:
         raise AudioFileError(f"cannot write the output folder {out}: {existing} is not writable (nothing was run)")
 
 
-#: What ``freqrex flip`` writes beside flip.json when asked: report.html (--report), the vulnerability
-#: spectrum's folder and plot (--vulnerability).
+#: What ``freqrex flip`` writes beside flip.json when asked: report.html (--report; flip-report.html in an
+#: explanation's folder, whose report.html is the explanation's), the vulnerability spectrum's folder and
+#: plot (--vulnerability).
 REPORT_FILE = "report.html"
+FLIP_REPORT_FILE = "flip-report.html"
 SPECTRUM_DIR = "vulnerability"
 SPECTRUM_PLOT = "vulnerability.png"
 #: The files a saved spectrum folder holds (VulnerabilitySpectrum.save).
 SPECTRUM_FILES = ("vulnerability.json", "vulnerability-manifest.json")
 
 
+def explanation_in(out: Path) -> bool:
+    """Whether ``out`` holds a saved explanation (a flip beside it: the layout ``freqrex report`` reads)."""
+    from .._atomic import MANIFEST
+
+    try:
+        return (out / MANIFEST).is_file() or (out / "explanation.npz").is_file()
+    except OSError:
+        return False
+
+
 def _remove_stale(out: Path, *, report: bool, vulnerability: bool) -> None:
     """Remove report.html (``report``) and the vulnerability folder and plot (``vulnerability``) that an
     earlier run left in ``out``: a folder only holds what its flip.json describes.  A vulnerability
     folder with other files in it keeps them; in an explanation's folder (a flip beside it, the layout
-    ``freqrex report`` reads) report.html is the explanation's and stays."""
+    ``freqrex report`` reads) report.html is the explanation's and stays (the flip's is flip-report.html)."""
     import contextlib
     import os
 
-    from .._atomic import MANIFEST
     from ..errors import AudioFileError
 
-    explanation_here = (out / MANIFEST).is_file() or (out / "explanation.npz").is_file()
-    names = ([REPORT_FILE] if report and not explanation_here else []) + ([SPECTRUM_PLOT] if vulnerability else [])
+    names = ([FLIP_REPORT_FILE] if report and explanation_in(out) else [REPORT_FILE] if report else [])
+    names += [SPECTRUM_PLOT] if vulnerability else []
     files = [out / n for n in names] + ([out / SPECTRUM_DIR / n for n in SPECTRUM_FILES] if vulnerability else [])
     try:
         for f in files:

@@ -37,6 +37,33 @@ def _unnum(v: Any) -> Any:
     return v
 
 
+
+#: The original clip in a saved flip's (or explanation's) folder.
+ORIGINAL_WAV = "original.wav"
+
+
+def check_beside_explanation(directory: "os.PathLike[str] | str", original: np.ndarray, sample_rate: int) -> bool:
+    """Whether ``directory`` holds an explanation whose ``original.wav`` is the bytes a flip of
+    ``original`` would write (True: the flip leaves it as it is); a ParameterError when it holds an
+    explanation of another clip, whose save the flip's ``original.wav`` would break.  False when
+    there is no explanation there."""
+    from .._atomic import MANIFEST
+    from ..errors import ParameterError
+    from ..io import wav_bytes
+
+    out = Path(directory)
+    try:
+        if not ((out / MANIFEST).is_file() and (out / ORIGINAL_WAV).is_file()):
+            return False
+        held = (out / ORIGINAL_WAV).read_bytes()
+    except OSError:
+        return False  # nothing readable to keep: the save reports what it cannot write
+    if held == wav_bytes(np.asarray(original), sample_rate, subtype="auto"):
+        return True
+    raise ParameterError(
+        f"{out} holds an explanation of another clip (its original.wav differs from this flip's clip: "
+        "another file, duration, offset or sample rate); save the flip to another folder (nothing was written)")
+
 @dataclass
 class FlipResult:
     """The outcome of :func:`freqrex.flip`.
@@ -233,12 +260,16 @@ class FlipResult:
         earlier flip is removed, so the directory never shows a result that is
         not there); with ``closest_attempt=True`` its closest attempt is written
         as ``closest_attempt.wav``. ``original``: the original clip, written as
-        ``original.wav``; ``extra``: further fields of ``flip.json`` (the command
+        ``original.wav`` (16-bit PCM, or float for a clip louder than full scale); in a folder that
+        holds an explanation of another clip (its ``original.wav`` differs) nothing is written and a
+        :class:`~freqrex.errors.ParameterError` says so; ``extra``: further fields of ``flip.json`` (the command
         line's model and audio names); both are part of the save its manifest
         (``flip-manifest.json``) checks.
         """
         from ..io import save_wav
 
+        if original is not None:  # before anything is written: an explanation of another clip stays intact
+            same_original = check_beside_explanation(directory, original, self.sample_rate)
         out = begin_save(directory, "flip")  # manifest.json: incomplete now, written last
         for name in (PERTURBED_WAV, CLOSEST_WAV):
             try:
@@ -255,8 +286,9 @@ class FlipResult:
             save_wav(out / CLOSEST_WAV, self.audio, self.sample_rate, subtype="FLOAT")
             written.append(CLOSEST_WAV)
         if original is not None:
-            save_wav(out / "original.wav", np.asarray(original), self.sample_rate)
-            written.append("original.wav")
+            if not same_original:  # the explanation's own original.wav, byte for byte, is left as it is
+                save_wav(out / ORIGINAL_WAV, np.asarray(original), self.sample_rate, subtype="auto")
+            written.append(ORIGINAL_WAV)
         write_text(out / "flip.json", json.dumps(self.summary_with(extra), indent=2))
         finish_save(out, "flip", written)
         return out
