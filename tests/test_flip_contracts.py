@@ -133,3 +133,25 @@ def test_a_flipping_part_of_at_most_k_tones_is_not_lost(monkeypatch):
     assert any(len(a.change) > 1 for a in handed)
     assert r.success and r.snr_db >= max(a.level_db for a in handed) - 1e-6
     assert int(np.argmax(wide(r.audio[None])[0])) == 1
+
+
+def test_a_one_class_model_is_a_model_error_in_every_search():
+    """A model with one output (a detector's score) crashed flip with "zero-size array to reduction
+    operation" (an internal error on the command line): there is no other class to flip to."""
+    import freqrex
+    from freqrex.errors import ModelError
+    from freqrex.manipulation import vulnerability
+    from synthetic import SR, make_clip
+
+    x = make_clip()
+
+    def one(waves):
+        return np.abs(waves).mean(axis=1, keepdims=True)
+
+    for run in (lambda: freqrex.flip(x, SR, one, budget=20),
+                lambda: freqrex.flip(x, SR, one, budget=20, space="stft"),
+                lambda: freqrex.flip(x, SR, one, budget=20, strategy="random"),
+                lambda: vulnerability(x, SR, one, budget=20),
+                lambda: freqrex.tone_limit(x, SR, one)):
+        with pytest.raises(ModelError, match="one score per clip"):
+            run()

@@ -344,3 +344,18 @@ def test_a_clip_louder_than_full_scale_is_saved_unclipped(tmp_path):
     within = make_clip() / np.float32(2 * np.max(np.abs(make_clip())))
     quiet = freqrex.explain(within, SR, BandClassifier(), budget=24, iterations=2, rule="minimal")
     assert sf.info(str(quiet.save(tmp_path / "q") / "original.wav")).subtype == "PCM_16"
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/sub"])
+def test_explain_refuses_an_impossible_out_before_any_query(tmp_path, wav, capsys, monkeypatch, where):
+    """`freqrex explain FILE --out X` ran the whole explanation (minutes on a real model) and only then
+    found that X was a file, or under one; flip and explain DIR check first."""
+    (tmp_path / "a-file").write_text("mine")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the explanation ran")
+
+    monkeypatch.setattr(freqrex, "explain", never)
+    code = main(fast_cli(tmp_path, wav) + ["--out", str(tmp_path / where)])
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing was run" in err and (tmp_path / "a-file").read_text() == "mine"

@@ -288,3 +288,23 @@ def check_npz(path: Union[str, "os.PathLike[str]"], max_bytes: int = MAX_NPZ_BYT
                 raise ValueError(f"{info.filename!r} in {path} is shorter than its header declares")
             out[info.filename[: -len(".npy")]] = (tuple(int(d) for d in shape), np.dtype(dtype).str)
     return out
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an output folder that cannot be made, before anything runs (nothing is made or marked):
+    a file of that name or a file in its path (ParameterError), a folder that cannot be written to
+    (AudioFileError)."""
+    from .errors import AudioFileError, ParameterError
+
+    try:
+        if out.exists() and not out.is_dir():
+            raise ParameterError(f"the output folder {out} names an existing file, not a folder (nothing was run)")
+        existing = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), None)
+    except OSError as exc:  # a part of the path that cannot be searched
+        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
+    if existing is None:  # pragma: no cover - the root exists
+        return
+    if not existing.is_dir():
+        raise ParameterError(f"cannot make the output folder {out}: {existing} is a file (nothing was run)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AudioFileError(f"cannot write the output folder {out}: {existing} is not writable (nothing was run)")

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .._atomic import check_out_folder
 from . import add_common, add_model_options, open_clip, open_model
 from .explain_options import add_explain_options, describe_set, explain_kwargs
 
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ParameterError
 
         raise ParameterError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
+    check_out_folder(Path(args.out))  # before any query: a --out that cannot be a folder fails at once
     model = open_model(args)
     if args.threads_per_worker is not None:
         from ..models.base import limit_threads

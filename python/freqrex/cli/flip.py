@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._atomic import begin_save
+from .._atomic import begin_save, check_out_folder
 from ..manipulation.options import CHANGES, FLIP_SPACES, FLIP_STRATEGIES, FlipOptions
 from ..manipulation.result import check_beside_explanation
 from ..options import CUTS, ExplainOptions
@@ -179,28 +179,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"queries {r.queries} (explanation {r.explanation_queries}, flip {r.flip_queries}), "
           f"{summary['seconds']:.1f} s; wrote {out}/ ({wrote})")
     return 0
-
-
-def check_out_folder(out: Path) -> None:
-    """Refuse an output folder that cannot be made, before anything runs (nothing is made or marked):
-    a file of that name or a file in its path (ParameterError), a folder that cannot be written to
-    (AudioFileError)."""
-    import os
-
-    from ..errors import AudioFileError, ParameterError
-
-    try:
-        if out.exists() and not out.is_dir():
-            raise ParameterError(f"the output folder {out} names an existing file, not a folder (nothing was run)")
-        existing = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), None)
-    except OSError as exc:  # a part of the path that cannot be searched
-        raise AudioFileError(f"cannot make the output folder {out}: {exc.strerror or exc}") from exc
-    if existing is None:  # pragma: no cover - the root exists
-        return
-    if not existing.is_dir():
-        raise ParameterError(f"cannot make the output folder {out}: {existing} is a file (nothing was run)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise AudioFileError(f"cannot write the output folder {out}: {existing} is not writable (nothing was run)")
 
 
 #: What ``freqrex flip`` writes beside flip.json when asked: report.html (--report; flip-report.html in an

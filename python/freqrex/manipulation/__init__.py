@@ -62,7 +62,7 @@ from .candidates import STRATEGIES, Change, fft_candidates
 from .additive import additive_flip
 from .fixed import fixed_flip, ranked_elements
 from .options import CHANGES, FLIP_FIELDS, STFT_STRATEGIES, FlipOptions, resolve_flip_options  # noqa: F401
-from .oracle import Oracle
+from .oracle import Oracle, check_classes
 from .perturbation import SpectralClip, db_x, snr_db
 from .result import FlipResult
 from .search import masked_flip, quietest_flip, start_search
@@ -269,7 +269,7 @@ def flip(
             cache[key] = call_model(model, x[None, :], timeout=model_timeout, original=True)[0]
         original = cache[key]
         original_queries = 1
-    n_classes = original.size
+    n_classes = check_classes(original)
     orig_class = int(np.argmax(original))
     if explanation is not None and int(explanation.target) != orig_class:
         raise ParameterError(

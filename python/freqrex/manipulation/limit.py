@@ -30,7 +30,7 @@ import numpy as np
 from .._checks import call_model, check_audio, check_int, check_sample_rate, model_sample_rate
 from ..errors import ParameterError
 from .candidates import Change
-from .oracle import Oracle
+from .oracle import Oracle, check_classes
 from .perturbation import SpectralClip
 from .search import LevelSearch, _score
 
@@ -237,6 +237,7 @@ def tone_limit(
     if model_rate is not None and model_rate != sr:
         raise ParameterError(f"the model expects {model_rate} Hz audio but the clip is {sr} Hz; resample it")
     original = call_model(model, x[None, :], timeout=model_timeout, original=True)[0]
+    check_classes(original)
     orig_class = int(np.argmax(original))
     if target is not None:
         if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < original.size:

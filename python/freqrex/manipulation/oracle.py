@@ -7,6 +7,7 @@ from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .._checks import call_model
+from ..errors import ModelError
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -74,6 +75,16 @@ class Oracle:
         if self.progress is not None:
             self.progress("flip", self.used, self.budget)
         return [self.cache[key] for key in keys]
+
+
+def check_classes(original: np.ndarray) -> int:
+    """The number of classes of the original clip's scores; a ModelError for one (a flip changes the top
+    class, which takes two)."""
+    if original.size < 2:
+        raise ModelError(
+            "the model returns one score per clip: a flip changes its top class, which takes at least two "
+            "classes (a detector's one score can be given as two: [1 - p, p])")
+    return int(original.size)
 
 
 def wave_key(tag: Tuple, wave: np.ndarray) -> Tuple:
