@@ -109,6 +109,21 @@ def test_debug_shows_traceback(tmp_path, clip):
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
+def test_debug_keeps_every_exit_code(tmp_path, clip):
+    """--debug re-raised the error, so every failure exited 1 (the documented codes are 2, 3, 4)."""
+    (tmp_path / "a-file").write_text("x")
+    for argv, code in [(("--budget", "-1"), 2), (("--out", str(tmp_path / "a-file" / "o")), 2),
+                       (("--model", str(tmp_path / "missing.onnx")), 4)]:
+        plain = run("explain", clip, "--quiet", "--out", str(tmp_path / "o"), *argv)
+        debug = run("explain", clip, "--quiet", "--out", str(tmp_path / "o"), *argv, "--debug")
+        assert plain.returncode == debug.returncode == code, (argv, plain.stderr, debug.stderr)
+        assert "Traceback" in debug.stderr and "Traceback" not in plain.stderr
+        assert plain.stderr.strip().splitlines()[-1] == debug.stderr.strip().splitlines()[-1]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    assert run("explain", str(bad), "--quiet", "--out", str(tmp_path / "o"), "--debug").returncode == 3
+
+
 def test_flip_with_report(tmp_path):
     out = tmp_path / "flip"
     r = run("flip", "--duration", "3", "--budget", "4", "--explain-budget", "10", "--iterations", "1",

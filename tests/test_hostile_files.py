@@ -359,3 +359,19 @@ def test_explain_refuses_an_impossible_out_before_any_query(tmp_path, wav, capsy
     code = main(fast_cli(tmp_path, wav) + ["--out", str(tmp_path / where)])
     err = capsys.readouterr().err
     assert code == 2 and "nothing was run" in err and (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_max_queries_is_never_exceeded_with_the_quality_curves(tmp_path, wav, capsys):
+    """`--max-queries 10` ran 15 queries (a floor of 1 for the search, then the curves' 14) although
+    the README says the total is never exceeded."""
+    argv = [a for a in fast_cli(tmp_path, wav) if a != "--no-quality"]
+    argv[argv.index("--max-queries") + 1] = "10"
+    capsys.readouterr()
+    assert main(argv + ["--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--max-queries 10" in err and "--no-quality" in err and not (tmp_path / "o").exists()
+    argv[argv.index("--max-queries") + 1] = "16"
+    assert main(argv + ["--out", str(tmp_path / "o"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    e = freqrex.Explanation.load(tmp_path / "o")
+    assert e.queries + e.metadata["quality"]["queries"] <= 16 and summary["queries"] == e.queries

@@ -99,8 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("freqrex: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ParameterError, AudioFileError, ModelError, FreqrexError) as exc:
-        if debug:
-            raise
+        _traceback(debug)
         code = (
             EXIT_USAGE if isinstance(exc, ParameterError)
             else EXIT_AUDIO if isinstance(exc, AudioFileError)
@@ -112,20 +111,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"freqrex: {kind}: {exc}{cause}", file=sys.stderr)
         return code
     except OSError as exc:  # the environment: a full disk, no permission, a path that is a file
-        if debug:
-            raise
+        _traceback(debug)
         print(f"freqrex: file error: {exc}", file=sys.stderr)
         return EXIT_AUDIO
     except MemoryError:
-        if debug:
-            raise
+        _traceback(debug)
         print("freqrex: error: out of memory (try a shorter clip, a smaller batch_size or budget)", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug of ours: one line, unless --debug
-        if debug:
-            raise
-        print(f"freqrex: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", file=sys.stderr)
+        _traceback(debug)
+        print(f"freqrex: internal error: {type(exc).__name__}: {exc}"
+              + ("" if debug else " (run with --debug for a traceback)"), file=sys.stderr)
         return EXIT_BUG
+
+
+def _traceback(debug: bool) -> None:
+    """With ``--debug``, the traceback of the error being handled, on stderr; the exit code stays the
+    one the error gives without it."""
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,9 +12,10 @@ import dataclasses
 from typing import Any, Dict, Optional
 
 from ..options import CUTS, FILLS, RULES, SPACES, ExplainOptions
+from ..quality import DEFAULT_FRACTIONS
 
-#: Queries the deletion/insertion curves spend (2 x 7 fractions), kept inside --max-queries.
-QUALITY_QUERIES = 14
+#: Queries the deletion/insertion curves spend (two per fraction), kept inside --max-queries.
+QUALITY_QUERIES = 2 * len(DEFAULT_FRACTIONS)
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ExplainOptions)}
 
@@ -72,7 +73,13 @@ def explain_kwargs(args: argparse.Namespace, *, quality: Optional[bool] = None) 
         quality = not getattr(args, "no_quality", True)
     total = out.get("max_queries", _DEFAULTS["max_queries"])
     if quality and total is not None:
-        out["max_queries"] = max(int(total) - QUALITY_QUERIES, 1)
+        if int(total) <= QUALITY_QUERIES:
+            from ..errors import ParameterError
+
+            raise ParameterError(
+                f"--max-queries {total} leaves no query for the explanation once the quality curves take "
+                f"their {QUALITY_QUERIES}: give more than {QUALITY_QUERIES}, or --no-quality")
+        out["max_queries"] = int(total) - QUALITY_QUERIES
     return out
 
 
