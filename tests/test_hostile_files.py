@@ -375,3 +375,31 @@ def test_max_queries_is_never_exceeded_with_the_quality_curves(tmp_path, wav, ca
     summary = json.loads(capsys.readouterr().out)
     e = freqrex.Explanation.load(tmp_path / "o")
     assert e.queries + e.metadata["quality"]["queries"] <= 16 and summary["queries"] == e.queries
+
+
+def test_explain_of_another_class_never_calls_it_the_top_class(tmp_path, wav, capsys):
+    """`explain --target X` for a class the model does not decide printed "top class 'X'", and the report
+    called it the model's decision."""
+    pytest.importorskip("jinja2")
+    argv = fast_cli(tmp_path, wav) + ["--out", str(tmp_path / "o"), "--report"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    decided = json.loads((tmp_path / "o" / "summary.json").read_text())["target"]
+    assert "top class '" in capsys.readouterr().out
+    other = 1 - decided
+    assert main(argv + ["--target", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert f"explaining '{other}'" in out and f"not the model's decision '{decided}'" in out and "top class" not in out
+    e = freqrex.Explanation.load(tmp_path / "o")
+    assert e.target == other and e.decision == decided
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "explained class" in page and f"not its decision, class {decided}" in page
+
+
+def test_the_masked_stft_flip_is_not_announced_as_k_cells(tmp_path, wav, capsys):
+    model = energy_onnx(tmp_path / "energy.onnx")
+    capsys.readouterr()
+    code = main(["flip", str(wav), "--model", str(model), "--output", "logits", "--sample-rate", str(SR),
+                 "--space", "stft", "--budget", "6", "--quiet", "--out", str(tmp_path / "f")])
+    out = capsys.readouterr().out
+    assert code == 0 and "k <= " not in out and "as many cells as it needs" in out

@@ -81,8 +81,8 @@ def check_audio(audio: Any) -> np.ndarray:
         )
     if float(np.max(np.abs(x - x.mean(dtype=np.float64)))) <= SILENCE:
         raise ParameterError(
-            "silent clip: every sample equals the clip's mean (silence or a constant), there is nothing "
-            "in its frequency space to explain or change"
+            f"silent clip: every sample lies within {SILENCE:g} of the clip's mean (silence, a constant, or "
+            "audio about -140 dBFS), there is nothing in its frequency space to explain or change"
         )
     return x
 

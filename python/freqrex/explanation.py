@@ -146,6 +146,14 @@ class Explanation:
             raise ParameterError(f"unknown set {name!r}; choose from {', '.join(SET_NAMES)}")
         return getattr(self, name)
 
+    @property
+    def decision(self) -> Optional[int]:
+        """The model's top class on the original clip (None when its scores are not kept); the
+        explanation may be of another class (``target=``)."""
+        if self.original_scores is None or np.asarray(self.original_scores).size == 0:
+            return None
+        return int(np.argmax(np.asarray(self.original_scores, dtype=np.float64)))
+
     def size(self, name: str) -> Optional[int]:
         """Number of elements (bins or cells) of a set, or None when absent."""
         m = self.get_set(name)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .._atomic import check_out_folder
 from . import add_common, add_model_options, open_clip, open_model
 from .explain_options import add_explain_options, describe_set, explain_kwargs
@@ -91,7 +93,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     name = e.target_name or str(e.target)
     print(f"{source}: {len(audio) / sr:.1f} s at {sr} Hz, {e.space} space, {e.responsibility.size} elements")
-    print(f"model {args.model}: top class '{name}' (score {e.score:.3f})")
+    decision = e.decision
+    if decision is None or decision == e.target:
+        print(f"model {args.model}: top class '{name}' (score {e.score:.3f})")
+    else:
+        names = getattr(model, "class_names", None)
+        top = str(names[decision]) if names is not None and decision < len(names) else f"class {decision}"
+        print(f"model {args.model}: explaining '{name}' (score {e.score:.3f}), not the model's decision "
+              f"'{top}' (score {float(np.asarray(e.original_scores)[decision]):.3f})")
     for set_name in ("sufficient", "sufficient_necessary", "complete"):
         print(describe_set(e, set_name, shares[set_name], getattr(model, "class_names", None)))
     print(f"queries {e.queries + (quality.queries if quality is not None else 0)} in all (search "

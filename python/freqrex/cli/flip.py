@@ -153,8 +153,10 @@ def run(args: argparse.Namespace) -> int:
     orig = r.original_name or str(r.original_class)
     new = r.new_name or str(r.new_class)
     what = "cells" if r.space == "stft" else "bins"
+    scope = ("as many cells as it needs under the masking threshold" if r.method == "masked"
+            else f"k <= {r.k} {what}")  # the masked STFT search takes no k
     print(f"{source}: model {args.model} says '{orig}' ({r.original_score:.3f}); strategy {r.strategy}, "
-          f"k <= {r.k} {what}, budget {r.budget}")
+          f"{scope}, budget {r.budget}")
     if r.success:
         size = {"gain": f"{r.gain_db or 0:+g} dB gain", "phase": f"{r.phase_rad or 0:.2f} rad phase",
                 "remove": "removal", "add": "an in-phase addition", "subtract": "an anti-phase subtraction",

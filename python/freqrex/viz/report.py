@@ -307,8 +307,11 @@ def _explanation_facts(e: Explanation, model_name, source, title) -> Dict[str, A
     unit = "cells" if e.space == "stft" else "bins"
     dur = e.n_samples / e.sample_rate if e.sample_rate else 0.0
     shape = " × ".join(str(v) for v in e.responsibility.shape)
+    decision = e.decision
+    other = decision is not None and decision != e.target  # explain(target=...) of another class
     cards = [
-        {"key": "top class", "value": name, "sub": f"index {e.target}"},
+        {"key": "explained class" if other else "top class", "value": name,
+         "sub": f"index {e.target}" + (f"; the model's decision: class {decision}" if other else "")},
         {"key": "score", "value": f"{e.score:.3f}", "sub": "of the original clip"},
         {"key": "space", "value": e.space.upper(),
          "sub": fmt_count(e.responsibility.size, unit) + ("" if e.responsibility.ndim == 1 else f" ({shape})")},
@@ -335,7 +338,9 @@ def _explanation_facts(e: Explanation, model_name, source, title) -> Dict[str, A
             run.insert(4, _kv(label, value))
     return {
         "heading": title or f"Why '{name}'?",
-        "lead": (f"freqrex explanation of {model_name or 'the model'}'s decision on {source or 'a clip'} "
+        "lead": (f"freqrex explanation of {model_name or 'the model'}'s "
+                 + (f"class '{name}' (not its decision, class {decision})" if other else "decision")
+                 + f" on {source or 'a clip'} "
                  f"({dur:.1f} s at {e.sample_rate:,} Hz), by causal analysis of the {e.space.upper()} space."),
         "cards": cards,
         "warnings": [str(w) for w in (getattr(e, "warnings", None) or [])],
