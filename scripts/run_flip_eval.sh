@@ -24,6 +24,6 @@ EOF
 # WORKERS: Ray workers on this machine (pip install 'freqrex[ray]'; each gets THREADS threads, default 1).
 # N: the first N clips of order.txt (default 24). STRATEGIES: the strategies compared (default: freqrex causal, the three baselines and the additive search)
 exec freqrex evaluate $(head -n "${N:-24}" /tmp/freqrex-corpus/order.txt) "${models[@]}" --out "$out" \
-  --budget 400 --iterations 8 --flip-budget 100 --ks 1,5 --stft-budget 400 --stft-flip-budget 100 \
+  --explain-budget 400 --iterations 8 --flip-budget 100 --ks 1,5 --stft-budget 400 --stft-flip-budget 100 \
   --cuts log --seed 0 --quiet --strategies "${STRATEGIES:-causal,random,magnitude,tone_scan,additive}" \
   ${THREADS:+--threads-per-worker "$THREADS"} ${WORKERS:+--workers "$WORKERS"}

@@ -197,6 +197,10 @@ def test_evaluate_cli_keeps_its_flag_names_and_builds_the_protocol():
                                       "--strategies", "random, causal", "--budget", "50"]))
     assert o == EvalOptions(explain_iterations=2, stft_explain_iterations=2, stft=False, equal_total=False,
                             ks=(1, 3), strategies=("causal", "random"), explain_budget=50)
+    # flip's name for the explanation's budget works here too, and --budget stays the same option
+    assert protocol(p.parse_args(base + ["--explain-budget", "50"])) == protocol(p.parse_args(base + ["--budget", "50"]))
+    assert "--explain-budget" in flags and protocol(p.parse_args(base + ["--explain-budget", "50"])).explain_budget == 50
+    assert "--explain-budget" in {s for a in command("flip")._actions for s in a.option_strings}
     o = protocol(p.parse_args(base + ["--iterations", "2", "--stft-iterations", "3"]))
     assert (o.explain_iterations, o.stft_explain_iterations) == (2, 3)
     with pytest.raises(ParameterError):

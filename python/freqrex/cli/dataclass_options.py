@@ -38,6 +38,8 @@ class CliOption:
     switch_off : bool
         A boolean field that the flag (``--no-...``, taking no value) sets to
         False.
+    aliases : tuple of str
+        Further flags for the same option.
     """
 
     field: str
@@ -46,6 +48,8 @@ class CliOption:
     parse: Optional[Callable[[str], Any]] = None
     choices: Optional[Tuple[Any, ...]] = None
     switch_off: bool = False
+    #: Further flags for the same option (an older name kept working).
+    aliases: Tuple[str, ...] = ()
 
     @property
     def option_string(self) -> str:
@@ -101,8 +105,8 @@ def add_options(group: Any, cls: Type[Any], options: Sequence[CliOption]) -> Non
             if isinstance(default, bool) or not isinstance(default, (int, float, str)):
                 raise TypeError(f"give {option.option_string} a parser: its default is {default!r}")
             parse = type(default)
-        group.add_argument(option.option_string, dest=option.field, type=parse, choices=option.choices,
-                           default=None, help=text)
+        group.add_argument(option.option_string, *option.aliases, dest=option.field, type=parse,
+                           choices=option.choices, default=None, help=text)
 
 
 def given_options(args: argparse.Namespace, options: Sequence[CliOption]) -> Dict[str, Any]:

@@ -28,7 +28,9 @@ def _names(text: str):
 
 #: ``freqrex evaluate``'s protocol options: one for every field of EvalOptions, which holds the defaults.
 EVALUATE_CLI = (
-    CliOption("explain_budget", "budget of the fft explanation", flag="--budget"),
+    CliOption("explain_budget", "budget of the fft explanation, as flip's --explain-budget (--budget: the same, "
+              "kept from older versions; flip's --budget is the flip's, here --flip-budget)",
+              flag="--explain-budget", aliases=("--budget",)),
     CliOption("explain_iterations", "iterations of the fft explanation, and of the stft one unless "
               "--stft-iterations is given", flag="--iterations"),
     CliOption("flip_budget", "flip-search queries of the causal strategy; baselines get this plus the "
