@@ -339,3 +339,25 @@ def test_the_per_clip_table_does_not_depend_on_the_order_records_were_written_in
     rows = [line.split("|")[1:3] for line in rows_of(md)[1:] if not line.startswith("|---")]
     assert [(c.strip(), m.strip()) for c, m in rows] == [("c0", "m1"), ("c1", "m1"), ("c0", "m2"), ("c1", "m2"),
                                                          ("c2", "m2")]
+
+
+def test_the_facts_script_splits_clips_by_margin_and_counts_what_the_prose_quotes(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("flip_eval_facts", ROOT / "scripts" / "flip_eval_facts.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    recs = []
+    for i, (margin, flips) in enumerate([(0.01, True), (0.05, True), (0.2, False), (0.4, False)]):
+        r = record(f"c{i}", success=flips, snr=30.0 + i)
+        r["original"]["runner_up_score"] = r["original"]["score"] - margin
+        if not flips:  # five bins flip it, loudly, where one does not
+            r["fft_flips"]["random"]["5"] = _flip(True, 5.0 + i)
+        recs.append(r)
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert mod.main([str(path), "--json"]) == 0
+    f = json.loads(capsys.readouterr().out)["m [p1]"]
+    assert f["clips"] == 4 and f["one_tone_flips"] == 2 and f["split_by_margin"] is True
+    assert f["margins_flipped"] == [0.01, 0.05] and f["margins_resisting"] == [0.2, 0.4]
+    assert f["resisting_flipped_by_k_top"] == {"c2": 7.0, "c3": 8.0}
+    assert f["k_top_vs_k1"] == {"pairs": 8, "lost_a_flip": 0, "louder": 0, "quieter_by_0.5_db": 0}
+    assert f["stft"]["flips"] == 4 and f["stft"]["over_art"] == 0 and f["stft"]["largest_art_excess_db"] == -1.0
