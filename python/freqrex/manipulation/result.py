@@ -37,7 +37,6 @@ def _unnum(v: Any) -> Any:
     return v
 
 
-
 #: The original clip in a saved flip's (or explanation's) folder.
 ORIGINAL_WAV = "original.wav"
 
@@ -63,6 +62,7 @@ def check_beside_explanation(directory: "os.PathLike[str] | str", original: np.n
     raise ParameterError(
         f"{out} holds an explanation of another clip (its original.wav differs from this flip's clip: "
         "another file, duration, offset or sample rate); save the flip to another folder (nothing was written)")
+
 
 @dataclass
 class FlipResult:
