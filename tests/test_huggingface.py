@@ -373,3 +373,26 @@ def test_notebook_reprs():
     assert len(repr(r)) < 300 and repr(r).startswith("<FlipResult")
     page = r._repr_html_()
     assert "<table>" in page and "data:audio/wav;base64," in page
+
+
+def test_whisper_classifiers_get_the_fixed_length_input_they_need():
+    """WhisperForAudioClassification refused every call ("expects the mel input features to be of length
+    3000"): the adapter asked its extractor to pad to the longest waveform, overriding Whisper's own
+    max_length padding; transformers' pipeline scored the same model fine."""
+    if not hasattr(transformers, "WhisperForAudioClassification"):
+        pytest.skip("this transformers has no WhisperForAudioClassification")
+    torch.manual_seed(0)
+    cfg = transformers.WhisperConfig(d_model=16, encoder_layers=1, encoder_attention_heads=2, decoder_layers=1,
+                                     decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16,
+                                     num_mel_bins=16, max_source_positions=50, **_labels())
+    model = transformers.WhisperForAudioClassification(cfg).eval()
+    extractor = transformers.WhisperFeatureExtractor(feature_size=16, chunk_length=1, sampling_rate=SR)
+    m = HuggingFaceModel(model, extractor)
+    assert m.window == SR  # its 1 s input: longer clips are windowed, shorter padded by the extractor
+    waves = np.stack([clip(0.5, seed=0), clip(0.5, seed=1)])
+    feats = extractor(list(waves), sampling_rate=SR, return_tensors="pt")
+    with torch.no_grad():
+        expected = torch.softmax(model(**feats).logits, dim=-1).numpy()
+    np.testing.assert_allclose(m(waves), expected, atol=1e-5)
+    e = freqrex.explain(clip(1.5), SR, m, budget=20, iterations=1)
+    assert e.target_name in NAMES

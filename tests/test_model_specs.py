@@ -262,3 +262,113 @@ def test_evaluate_names_a_file_or_folder_model_after_its_path(tmp_path, hf_dirs,
     assert again[0]["model"] == onnx[0]["model"] and len(load_records(out)) == 2  # resumed, not rerun
     other = evaluate([wav], OnnxModel(onnx_file, sample_rate=SR, output="probabilities"), out, options=fast)
     assert other[0]["model"] != onnx[0]["model"] and len(load_records(out)) == 3  # the same file read another way
+
+
+def test_the_python_api_takes_a_model_file_as_the_cli_does(tmp_path, onnx_file):
+    """freqrex.explain(audio, sr, "model.onnx") raised TypeError (OnnxModel's sample_rate missing), as did
+    a .pt path and ONNX bytes; an option an adapter does not take was a TypeError too."""
+    import freqrex
+    from freqrex import ParameterError
+    from freqrex.models import DEFAULT_SAMPLE_RATE, as_model, load_model
+
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(SR // 2) / SR)).astype(np.float32)
+    for spec in (onnx_file, open(onnx_file, "rb").read()):
+        m = as_model(spec, output="logits")
+        assert m.sample_rate == DEFAULT_SAMPLE_RATE == SR
+        e = freqrex.explain(x, SR, m, budget=10, iterations=1)
+        assert e.target in (0, 1, 2)
+    # the path itself, read as probabilities (these scores lie in [0, 1]) at 16 kHz, as on the command line
+    assert freqrex.explain(x, SR, onnx_file, budget=10, iterations=1).target in (0, 1, 2)
+    with pytest.raises(ParameterError, match="expects 16000 Hz"):  # a clip at another rate: said
+        freqrex.explain(x, 8000, onnx_file, budget=10, iterations=1)
+    assert load_model(onnx_file, sample_rate=8000).sample_rate == 8000
+    for spec, options, needle in [(onnx_file, {"device": "cpu"}, "OnnxModel takes no option 'device'"),
+                                  ("madmom_key", {"output": "logits"}, "MadmomKey takes no option 'output'"),
+                                  (lambda w: w[:, :2], {"foo": 1}, "CallableModel takes no option 'foo'")]:
+        with pytest.raises(ParameterError, match=needle):
+            as_model(spec, **options)
+
+
+def test_a_factorys_function_keeps_its_scores_and_rate_whatever_names_are_given(tmp_path, monkeypatch, capsys, wav):
+    """--class-names made the command line read a function's logits as probabilities (a model error),
+    and --sample-rate silently replaced the rate the function declares."""
+    (tmp_path / "logit_models.py").write_text(
+        "import numpy as np\n"
+        "def build():\n"
+        "    def score(waves):\n"
+        "        return np.stack([(waves ** 2).mean(1) * 50 - 3, np.full(len(waves), 0.5)], 1)\n"
+        "    score.sample_rate = 16000\n"
+        "    return score\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = tmp_path / "n.txt"
+    names.write_text("loud\nquiet\n")
+    base = ("explain", wav, "--model", "logit_models:build", "--trust-model-code", "--out", str(tmp_path / "o"),
+            "--json", *SMALL_EXPLAIN)
+    code, out, err = cli(capsys, *base, "--class-names", str(names))
+    assert code == 0, err
+    assert json.loads(out)["target_name"] in ("loud", "quiet")
+    code, _, err = cli(capsys, *base, "--sample-rate", "22050")
+    assert code == EXIT_USAGE and "22050" in err and "16000" in err
+    code, _, err = cli(capsys, "explain", wav, "--model", str(tmp_path / "none.onnx"), "--sample-rate", "0",
+                       *SMALL_EXPLAIN)
+    assert code != 0 and "expects 16000" not in err
+
+
+def test_a_function_whose_names_do_not_match_its_scores_is_a_model_error():
+    import freqrex
+    from freqrex import ModelError
+
+    def f(waves):
+        e = (np.asarray(waves) ** 2).mean(1)
+        return np.stack([e, 2 * e, 3 * e + 1], 1)
+
+    f.class_names, f.sample_rate = ["cat", "dog"], SR
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(SR // 2) / SR)).astype(np.float32)
+    with pytest.raises(ModelError, match="3 scores per waveform but 2 class names"):
+        freqrex.explain(x, SR, f, budget=10, iterations=1)
+    f.class_names = ["cat", "dog", "bird", "fish"]
+    with pytest.raises(ModelError, match="3 scores per waveform but 4 class names"):
+        freqrex.flip(x, SR, f, budget=4)
+    f.class_names = ["cat", "dog", "bird"]
+    assert freqrex.explain(x, SR, f, budget=10, iterations=1).target_name == "bird"
+
+
+def test_bfloat16_scores_of_a_plain_function_are_read(onnx_file):
+    import torch
+
+    import freqrex
+
+    def f(waves):
+        e = torch.as_tensor(np.asarray(waves) ** 2).mean(1)
+        return torch.stack([e, 2 * e + 0.01], 1).to(torch.bfloat16)
+
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(SR // 2) / SR)).astype(np.float32)
+    assert freqrex.explain(x, SR, f, budget=10, iterations=1).target == 1
+
+
+def test_evaluate_never_resumes_another_reading_of_the_same_file(tmp_path, wav, onnx_file):
+    from freqrex.evaluation import EvalOptions, evaluate
+    from freqrex.evaluation.records import load_records
+    from freqrex.models import OnnxModel
+
+    fast = EvalOptions(explain_budget=10, explain_iterations=1, flip_budget=4, ks=(1,), strategies=("causal",),
+                       stft=False, equal_total=False)
+    out = tmp_path / "r.jsonl"
+    abc = evaluate([wav], OnnxModel(onnx_file, sample_rate=SR, output="logits", class_names=list("abc")), out,
+                   options=fast)
+    xyz = evaluate([wav], OnnxModel(onnx_file, sample_rate=SR, output="logits", class_names=list("xyz")), out,
+                   options=fast)
+    assert abc[0]["model"] != xyz[0]["model"] and len(load_records(out)) == 2
+    assert xyz[0]["original"]["name"] in "xyz" and abc[0]["original"]["name"] in "abc"
+
+
+def test_hugging_face_options_are_named_as_the_user_named_them(hf_dirs):
+    from freqrex import ParameterError
+    from freqrex.models import HuggingFaceModel
+
+    with pytest.raises(ParameterError, match="^window must be"):
+        HuggingFaceModel(hf_dirs["ast"], window=0)
+    with pytest.raises(ParameterError, match="^batch_size must be"):
+        HuggingFaceModel(hf_dirs["ast"], batch_size=0)

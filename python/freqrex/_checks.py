@@ -131,6 +131,15 @@ def check_sample_rate(sample_rate: Any) -> int:
     return int(sample_rate)
 
 
+def _class_names(model: Any) -> Optional[list]:
+    """The class names a model declares, as a list (None when it declares none, or none that can be read)."""
+    try:
+        names = getattr(model, "class_names", None)
+        return None if names is None or isinstance(names, (str, bytes)) else list(names)
+    except Exception:  # noqa: BLE001 - a model's odd attribute is not ours to fail on
+        return None
+
+
 def _call(model: Callable[[np.ndarray], Any], waves: np.ndarray, timeout: Optional[float]) -> Any:
     """``model(waves)``, in a watched thread when a timeout is set."""
     if timeout is None:
@@ -181,8 +190,9 @@ def call_model(
     except Exception as exc:
         raise ModelError(f"the model raised {type(exc).__name__}: {exc}") from exc
     try:
-        if hasattr(out, "detach"):  # a torch tensor from a plain callable
-            out = out.detach().cpu().numpy()
+        if hasattr(out, "detach"):  # a torch tensor from a plain callable (bfloat16 has no NumPy dtype)
+            out = out.detach().cpu()
+            out = (out.float() if out.is_floating_point() else out).numpy()
         raw = np.asarray(out)
         if raw.dtype.kind not in "biuf":
             raise TypeError(f"scores of dtype {raw.dtype}")
@@ -200,6 +210,10 @@ def call_model(
         raise ModelError("the model returned zero classes")
     if n_classes is not None and scores.shape[1] != n_classes:
         raise ModelError(f"the model returned {scores.shape[1]} classes, earlier {n_classes}")
+    names = _class_names(model)
+    if original and names is not None and len(names) != scores.shape[1]:
+        raise ModelError(f"the model returned {scores.shape[1]} scores per waveform but {len(names)} class names "
+                         "are set: a name for each class, in index order")
     if not np.all(np.isfinite(scores)):
         raise ModelError("the model returned NaN or infinite scores")
     if original and scores.shape[1] >= 2:

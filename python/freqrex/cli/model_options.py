@@ -20,14 +20,13 @@ import sys
 from pathlib import Path
 
 from ..errors import ModelError, ParameterError
+from ..models import DEFAULT_SAMPLE_RATE  # a model file's rate unless --sample-rate says
 
 __all__ = ["add_model_options", "open_model", "open_model_spec", "read_class_names"]
 
 _TORCHSCRIPT = (".pt", ".pth", ".jit", ".ts", ".torchscript")
 _PICKLES = (".pkl", ".pickle", ".bin", ".ckpt", ".joblib", ".h5")
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-#: Sample rate assumed for a model file or object that does not declare one.
-DEFAULT_SAMPLE_RATE = 16000
 
 MODEL_HELP = (
     "built-in name (see `freqrex models`), .onnx file, save_pretrained directory (Hugging Face audio "
@@ -140,13 +139,13 @@ def open_model_spec(spec: str, args: argparse.Namespace):
         model = load_model(spec, sample_rate=rate, class_names=names)
         names = None
     elif suffix == ".onnx":
-        model = OnnxModel(spec, sample_rate=rate or DEFAULT_SAMPLE_RATE, output=output or "probabilities",
-                          class_names=names)
+        model = OnnxModel(spec, sample_rate=DEFAULT_SAMPLE_RATE if rate is None else rate,
+                          output=output or "probabilities", class_names=names)
         names, output_used = None, True
     elif suffix in _TORCHSCRIPT:
         _needs_trust(spec, "a TorchScript file", trusted)
-        model = TorchModel(spec, sample_rate=rate or DEFAULT_SAMPLE_RATE, output=output or "probabilities",
-                           class_names=names)
+        model = TorchModel(spec, sample_rate=DEFAULT_SAMPLE_RATE if rate is None else rate,
+                           output=output or "probabilities", class_names=names)
         names, output_used = None, True
     elif suffix in _PICKLES:
         raise ModelError(
@@ -159,16 +158,20 @@ def open_model_spec(spec: str, args: argparse.Namespace):
         if isinstance(obj, Model):
             model = obj
         else:
-            # as freqrex.explain(audio, sr, obj) would: only the options given on the command line, so
-            # that the object's own sample_rate and class_names hold and a function's scores are its own
+            # as freqrex.explain(audio, sr, obj) would: the object's own sample_rate and class_names hold
+            # and a function's scores are its own. --output says how to read scores (a model that does not
+            # say), --sample-rate is a rate for an object that declares none (else it is checked below),
+            # --class-names only renames the classes (applied below)
             from ..models import is_huggingface_model, is_huggingface_pipeline
 
-            given = {"sample_rate": rate, "class_names": names}
-            if not (is_huggingface_model(obj) or is_huggingface_pipeline(obj)):
+            hugging = is_huggingface_model(obj) or is_huggingface_pipeline(obj)
+            given = {}
+            if not hugging and output is not None:
                 given["output"] = output
                 output_used = True
-            model = as_model(obj, **{k: v for k, v in given.items() if v is not None})
-            names = None
+            if not hugging and rate is not None and getattr(obj, "sample_rate", None) is None:
+                given["sample_rate"] = rate
+            model = as_model(obj, **given)
     else:
         model = load_model(spec)  # raises the ModelError that says what is wrong
     if names is not None:

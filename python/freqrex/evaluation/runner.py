@@ -65,6 +65,12 @@ def _model_name(model: Any) -> str:
         options = [f"output={output}", f"sample_rate={model.sample_rate}"]
         options += [f"{k}={getattr(model, k)}" for k in ("window", "window_hop")
                     if getattr(model, k, None) is not None]
+        names = getattr(model, "class_names", None)
+        if names is not None and [str(n) for n in names] != [str(i) for i in range(len(names))]:
+            import hashlib  # names of its own: another reading of the same scores, never the same records
+
+            digest = hashlib.sha256("\n".join(str(n) for n in names).encode()).hexdigest()[:12]
+            options.append(f"class_names={digest}")
         return f"{base} ({type(model).__name__}, {', '.join(options)})"
     raise ParameterError(
         f"name the model (model_name=...): a {type(model).__name__} has nothing to tell it from another "

@@ -36,6 +36,7 @@ __all__ = [
     "musicnn",
     "BUILTIN_MODELS",
     "OTHER_MODELS",
+    "DEFAULT_SAMPLE_RATE",
 ]
 
 #: Names :func:`load_model` accepts (case-insensitive): the built-in musicnn
@@ -68,6 +69,33 @@ OTHER_MODELS = {
 }
 
 _TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".jit", ".ts", ".torchscript")
+#: The sample rate (Hz) of a model file that does not declare one (ONNX, TorchScript) unless
+#: ``sample_rate=`` (``--sample-rate``) says otherwise; its scores are read as probabilities unless
+#: ``output=`` says otherwise.  The command line and the Python API share both.
+DEFAULT_SAMPLE_RATE = 16000
+
+
+def _build(adapter, *args, **options):
+    """``adapter(*args, **options)``; an option the adapter does not take is a ParameterError that
+    lists the ones it does (not a TypeError from its constructor)."""
+    import inspect
+
+    target = adapter.__init__ if isinstance(adapter, type) else adapter
+    params = inspect.signature(target).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        taken = [n for n, p in params.items() if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        unknown = sorted(set(options) - set(taken))
+        if unknown:
+            name = getattr(adapter, "__name__", type(adapter).__name__)
+            raise ParameterError(f"{name} takes no option {', '.join(map(repr, unknown))}; its options: "
+                                 f"{', '.join(n for n in taken if n not in ('model', 'module', 'fn', 'name', 'path'))}")
+    return adapter(*args, **options)
+
+
+def _file_model(adapter, spec, **options):
+    """An ONNX or TorchScript model file (or ONNX bytes), with the defaults a file needs."""
+    options.setdefault("sample_rate", DEFAULT_SAMPLE_RATE)
+    return _build(adapter, spec, **options)
 
 
 def _musicnn():
@@ -105,11 +133,13 @@ def load_model(spec, **kwargs) -> Model:
           :class:`~freqrex.models.silero.SileroVAD` ``(**kwargs)``;
           ``"madmom_key"``: :class:`~freqrex.models.madmom_key.MadmomKey`
           ``(**kwargs)``;
-        - a path ending in ``.onnx``, or ONNX bytes: :class:`OnnxModel`;
+        - a path ending in ``.onnx``, or ONNX bytes: :class:`OnnxModel`
+          (``sample_rate`` :data:`DEFAULT_SAMPLE_RATE` unless given);
         - a directory written by ``save_pretrained`` (or a ``.safetensors``
           file inside one): :class:`HuggingFaceModel`;
         - a path ending in ``.pt``, ``.pth``, ``.jit``, ``.ts`` or
-          ``.torchscript`` (a TorchScript archive): :class:`TorchModel`;
+          ``.torchscript`` (a TorchScript archive): :class:`TorchModel`
+          (``sample_rate`` :data:`DEFAULT_SAMPLE_RATE` unless given);
         - a ``transformers`` model or pipeline: :class:`HuggingFaceModel`;
         - a ``torch.nn.Module`` (TorchScript included): :class:`TorchModel`;
         - any other callable: :class:`CallableModel`.
@@ -136,37 +166,37 @@ def load_model(spec, **kwargs) -> Model:
             )
         return spec
     if isinstance(spec, (bytes, bytearray)):
-        return OnnxModel(spec, **kwargs)
+        return _file_model(OnnxModel, spec, **kwargs)
     if isinstance(spec, (str, os.PathLike)):
         text = os.fspath(spec)
         if isinstance(spec, str) and _BUILTIN.get(text.lower()) == "silero_vad":
-            from .silero import silero_vad
+            from .silero import SileroVAD
 
-            return silero_vad(**kwargs)
+            return _build(SileroVAD, **kwargs)
         if isinstance(spec, str) and _BUILTIN.get(text.lower()) == "madmom_key":
-            from .madmom_key import madmom_key
+            from .madmom_key import MadmomKey
 
-            return madmom_key(**kwargs)
+            return _build(MadmomKey, **kwargs)
         if isinstance(spec, str) and text.lower() in _BUILTIN:
             try:
                 factory = _musicnn()
             except ImportError as exc:
                 raise ModelError(f"the built-in model {text!r} cannot be loaded: {exc}") from exc
-            return factory(_BUILTIN[text.lower()], **kwargs)
+            return _build(factory, _BUILTIN[text.lower()], **kwargs)
         suffix = os.path.splitext(text)[1].lower()
         if os.path.isdir(text):
-            return HuggingFaceModel(text, **kwargs)
+            return _build(HuggingFaceModel, text, **kwargs)
         if suffix == ".safetensors" and os.path.isfile(os.path.join(os.path.dirname(text) or ".", "config.json")):
-            return HuggingFaceModel(os.path.dirname(text) or ".", **kwargs)
+            return _build(HuggingFaceModel, os.path.dirname(text) or ".", **kwargs)
         if suffix == ".safetensors":
             raise ModelError(
                 f"{text} holds weights only: pass the directory save_pretrained wrote "
                 "(config.json, preprocessor_config.json and the .safetensors weights)"
             )
         if suffix == ".onnx":
-            return OnnxModel(text, **kwargs)
+            return _file_model(OnnxModel, text, **kwargs)
         if suffix in _TORCHSCRIPT_SUFFIXES:
-            return TorchModel(text, **kwargs)
+            return _file_model(TorchModel, text, **kwargs)
         if os.path.exists(text):
             raise ModelError(
                 f"cannot tell what kind of model {text} is: use a .onnx file, a TorchScript "
@@ -178,11 +208,11 @@ def load_model(spec, **kwargs) -> Model:
             f"({', '.join(BUILTIN_MODELS)})"
         )
     if is_huggingface_model(spec) or is_huggingface_pipeline(spec):
-        return HuggingFaceModel(spec, **kwargs)
+        return _build(HuggingFaceModel, spec, **kwargs)
     if _is_torch_module(spec):
-        return TorchModel(spec, **kwargs)
+        return _build(TorchModel, spec, **kwargs)
     if callable(spec):
-        return CallableModel(spec, **kwargs)
+        return _build(CallableModel, spec, **kwargs)
     raise ModelError(
         f"cannot use a {type(spec).__name__} as a model: pass a Model, a callable, a torch.nn.Module, "
         f"a .onnx or TorchScript path, or a built-in model name ({', '.join(BUILTIN_MODELS)})"
@@ -232,18 +262,18 @@ def as_model(obj, **options):
         return load_model(obj, **options)
     if is_huggingface_model(obj) or is_huggingface_pipeline(obj):
         feature_extractor = options.pop("feature_extractor", None)
-        return HuggingFaceModel(obj, feature_extractor, **options)
+        return _build(HuggingFaceModel, obj, feature_extractor, **options)
     if _is_torch_module(obj):
         options.setdefault("sample_rate", None)
         options.setdefault("output", "auto")
-        return TorchModel(obj, **options)
+        return _build(TorchModel, obj, **options)
     if isinstance(obj, (str, os.PathLike, bytes, bytearray)):
         return load_model(obj, **options)
     if callable(obj):
         if not options:
             return FunctionModel(obj)
         options.setdefault("sample_rate", None)
-        return CallableModel(obj, **options)
+        return _build(CallableModel, obj, **options)
     hint = ""
     if hasattr(obj, "predict"):
         hint = "; wrap its predict method: CallableModel(lambda waves: obj.predict(waves), sample_rate=...)"

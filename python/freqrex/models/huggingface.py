@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from .._checks import check_int
 from ..errors import ModelError, ParameterError
 from .callable_model import CallableModel
 from .torch_model import _import_torch, _resolve_device
@@ -105,9 +106,15 @@ def extractor_window(extractor, sample_rate: int) -> Optional[int]:
         frame = int(round(_AST_FRAME_S * sample_rate))
         shift = int(round(_AST_SHIFT_S * sample_rate))
         return frame + (int(extractor.max_length) - 1) * shift
+    return _fixed_length(extractor)
+
+
+def _fixed_length(extractor) -> Optional[int]:
+    """The input length, in samples, of an extractor that pads or cuts every input to it (Whisper's
+    ``n_samples``, CLAP's ``nb_max_samples``), else None."""
     for name in ("n_samples", "nb_max_samples"):
         value = getattr(extractor, name, None)
-        if isinstance(value, (int, np.integer)) and value > 0:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
             return int(value)
     return None
 
@@ -226,11 +233,17 @@ class HuggingFaceModel(CallableModel):
         except Exception as exc:
             raise ModelError(f"cannot move the model to {self.device}: {exc}") from exc
         self.feature_extractor = feature_extractor
+        # an extractor with a fixed input length (Whisper's 30 s, CLAP's) pads to it by its own default
+        # (Whisper's model refuses anything else); the others pad a batch to its longest waveform
+        self._padding = {} if _fixed_length(feature_extractor) else {"padding": True}
         if isinstance(window, str):
             if window != "auto":
                 raise ParameterError(f"window must be a number of samples, 'auto' or None, got {window!r}")
             window = extractor_window(feature_extractor, rate)
             window_hop = window_hop if window is not None else None
+        elif window is not None:
+            window = check_int(window, "window", 1)  # named as the caller named it
+        batch_size = check_int(batch_size, "batch_size", 1)
         self._multi_label = getattr(getattr(model, "config", None), "problem_type", None) == "multi_label_classification"
         super().__init__(
             self._run,
@@ -255,7 +268,7 @@ class HuggingFaceModel(CallableModel):
     def _run(self, waves: np.ndarray):
         torch = self._torch
         features = self.feature_extractor(
-            list(waves), sampling_rate=self.sample_rate, return_tensors="pt", padding=True
+            list(waves), sampling_rate=self.sample_rate, return_tensors="pt", **self._padding
         )
         dtype = getattr(self.module, "dtype", None)
         inputs = {}
