@@ -36,6 +36,15 @@ def _snr(flip: Optional[Dict[str, Any]]) -> Optional[float]:
     return float(flip["snr_db"])
 
 
+def _total(flips: Dict[str, Any]) -> Optional[int]:
+    """The equal total of queries: the causal k = 1 flip's (explanation included), or any k = 1 flip's."""
+    for strategy in ["causal"] + sorted(flips):
+        q = (flips.get(strategy) or {}).get("1", {}).get("queries")
+        if q is not None:
+            return int(q)
+    return None
+
+
 def _median(values: List[float]) -> Optional[float]:
     return statistics.median(values) if values else None
 
@@ -44,20 +53,22 @@ def facts(records: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The facts of one model's records (status ok, one per clip)."""
     clips = []
     for r in records:
-        o = r["original"]
+        o = r.get("original") or {}
+        if o.get("score") is None or o.get("runner_up_score") is None or not r.get("fft_flips"):
+            continue  # nothing to say of a record without its scores or flips
         margin = float(o["score"]) - float(o["runner_up_score"])
         one = {s: _snr(per_k.get("1")) for s, per_k in r["fft_flips"].items()}
         ks = sorted(int(k) for per_k in r["fft_flips"].values() for k in per_k)
         top = str(ks[-1]) if ks else "1"
         many = {s: _snr(per_k.get(top)) for s, per_k in r["fft_flips"].items()}
         clips.append({"clip": r["clip"], "label": o.get("name"), "margin": margin,
-                      "total": int(r["fft_flips"]["causal"]["1"]["queries"]),
+                      "total": _total(r["fft_flips"]),
                       "k1": one, "k_top": many,
                       "k1_best": max((v for v in one.values() if v is not None), default=None),
                       "k_top_best": max((v for v in many.values() if v is not None), default=None)})
     flipped = [c for c in clips if c["k1_best"] is not None]
     resist = [c for c in clips if c["k1_best"] is None]
-    totals = [c["total"] for c in clips]
+    totals = [c["total"] for c in clips if c["total"] is not None]
     out: Dict[str, Any] = {
         "clips": len(clips),
         "equal_total": {"min": min(totals), "max": max(totals), "median": _median(totals)} if totals else None,

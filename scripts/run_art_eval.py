@@ -97,7 +97,12 @@ def main(argv=None) -> int:
         flips = flips[index::count]
     models = {}
     if not args.summary:  # --summary only prints: it never starts an attack, nor writes
-        done = {(r["clip"], r["model"], r["attack"]) for r in load_records(args.out, repair=True)}
+        # a cut last line (a killed run) is mended by rewriting the file: never while another shard appends
+        if args.shard is not None and Path(args.out).is_file() and Path(args.out).stat().st_size \
+                and not Path(args.out).read_bytes().endswith(b"\n"):
+            p.error(f"{args.out} ends with a cut line: run once without --shard (it mends it), then the shards")
+        done = {(r["clip"], r["model"], r["attack"])
+                for r in load_records(args.out, repair=args.shard is None)}
         for rec in flips:
             budget = int(rec["fft_flips"]["causal"]["1"]["queries"])
             for attack in attacks:

@@ -403,3 +403,41 @@ def test_the_masked_stft_flip_is_not_announced_as_k_cells(tmp_path, wav, capsys)
                  "--space", "stft", "--budget", "6", "--quiet", "--out", str(tmp_path / "f")])
     out = capsys.readouterr().out
     assert code == 0 and "k <= " not in out and "as many cells as it needs" in out
+
+
+def test_a_loud_clips_flip_goes_beside_its_own_explanation(tmp_path):
+    """A float WAV held libsndfile's PEAK chunk with the time of writing: the same loud clip written a
+    second later had other bytes, so its flip was refused beside its own explanation ("another clip")."""
+    import time
+
+    x = 3.0 * make_clip()
+    e = freqrex.explain(x, SR, BandClassifier(), budget=24, iterations=2, rule="minimal")
+    out = e.save(tmp_path / "run")
+    held = (out / "original.wav").read_bytes()
+    time.sleep(1.1)
+    assert freqrex.io.wav_bytes(x, SR, subtype="auto") == held  # the same audio, the same bytes
+    r = freqrex.flip(x, SR, BandClassifier(), budget=8, explain_budget=24, explain_iterations=2, rule="minimal",
+                     max_queries=None)
+    r.save(out, original=x)
+    assert (out / "original.wav").read_bytes() == held
+    freqrex.Explanation.load(out)
+    FlipResult.load(out)
+    e.save(out)  # the explanation saved again: the flip's manifest still holds
+    FlipResult.load(out)
+
+
+def test_an_older_flip_folder_is_no_explanation_and_a_broken_explanation_is_kept(tmp_path):
+    r = freqrex.flip(make_clip(), SR, BandClassifier(), budget=8, explain_budget=24, explain_iterations=2,
+                     rule="minimal", max_queries=None)
+    old = r.save(tmp_path / "old", original=make_clip())
+    (old / "flip-manifest.json").rename(old / "manifest.json")  # how flips were saved before per-kind manifests
+    other = 0.5 * make_clip(seed=3)
+    r.save(old, original=other)  # another clip's flip: nothing of an explanation to keep
+    back, _ = sf.read(old / "original.wav", dtype="float32")
+    np.testing.assert_array_equal(back, freqrex.io.load_audio(old / "original.wav")[0])
+    e = freqrex.explain(make_clip(), SR, BandClassifier(), budget=24, iterations=2, rule="minimal")
+    d = e.save(tmp_path / "e")
+    (d / "original.wav").unlink()
+    with pytest.raises(ParameterError, match="cannot be read"):
+        r.save(d, original=make_clip())
+    assert not (d / "original.wav").exists() and not (d / "flip.json").exists()

@@ -279,7 +279,7 @@ def test_the_python_api_takes_a_model_file_as_the_cli_does(tmp_path, onnx_file):
         assert e.target in (0, 1, 2)
     # the path itself, read as probabilities (these scores lie in [0, 1]) at 16 kHz, as on the command line
     assert freqrex.explain(x, SR, onnx_file, budget=10, iterations=1).target in (0, 1, 2)
-    with pytest.raises(ParameterError, match="expects 16000 Hz"):  # a clip at another rate: said
+    with pytest.raises(ParameterError, match="declares no sample rate and is taken as 16000 Hz"):  # a clip at another rate: said
         freqrex.explain(x, 8000, onnx_file, budget=10, iterations=1)
     assert load_model(onnx_file, sample_rate=8000).sample_rate == 8000
     for spec, options, needle in [(onnx_file, {"device": "cpu"}, "OnnxModel takes no option 'device'"),
@@ -311,6 +311,17 @@ def test_a_factorys_function_keeps_its_scores_and_rate_whatever_names_are_given(
     assert json.loads(out)["target_name"] in ("loud", "quiet")
     code, _, err = cli(capsys, *base, "--sample-rate", "22050")
     assert code == EXIT_USAGE and "22050" in err and "16000" in err
+    # a function that declares no rate takes --sample-rate as its rate, its logits still its own scores
+    (tmp_path / "bare_models.py").write_text(
+        "import numpy as np\n"
+        "def build():\n"
+        "    def score(waves):\n"
+        "        return np.stack([(waves ** 2).mean(1) * 50 - 3, np.full(len(waves), 0.5)], 1)\n"
+        "    return score\n"
+    )
+    code, out, err = cli(capsys, "explain", wav, "--model", "bare_models:build", "--trust-model-code",
+                         "--sample-rate", "16000", "--out", str(tmp_path / "o2"), "--json", *SMALL_EXPLAIN)
+    assert code == 0, err
     code, _, err = cli(capsys, "explain", wav, "--model", str(tmp_path / "none.onnx"), "--sample-rate", "0",
                        *SMALL_EXPLAIN)
     assert code != 0 and "expects 16000" not in err
@@ -362,6 +373,12 @@ def test_evaluate_never_resumes_another_reading_of_the_same_file(tmp_path, wav, 
                    options=fast)
     assert abc[0]["model"] != xyz[0]["model"] and len(load_records(out)) == 2
     assert xyz[0]["original"]["name"] in "xyz" and abc[0]["original"]["name"] in "abc"
+    from freqrex.evaluation.runner import _model_name
+
+    plain = OnnxModel(onnx_file, sample_rate=SR, output="logits")
+    assert _model_name(plain) != _model_name(OnnxModel(onnx_file, sample_rate=SR, output="logits",
+                                                        fit_policy="center"))
+    assert "output_name=scores" in _model_name(plain)  # the output read, for a file with several
 
 
 def test_hugging_face_options_are_named_as_the_user_named_them(hf_dirs):

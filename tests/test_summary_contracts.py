@@ -326,6 +326,14 @@ def test_art_eval_shards_split_the_clips_and_skip_what_another_process_recorded(
     for bad in ("2/2", "1", "a/b"):
         with pytest.raises(SystemExit):
             art.main(["--flips", str(flips), "--out", str(out), "--shard", bad])
+    # a shard never rewrites the file (another may be appending): a cut last line is left to a plain run
+    with open(out, "ab") as fh:
+        fh.write(b'{"clip": "c9", "mod')
+    with pytest.raises(SystemExit):
+        art.main(["--flips", str(flips), "--out", str(out), "--attack", "simba", "--shard", "0/2"])
+    assert out.read_bytes().endswith(b'"mod')
+    assert art.main(["--flips", str(flips), "--out", str(out), "--attack", "simba"]) == 0
+    assert out.read_bytes().endswith(b"\n") and len(load_records(out)) == 5
     capsys.readouterr()
 
 

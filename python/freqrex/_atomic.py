@@ -188,6 +188,23 @@ def read_json(path: Union[str, "os.PathLike[str]"], max_bytes: int = MAX_JSON_BY
     return json.loads(path.read_text())
 
 
+def explanation_in(directory: Union[str, "os.PathLike[str]"]) -> bool:
+    """Whether ``directory`` holds a saved explanation: a ``manifest.json`` of kind "explanation" (a
+    flip saved before manifests were per kind wrote ``manifest.json`` of kind "flip": not one), or an
+    ``explanation.npz`` (an explanation saved before manifests)."""
+    d = Path(os.fspath(directory))
+    try:
+        if (d / MANIFEST).is_file():
+            try:
+                m = read_json(d / MANIFEST)
+            except (OSError, ValueError, RecursionError):
+                return True  # unreadable: taken for an explanation's, so nothing of it is overwritten
+            return not (isinstance(m, dict) and m.get("kind") not in (None, "explanation"))
+        return (d / "explanation.npz").is_file()
+    except OSError:
+        return False
+
+
 def check_saved(directory: Union[str, "os.PathLike[str]"], kind: str) -> bool:
     """Verify a saved folder against its manifest.
 

@@ -119,6 +119,20 @@ def model_sample_rate(model: Any) -> Optional[int]:
         raise ModelError(f"the model declares sample_rate={rate!r}, not a positive integer number of Hz") from None
 
 
+def check_clip_rate(model: Any, sample_rate: int) -> None:
+    """A ParameterError when the model declares a sample rate other than the clip's (a model file's
+    assumed rate says so, and how to give its own)."""
+    model_rate = model_sample_rate(model)
+    if model_rate is None or model_rate == sample_rate:
+        return
+    if getattr(model, "rate_assumed", False):
+        raise ParameterError(
+            f"the model file declares no sample rate and is taken as {model_rate} Hz, but the clip is "
+            f"{sample_rate} Hz: give the model's rate (sample_rate=..., --sample-rate) or resample the clip")
+    raise ParameterError(f"the model expects {model_rate} Hz audio but the clip is {sample_rate} Hz; resample it "
+                         "(freqrex.io.load_audio(path, sample_rate=...) does)")
+
+
 def check_sample_rate(sample_rate: Any) -> int:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
         raise ParameterError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
@@ -192,7 +206,7 @@ def call_model(
     try:
         if hasattr(out, "detach"):  # a torch tensor from a plain callable (bfloat16 has no NumPy dtype)
             out = out.detach().cpu()
-            out = (out.float() if out.is_floating_point() else out).numpy()
+            out = (out.double() if out.is_floating_point() else out).numpy()  # float64 kept whole
         raw = np.asarray(out)
         if raw.dtype.kind not in "biuf":
             raise TypeError(f"scores of dtype {raw.dtype}")

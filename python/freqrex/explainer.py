@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from . import _stft
-from ._checks import check_audio, check_sample_rate, model_sample_rate
+from ._checks import check_audio, check_clip_rate, check_sample_rate
 from ._oracle import Oracle
 from .margin import margin_of, margin_search, ranking_key
 from .reference import search_share
@@ -80,12 +80,7 @@ class Explainer:
         opts = self.options if not overrides else make_options(**{**self.options.to_dict(), **overrides})
         x = check_audio(audio)
         sr = check_sample_rate(sample_rate)
-        model_rate = model_sample_rate(self.model)
-        if model_rate is not None and model_rate != sr:
-            raise ParameterError(
-                f"the model expects {model_rate} Hz audio but the clip is {sr} Hz; resample it "
-                "(freqrex.io.load_audio(path, sample_rate=...) does)"
-            )
+        check_clip_rate(self.model, sr)
         opts.check_size(x.size)
         if opts.space == "stft" and x.size < opts.n_fft // 2 + 1:
             raise ParameterError(f"the clip ({x.size} samples) is shorter than half an STFT window (n_fft={opts.n_fft})")

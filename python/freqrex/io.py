@@ -379,29 +379,49 @@ def save_wav(
     AudioFileError
         The file cannot be written.
     """
-    frames, sample_rate, subtype = _wav_frames(audio, sample_rate, subtype, normalize)
+    data = wav_bytes(audio, sample_rate, subtype=subtype, normalize=normalize)
     try:
         path = Path(os.fspath(path))
     except TypeError as exc:
         raise ParameterError(f"path must be a str or os.PathLike, got {type(path).__name__}") from exc
     try:
         with atomic_writer(path) as fh:
-            sf.write(fh, frames, sample_rate, subtype=subtype, format="WAV")
+            fh.write(data)
     except AudioFileError:
         raise  # from atomic_writer: already says which file
-    except (OSError, RuntimeError) as exc:
+    except OSError as exc:
         raise AudioFileError(f"cannot write {path}: {exc}") from exc
     return path
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16", normalize: bool = False) -> bytes:
-    """The bytes :func:`save_wav` writes for the same arguments (to tell whether a file already holds them)."""
+    """The bytes :func:`save_wav` writes for the same arguments: the same audio gives the same bytes
+    (libsndfile's PEAK chunk of a float file, which holds the time of writing, is left out)."""
     import io as _io
 
     frames, sample_rate, subtype = _wav_frames(audio, sample_rate, subtype, normalize)
     buf = _io.BytesIO()
-    sf.write(buf, frames, sample_rate, subtype=subtype, format="WAV")
-    return buf.getvalue()
+    try:
+        sf.write(buf, frames, sample_rate, subtype=subtype, format="WAV")
+    except RuntimeError as exc:  # libsndfile's refusal (e.g. a size beyond what a WAV file holds)
+        raise ParameterError(f"cannot encode the audio as WAV: {exc}") from exc
+    return _without_chunk(buf.getvalue(), b"PEAK")
+
+
+def _without_chunk(data: bytes, chunk: bytes) -> bytes:
+    """A RIFF/WAVE file's bytes without its ``chunk`` chunks (the RIFF size mended); other files as they are."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return data
+    parts, i = [data[:12]], 12
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i + 4 : i + 8], "little")
+        end = min(len(data), i + 8 + size + (size & 1))
+        if data[i : i + 4] != chunk:
+            parts.append(data[i:end])
+        i = end
+    parts.append(data[i:])
+    out = b"".join(parts)
+    return out[:4] + (len(out) - 8).to_bytes(4, "little") + out[8:]
 
 
 def _wav_frames(audio, sample_rate, subtype: str, normalize: bool) -> Tuple[np.ndarray, int, str]:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _stft
-from ._checks import call_model, check_audio, check_sample_rate, model_sample_rate
+from ._checks import call_model, check_audio, check_clip_rate, check_sample_rate
 from .errors import ParameterError
 
 #: Fractions of the elements removed (deletion) or kept (insertion).
@@ -301,9 +301,7 @@ def ranking_curves(
     """
     x = check_audio(audio)
     sr = check_sample_rate(sample_rate)
-    model_rate = model_sample_rate(model)
-    if model_rate is not None and model_rate != sr:
-        raise ParameterError(f"the model expects {model_rate} Hz audio but the clip is {sr} Hz")
+    check_clip_rate(model, sr)
     f = _check_fractions(fractions)
     if operator not in OPERATORS:
         raise ParameterError(f"operator must be one of {', '.join(map(repr, OPERATORS))}; got {operator!r}")

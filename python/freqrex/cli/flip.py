@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .._atomic import begin_save, check_out_folder
+from .._atomic import begin_save, check_out_folder, explanation_in
 from ..manipulation.options import CHANGES, FLIP_SPACES, FLIP_STRATEGIES, FlipOptions
 from ..manipulation.result import check_beside_explanation
 from ..options import CUTS, ExplainOptions
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     model = open_model(args)
     audio, sr, source = open_clip(args, model)
     # in an explanation's folder: of the same clip only (its original.wav stays), its report.html kept
-    beside_explanation = check_beside_explanation(out, audio, sr) or explanation_in(out)
+    beside_explanation = check_beside_explanation(out, audio, sr)
     report_file = FLIP_REPORT_FILE if beside_explanation else REPORT_FILE
     given = given_options(args, FLIP_CLI)
     if "target" in given:
@@ -192,16 +192,6 @@ SPECTRUM_DIR = "vulnerability"
 SPECTRUM_PLOT = "vulnerability.png"
 #: The files a saved spectrum folder holds (VulnerabilitySpectrum.save).
 SPECTRUM_FILES = ("vulnerability.json", "vulnerability-manifest.json")
-
-
-def explanation_in(out: Path) -> bool:
-    """Whether ``out`` holds a saved explanation (a flip beside it: the layout ``freqrex report`` reads)."""
-    from .._atomic import MANIFEST
-
-    try:
-        return (out / MANIFEST).is_file() or (out / "explanation.npz").is_file()
-    except OSError:
-        return False
 
 
 def _remove_stale(out: Path, *, report: bool, vulnerability: bool) -> None:

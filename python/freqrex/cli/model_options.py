@@ -169,9 +169,14 @@ def open_model_spec(spec: str, args: argparse.Namespace):
             if not hugging and output is not None:
                 given["output"] = output
                 output_used = True
-            if not hugging and rate is not None and getattr(obj, "sample_rate", None) is None:
-                given["sample_rate"] = rate
             model = as_model(obj, **given)
+            if rate is not None and getattr(model, "sample_rate", None) is None:
+                from .._checks import check_sample_rate
+
+                try:  # the rate of a model that declares none; its scores are read as before
+                    model.sample_rate = check_sample_rate(rate)
+                except AttributeError as exc:
+                    raise ParameterError(f"--sample-rate cannot be set on {spec}") from exc
     else:
         model = load_model(spec)  # raises the ModelError that says what is wrong
     if names is not None:

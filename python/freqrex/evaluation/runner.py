@@ -57,7 +57,7 @@ def _model_name(model: Any) -> str:
         _own_attribute(model, "_fn") if isinstance(model, CallableModel) else None)
     source = _own_attribute(model, "source") if isinstance(model, CallableModel) else None
     if isinstance(fn, types.FunctionType) or (isinstance(source, str) and source and source != "<bytes>"):
-        # a function, or a file or folder (OnnxModel, HuggingFaceModel from a path): that, with the options
+        # a function, or a file or folder (OnnxModel, HuggingFaceModel, TorchModel from a path): that, with the options
         base = _model_name(fn) if isinstance(fn, types.FunctionType) else source  # a lambda: the error above
         if isinstance(model, FunctionModel):
             return base  # what evaluate() makes of the function itself: the same model, the same records
@@ -65,8 +65,12 @@ def _model_name(model: Any) -> str:
         options = [f"output={output}", f"sample_rate={model.sample_rate}"]
         options += [f"{k}={getattr(model, k)}" for k in ("window", "window_hop")
                     if getattr(model, k, None) is not None]
+        # what else of a file changes its scores: the input and output picked (ONNX), how a clip is fitted
+        options += [f"{k}={getattr(model, k)}" for k in ("input_name", "output_name", "fit_policy")
+                    if source is not None and getattr(model, k, None) is not None]
         names = getattr(model, "class_names", None)
-        if names is not None and [str(n) for n in names] != [str(i) for i in range(len(names))]:
+        if source is not None and names is not None and [str(n) for n in names] != [str(i) for i in range(len(names))]:
+            # (a function's model keeps its name of earlier versions: its records resume)
             import hashlib  # names of its own: another reading of the same scores, never the same records
 
             digest = hashlib.sha256("\n".join(str(n) for n in names).encode()).hexdigest()[:12]
@@ -195,8 +199,7 @@ def evaluate_many(
     from ..io import load_audio
     from .distributed import make_executor
 
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ParameterError(f"limit must be a positive integer, got {limit!r}")
+    limit = None if limit is None else check_int(limit, "limit", 1)
     max_retries = check_int(max_retries, "max_retries", 0)
     if not models:
         raise ParameterError("no model to evaluate")

@@ -453,7 +453,8 @@ def per_clip_markdown(records: Iterable[Union[Dict[str, Any], ClipRecord]],
     """
     lim = _limits_by_clip(limits)
     # by model, then clip: the table never depends on the order the records were written in (workers)
-    named = sorted(_groups(records)["in_order"], key=lambda nr: (nr[0], _clip_stem(nr[1].clip or nr[1].file or "?")))
+    named = sorted(_groups(records)["in_order"], key=lambda nr: (nr[0], _clip_stem(nr[1].clip or nr[1].file or "?"),
+                                                                str(nr[1].clip_id or nr[1].file or nr[1].clip or "")))
     if not named:
         return ""
     recs = [r for _, r in named]

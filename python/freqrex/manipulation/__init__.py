@@ -54,7 +54,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from .. import psychoacoustic as pa
-from .._checks import call_model, check_audio, check_sample_rate, model_sample_rate
+from .._checks import call_model, check_audio, check_clip_rate, check_sample_rate
 from ..errors import ParameterError
 from ..models import as_model
 from ..options import make_options
@@ -222,9 +222,7 @@ def flip(
     model = as_model(model)  # HF models, pipelines, torch modules, paths -> a freqrex Model
     x = check_audio(audio)
     sr = check_sample_rate(sample_rate)
-    model_rate = model_sample_rate(model)
-    if model_rate is not None and model_rate != sr:
-        raise ParameterError(f"the model expects {model_rate} Hz audio but the clip is {sr} Hz; resample it")
+    check_clip_rate(model, sr)
     if space == "stft" and x.size < n_fft // 2 + 1:
         raise ParameterError(f"the clip ({x.size} samples) is shorter than half an STFT window (n_fft={n_fft})")
     cache: Dict = _cache if _cache is not None else {}

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .._checks import call_model, check_audio, check_int, check_sample_rate, model_sample_rate
+from .._checks import call_model, check_audio, check_clip_rate, check_int, check_sample_rate
 from ..errors import ParameterError
 from .candidates import Change
 from .oracle import Oracle, check_classes
@@ -233,9 +233,7 @@ def tone_limit(
         raise ParameterError(f"need min_snr_db < max_snr_db and tol_db > 0, got {min_snr_db}, {max_snr_db}, {tol_db}")
     batch_size = check_int(batch_size, "batch_size", 1)
     model = as_model(model)
-    model_rate = model_sample_rate(model)
-    if model_rate is not None and model_rate != sr:
-        raise ParameterError(f"the model expects {model_rate} Hz audio but the clip is {sr} Hz; resample it")
+    check_clip_rate(model, sr)
     original = call_model(model, x[None, :], timeout=model_timeout, original=True)[0]
     check_classes(original)
     orig_class = int(np.argmax(original))

@@ -42,26 +42,42 @@ ORIGINAL_WAV = "original.wav"
 
 
 def check_beside_explanation(directory: "os.PathLike[str] | str", original: np.ndarray, sample_rate: int) -> bool:
-    """Whether ``directory`` holds an explanation whose ``original.wav`` is the bytes a flip of
-    ``original`` would write (True: the flip leaves it as it is); a ParameterError when it holds an
-    explanation of another clip, whose save the flip's ``original.wav`` would break.  False when
-    there is no explanation there."""
-    from .._atomic import MANIFEST
+    """Whether ``directory`` holds an explanation of the clip ``original`` (True: a flip saved there
+    leaves its ``original.wav`` as it is); False when it holds no explanation.  An explanation of
+    another clip (its ``original.wav`` holds other samples, or another rate or length), or one whose
+    ``original.wav`` is missing or unreadable, is a ParameterError: the flip's ``original.wav`` would
+    break or mislabel it."""
+    import soundfile as sf
+
+    from .._atomic import explanation_in
     from ..errors import ParameterError
     from ..io import wav_bytes
 
     out = Path(directory)
+    if not explanation_in(out):
+        return False
+    held_path = out / ORIGINAL_WAV
     try:
-        if not ((out / MANIFEST).is_file() and (out / ORIGINAL_WAV).is_file()):
-            return False
-        held = (out / ORIGINAL_WAV).read_bytes()
-    except OSError:
-        return False  # nothing readable to keep: the save reports what it cannot write
-    if held == wav_bytes(np.asarray(original), sample_rate, subtype="auto"):
-        return True
-    raise ParameterError(
-        f"{out} holds an explanation of another clip (its original.wav differs from this flip's clip: "
-        "another file, duration, offset or sample rate); save the flip to another folder (nothing was written)")
+        info = sf.info(str(held_path))
+        held, rate = sf.read(str(held_path), dtype="float32", always_2d=False)
+    except Exception as exc:  # noqa: BLE001 - missing, unreadable, not audio: one message
+        raise ParameterError(
+            f"{out} holds an explanation whose original.wav cannot be read ({type(exc).__name__}); a flip saved "
+            "there would pass its own clip off as the explanation's: save it to another folder "
+            "(nothing was written)") from None
+    x = np.asarray(original, dtype=np.float32).reshape(-1)
+    same = rate == int(sample_rate) and held.ndim == 1 and held.size == x.size
+    if same:  # the samples the explanation's save wrote, in its file's own format (an older save's too)
+        import io as _io
+
+        subtype = info.subtype if info.subtype in ("PCM_16", "FLOAT") else "auto"
+        expected, _ = sf.read(_io.BytesIO(wav_bytes(x, sample_rate, subtype=subtype)), dtype="float32")
+        same = bool(np.array_equal(held, expected))
+    if not same:
+        raise ParameterError(
+            f"{out} holds an explanation of another clip (its original.wav differs from this flip's clip: "
+            "another file, duration, offset or sample rate); save the flip to another folder (nothing was written)")
+    return True
 
 
 @dataclass

@@ -88,14 +88,17 @@ def _build(adapter, *args, **options):
         if unknown:
             name = getattr(adapter, "__name__", type(adapter).__name__)
             raise ParameterError(f"{name} takes no option {', '.join(map(repr, unknown))}; its options: "
-                                 f"{', '.join(n for n in taken if n not in ('model', 'module', 'fn', 'name', 'path'))}")
+                                 f"{', '.join(n for n in taken if n not in ('model', 'module', 'fn', 'name'))}")
     return adapter(*args, **options)
 
 
 def _file_model(adapter, spec, **options):
     """An ONNX or TorchScript model file (or ONNX bytes), with the defaults a file needs."""
+    assumed = "sample_rate" not in options
     options.setdefault("sample_rate", DEFAULT_SAMPLE_RATE)
-    return _build(adapter, spec, **options)
+    model = _build(adapter, spec, **options)
+    model.rate_assumed = assumed  # a clip at another rate: the error says the rate was not the file's
+    return model
 
 
 def _musicnn():

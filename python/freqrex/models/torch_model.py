@@ -100,7 +100,10 @@ class TorchModel(CallableModel):
         torch = _import_torch()
         self._torch = torch
         self.device = _resolve_device(torch, device)
+        #: The TorchScript file the module was loaded from (None for a module given as it is).
+        self.source = None
         if isinstance(module, (str, os.PathLike)):
+            self.source = os.fspath(module)
             module = self._load_script(torch, module)
         if not isinstance(module, torch.nn.Module):
             raise ParameterError(

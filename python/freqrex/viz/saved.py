@@ -31,8 +31,8 @@ class SavedExplanation(Explanation):
     """An :class:`~freqrex.Explanation` read back from a saved directory.
 
     It has no frequency space, so ``audio(name)`` returns the WAV files the
-    explanation saved (16-bit PCM, as a listener hears them) rather than
-    resynthesising.
+    explanation saved (16-bit PCM as a listener hears them, or float for a
+    clip louder than full scale) rather than resynthesising.
     """
 
     directory: Optional[Path] = None
