@@ -151,7 +151,11 @@ def test_odd_lengths_and_1d_input(vad):
 
 def test_matches_the_package_onnx_wrapper(vad):
     torch = pytest.importorskip("torch", reason="the package's own wrapper needs torch")
-    utils = pytest.importorskip("silero_vad.utils_vad")
+    threads = torch.get_num_threads()
+    try:
+        utils = pytest.importorskip("silero_vad.utils_vad")
+    finally:  # silero_vad sets torch's threads to 1 when imported: later tests' models would run otherwise
+        torch.set_num_threads(threads)
     waves = np.stack([speechlike(2.0, 7), (0.05 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32)])
     waves = waves[:, : 2 * SR - 100]  # not a whole number of chunks
     ref = utils.OnnxWrapper(silero_mod.find_model_file(), force_onnx_cpu=True)

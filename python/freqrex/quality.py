@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _stft
-from ._checks import call_model, check_audio, check_clip_rate, check_sample_rate
+from ._checks import call_model, check_audio, check_clip_rate, check_int, check_sample_rate
 from .errors import ParameterError
 
 #: Fractions of the elements removed (deletion) or kept (insertion).
@@ -307,8 +307,7 @@ def ranking_curves(
         raise ParameterError(f"operator must be one of {', '.join(map(repr, OPERATORS))}; got {operator!r}")
     if operator == "noise" and space != "fft":
         raise ParameterError("the noise operator is defined for the fft space only")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_int(batch_size, "batch_size", 1)
     n_fft, hop_length, mask_value = _check_space(space, n_fft, hop_length, x.size, mask_value)
     sp = _space_obj if _space_obj is not None else _space(x, space, n_fft, hop_length, mask_value)
     queries = 0

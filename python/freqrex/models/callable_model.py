@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .._checks import check_int
 from ..errors import FreqrexError, ModelError, ParameterError
 from ._windows import check_window, mean_over_windows, split_windows
 from .base import Model, class_name_list
@@ -30,17 +30,15 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 def _positive_int(value, name: str, *, allow_none: bool = True) -> Optional[int]:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ParameterError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
+    return check_int(value, name, 1)
 
 
 def _to_numpy(out) -> np.ndarray:
     """Convert a model's output (numpy, list, torch/tf tensor, ...) to float64."""
     if hasattr(out, "detach") and hasattr(out, "cpu"):  # torch.Tensor, without importing torch
         out = out.detach().cpu()
-        if hasattr(out, "float"):
-            out = out.float()
+        if getattr(out, "is_floating_point", lambda: False)():
+            out = out.double()  # bfloat16 has no NumPy dtype; float64 kept whole
         out = out.numpy()
     elif hasattr(out, "numpy") and not isinstance(out, np.ndarray):  # tf.Tensor, jax arrays
         out = out.numpy()

@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .._checks import check_int
 from ..errors import ModelError, ParameterError
 from .base import Model, as_wave_batch as _as_waves, onnx_session
 
@@ -112,8 +113,7 @@ class SileroVAD(Model):
 
     def __init__(self, path=None, *, providers: Optional[Sequence] = None, batch_size: int = 64,
                  n_threads: Optional[int] = 1):
-        if int(batch_size) < 1:
-            raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = check_int(batch_size, "batch_size", 1)
         self.batch_size = int(batch_size)
         # what records are kept under (batch size and threads change no score)
         self.name = "silero_vad" if path is None else f"silero_vad (path={os.fspath(path)})"
