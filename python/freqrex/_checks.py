@@ -145,6 +145,20 @@ def check_sample_rate(sample_rate: Any) -> int:
     return int(sample_rate)
 
 
+def tensor_to_numpy(out: Any) -> Any:
+    """A torch tensor (on any device, with or without grad) as a NumPy array, floating types as float64
+    (bfloat16 has no NumPy dtype; float64 is kept whole); a TensorFlow or JAX array through its
+    ``.numpy()``; anything else as it is."""
+    if hasattr(out, "detach") and hasattr(out, "cpu"):
+        out = out.detach().cpu()
+        if getattr(out, "is_floating_point", lambda: False)():
+            out = out.double()
+        return out.numpy()
+    if hasattr(out, "numpy") and not isinstance(out, np.ndarray):
+        return out.numpy()
+    return out
+
+
 def _class_names(model: Any) -> Optional[list]:
     """The class names a model declares, as a list (None when it declares none, or none that can be read)."""
     try:
@@ -204,10 +218,7 @@ def call_model(
     except Exception as exc:
         raise ModelError(f"the model raised {type(exc).__name__}: {exc}") from exc
     try:
-        if hasattr(out, "detach"):  # a torch tensor from a plain callable (bfloat16 has no NumPy dtype)
-            out = out.detach().cpu()
-            out = (out.double() if out.is_floating_point() else out).numpy()  # float64 kept whole
-        raw = np.asarray(out)
+        raw = np.asarray(tensor_to_numpy(out))
         if raw.dtype.kind not in "biuf":
             raise TypeError(f"scores of dtype {raw.dtype}")
         scores = raw.astype(np.float64)

@@ -6,7 +6,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_int, tensor_to_numpy
 from ..errors import FreqrexError, ModelError, ParameterError
 from ._windows import check_window, mean_over_windows, split_windows
 from .base import Model, class_name_list
@@ -34,15 +34,8 @@ def _positive_int(value, name: str, *, allow_none: bool = True) -> Optional[int]
 
 
 def _to_numpy(out) -> np.ndarray:
-    """Convert a model's output (numpy, list, torch/tf tensor, ...) to float64."""
-    if hasattr(out, "detach") and hasattr(out, "cpu"):  # torch.Tensor, without importing torch
-        out = out.detach().cpu()
-        if getattr(out, "is_floating_point", lambda: False)():
-            out = out.double()  # bfloat16 has no NumPy dtype; float64 kept whole
-        out = out.numpy()
-    elif hasattr(out, "numpy") and not isinstance(out, np.ndarray):  # tf.Tensor, jax arrays
-        out = out.numpy()
-    return np.asarray(out, dtype=np.float64)
+    """A model's output (numpy, list, torch/tf tensor, ...) as float64."""
+    return np.asarray(tensor_to_numpy(out), dtype=np.float64)
 
 
 def _guess_output(scores: np.ndarray) -> str:
