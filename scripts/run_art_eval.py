@@ -6,7 +6,9 @@ SimBA (``benches/peers/art_flips.py``) on the same clip and model with the
 total query budget of freqrex's causal k = 1 flip on that clip (explanation
 included), and appends one JSON line per (clip, model) to ``--out``
 (resumable; several processes may share ``--out``, each with its ``--shard I/N`` of
-the clips, and none repeats an attack another has recorded).  ``--summary`` prints the flip rate by SNR beside freqrex's.
+the clips, and none repeats an attack another has recorded).  ``--summary`` only prints
+what a run prints at its end: each attack's flip rate by SNR, then freqrex's k = 1 flips on
+the same clips (equal total queries) beside the attacks'.
 
     python scripts/run_art_eval.py --flips docs/results/flips-msd-musicnn.jsonl \
         --out docs/results/art-peers.jsonl --attack hopskipjump --attack simba
@@ -73,6 +75,39 @@ def summary_table(rows, attacks) -> str:
     return "\n".join(lines)
 
 
+def same_clips_table(rows, flips, attacks) -> str:
+    """freqrex's k = 1 flips (equal total) on exactly the clips each model's attacks have run: the
+    comparison at equal queries while the peers are still running (and after)."""
+    last = {}
+    for r in rows:
+        last[(r.get("clip"), r.get("model"), r.get("attack"))] = r
+    by_clip = {(r.get("clip"), r.get("model")): r for r in flips}
+    lines = ["| model | method (k = 1, the attacks' clips) | clips | " + " | ".join(
+        f"SNR >= {t} dB" for t in SNR_THRESHOLDS) + " |", "|---|---|--:|" + "|".join(["--:"] * len(SNR_THRESHOLDS)) + "|"]
+    for model in sorted({str(r.get("model")) for r in last.values()}):
+        clips = sorted({c for (c, m, a) in last if m == model and a in attacks and (c, m) in by_clip})
+        if not clips:
+            continue
+        strategies = [s for s in ("causal", "additive", "tone_scan", "random", "magnitude")
+                      if all(s in (by_clip[(c, model)].get("fft_flips") or {}) for c in clips)]
+        for strategy in strategies:
+            snrs = []
+            for c in clips:
+                f = (by_clip[(c, model)]["fft_flips"][strategy] or {}).get("1") or {}
+                snrs.append(_num(f.get("snr_db")) if f.get("success") else None)
+            rate = [sum(1 for v in snrs if v is not None and v >= t) / len(snrs) for t in SNR_THRESHOLDS]
+            lines.append(f"| {model} | freqrex {strategy} | {len(clips)} | "
+                         + " | ".join(f"{100 * v:.0f}%" for v in rate) + " |")
+        for attack in attacks:
+            rs = [last[(c, model, attack)] for c in clips if (c, model, attack) in last]
+            snrs = [_num(r.get("snr_db")) if r.get("success") else None for r in rs]
+            if rs:
+                rate = [sum(1 for v in snrs if v is not None and v >= t) / len(rs) for t in SNR_THRESHOLDS]
+                lines.append(f"| {model} | ART {attack} | {len(rs)} | "
+                             + " | ".join(f"{100 * v:.0f}%" for v in rate) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--flips", action="append", required=True, help="freqrex evaluate JSONL (repeatable)")
@@ -122,7 +157,10 @@ def main(argv=None) -> int:
                 append_record(args.out, out)
                 done.add(key)
                 print(json.dumps(out), flush=True)
-    print(summary_table(load_records(args.out), attacks))
+    rows = load_records(args.out)
+    print(summary_table(rows, attacks))
+    print()
+    print(same_clips_table(rows, flips, attacks))
     return 0
 
 

@@ -369,3 +369,17 @@ def test_the_facts_script_splits_clips_by_margin_and_counts_what_the_prose_quote
     assert f["resisting_flipped_by_k_top"] == {"c2": 7.0, "c3": 8.0}
     assert f["k_top_vs_k1"] == {"pairs": 8, "lost_a_flip": 0, "louder": 0, "quieter_by_0.5_db": 0}
     assert f["stft"]["flips"] == 4 and f["stft"]["over_art"] == 0 and f["stft"]["largest_art_excess_db"] == -1.0
+
+
+def test_art_summary_compares_on_the_clips_the_attacks_have_run(tmp_path, capsys):
+    art = _art_script()
+    out = tmp_path / "art.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in [_art_row("c0", "simba", 35.0, 490),
+                                                            _art_row("c1", "simba", 15.0, 490)]))
+    flips = tmp_path / "flips.jsonl"
+    recs = [record("c0", snr=25.0), record("c1", snr=45.0), record("c2", snr=5.0)]  # c2: no attack yet
+    flips.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert art.main(["--flips", str(flips), "--out", str(out), "--summary", "--attack", "simba"]) == 0
+    text = capsys.readouterr().out
+    assert "| m | freqrex causal | 2 | 100% | 100% | 50% | 50% |" in text  # c0 and c1 only
+    assert "| m | ART simba | 2 | 100% | 50% | 50% | 0% |" in text
