@@ -235,8 +235,8 @@ def call_model(
         raise ModelError("the model returned zero classes")
     if n_classes is not None and scores.shape[1] != n_classes:
         raise ModelError(f"the model returned {scores.shape[1]} classes, earlier {n_classes}")
-    names = _class_names(model)
-    if original and names is not None and len(names) != scores.shape[1]:
+    names = _class_names(model) if original else None  # once per run, not on every batch
+    if names is not None and len(names) != scores.shape[1]:
         raise ModelError(f"the model returned {scores.shape[1]} scores per waveform but {len(names)} class names "
                          "are set: a name for each class, in index order")
     if not np.all(np.isfinite(scores)):
